@@ -1,0 +1,140 @@
+"""The ``mtft-nlp`` command.
+
+    mtft-nlp splits --data_dir ../shared/data/original --output_dir data/k-shot --tasks SST-2 trec
+    mtft-nlp train --task_name sst-2 --seed 13 --output_dir runs/sst2-13     (= run_glue_fewshot.py)
+    mtft-nlp table runs/ [--format markdown|latex|csv]
+    mtft-nlp tasks
+
+Bad input (unknown task, malformed file, bad prompt, too few examples) prints one
+``error:`` line and exits with status 2, writing no results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import List, Optional
+
+from .tasks import MtftError
+
+logger = logging.getLogger("mtft_nlp")
+
+
+def _setup_logging(level=logging.INFO):
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
+                        handlers=[logging.StreamHandler(sys.stdout)], level=level)
+
+
+def _fail(exc: Exception) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return 2
+
+
+def run_glue_main(argv: Optional[List[str]] = None) -> int:
+    """Entry of ``run_glue_fewshot.py`` and ``mtft-nlp train``."""
+    from transformers import HfArgumentParser
+    import transformers
+
+    from .training import ModelArguments, PromptArguments, PromptTrainingArguments, run_prompt_experiment
+
+    parser = HfArgumentParser((ModelArguments, PromptArguments, PromptTrainingArguments),
+                              description="Prompt-based few-shot finetuning (LM-BFF) of a masked LM on one task and seed.")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+            loader = parser.parse_json_file if argv[0].endswith(".json") else parser.parse_yaml_file
+            model_args, prompt_args, training_args = loader(os.path.abspath(argv[0]))
+        else:
+            model_args, prompt_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    except MtftError as exc:
+        return _fail(exc)
+    except ValueError as exc:  # TrainingArguments' own validation
+        return _fail(exc)
+    _setup_logging()
+    log_level = training_args.get_process_log_level()
+    logging.getLogger("mtft_nlp").setLevel(log_level)
+    transformers.utils.logging.set_verbosity(max(log_level, logging.WARNING))
+    try:
+        run_prompt_experiment(model_args, prompt_args, training_args)
+    except MtftError as exc:
+        return _fail(exc)
+    return 0
+
+
+def cmd_splits(a) -> int:
+    from .data import write_splits
+
+    written = write_splits(a.tasks, a.data_dir, a.output_dir, a.seeds, a.k)
+    for p in written:
+        print(p)
+    return 0
+
+
+def cmd_table(a) -> int:
+    from .results import aggregate, find_results, format_table
+
+    results = find_results(a.dir)
+    if a.row:
+        results = [r for r in results if r["row"] in a.row]
+    if not results:
+        raise MtftError(f"no results.json found below {a.dir}")
+    sys.stdout.write(format_table(aggregate(results), a.format, titles=a.titles))
+    return 0
+
+
+def cmd_tasks(a) -> int:
+    from .tasks import available_tasks, get_task
+    from .metrics import METRIC_NAMES
+
+    for name in available_tasks():
+        t = get_task(name)
+        print(f"{t.name:8s} {len(t.labels)} labels  metric {METRIC_NAMES[t.metric]:15s} {t.source_file}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .data import DEFAULT_K, SEEDS
+
+    p = argparse.ArgumentParser(prog="mtft-nlp", description="Few-shot prompt-based finetuning toolkit (LM-BFF protocol).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("splits", help="write LM-BFF k-shot splits (byte-identical to LM-BFF's)")
+    s.add_argument("--data_dir", required=True, help="LM-BFF original/ folder (holding SST-2/, sst-5/, ...)")
+    s.add_argument("--output_dir", required=True, help="where <TASK>/<K>-<seed>/ folders are written")
+    s.add_argument("--tasks", nargs="+", required=True, help="task names (case-insensitive)")
+    s.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS), help="split seeds (default: 13 21 42 87 100)")
+    s.add_argument("--k", type=int, default=DEFAULT_K, help="examples per class (default 16)")
+    s.set_defaults(func=cmd_splits)
+
+    t = sub.add_parser("table", help="mean (std) x 100 per task and row over the results.json files below DIR")
+    t.add_argument("dir")
+    t.add_argument("--format", choices=["markdown", "latex", "csv"], default="markdown")
+    t.add_argument("--row", nargs="+", help="only these rows")
+    t.add_argument("--titles", action="store_true", help="the paper's row titles instead of row ids")
+    t.set_defaults(func=cmd_table)
+
+    k = sub.add_parser("tasks", help="list the packaged tasks")
+    k.set_defaults(func=cmd_tasks)
+
+    sub.add_parser("train", help="one prompt-based FT / zero-shot run (the flags of run_glue_fewshot.py; see 'mtft-nlp train --help')",
+                   add_help=False)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train":
+        return run_glue_main(argv[1:])
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s - %(name)s - %(message)s")
+    try:
+        return a.func(a)
+    except MtftError as exc:
+        return _fail(exc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""Task specifications: one declarative YAML file per task (``tasks/<name>.yaml``).
+
+A :class:`TaskSpec` says where a task's data lives (LM-BFF ``original/`` layout and a
+HuggingFace Hub dataset), which columns hold the text and the label, the label list, the
+metric and the length limits. The schema is documented in ``docs/TASKS.md``.
+
+Names are case-insensitive and may use aliases (``sst-2`` = ``SST-2`` = ``sst2``). A user
+adds a task by writing one file and passing its path wherever a task name is accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+METRICS = ("acc", "f1", "mcc", "pearson", "spearman")
+
+
+class MtftError(ValueError):
+    """Bad user input (task, file, prompt, data, options): the message names what is wrong.
+
+    Command-line entry points print it as one ``error:`` line and exit with status 2.
+    """
+
+
+class TaskError(MtftError):
+    """A task name or task file that cannot be used."""
+
+
+def _resource_dir(kind: str) -> Path:
+    """Folder of the packaged ``tasks/`` or ``prompts/`` files.
+
+    Order: ``$MTFT_NLP_<KIND>_DIR``; the source checkout (editable install); the
+    ``share/mtft-nlp/<kind>`` data files of a regular install.
+    """
+    env = os.environ.get(f"MTFT_NLP_{kind.upper()}_DIR")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent.parent / kind
+    if here.is_dir():
+        return here
+    for prefix in (sys.prefix, sys.base_prefix, os.path.expanduser("~/.local")):
+        cand = Path(prefix) / "share" / "mtft-nlp" / kind
+        if cand.is_dir():
+            return cand
+    raise TaskError(f"cannot find the packaged '{kind}/' folder; set MTFT_NLP_{kind.upper()}_DIR")
+
+
+def tasks_dir() -> Path:
+    return _resource_dir("tasks")
+
+
+def prompts_dir() -> Path:
+    return _resource_dir("prompts")
+
+
+@dataclasses.dataclass
+class LmbffSource:
+    """Where the task sits in an LM-BFF ``original/`` folder and how its files are read."""
+
+    dir: str
+    format: str  # "tsv" (tab separated, no quoting) or "csv" (no header, pandas-readable)
+    header: bool
+    train: str
+    test: Dict[str, str]  # original file -> k-shot test file name written by the splitter
+    text_a: int
+    label: int  # column index; -1 = last column
+    text_b: Optional[int] = None
+    skip_malformed: bool = False
+    dev_name: Optional[str] = None  # k-shot dev file name (default dev.<format>)
+    test_name: Optional[str] = None  # k-shot test file this task evaluates on
+
+    def __post_init__(self):
+        if self.format not in ("tsv", "csv"):
+            raise TaskError(f"lmbff.format must be 'tsv' or 'csv', got {self.format!r}")
+        if self.dev_name is None:
+            self.dev_name = f"dev.{self.format}"
+        if self.test_name is None:
+            self.test_name = next(iter(self.test.values())) if self.test else f"test.{self.format}"
+
+    @property
+    def cumulative_shuffle(self) -> bool:
+        """LM-BFF shuffled a header-less GLUE file's line list in place across seeds.
+
+        Its generator split the header off with ``lines[1:]`` (a copy) but returned the
+        list itself when there was no header (CoLA), so each seed's shuffle started from the
+        previous seed's order. Reproducing its splits means replaying that order.
+        """
+        return self.format == "tsv" and not self.header
+
+
+@dataclasses.dataclass
+class HubSource:
+    """A HuggingFace Hub dataset (``datasets.load_dataset(path, name)``) for the same task."""
+
+    path: str
+    train_split: str = "train"
+    test_split: str = "test"
+    text_a: str = "text"
+    label: str = "label"
+    name: Optional[str] = None
+    text_b: Optional[str] = None
+    label_map: Optional[Dict[Any, str]] = None  # Hub label value -> label of this task
+
+
+@dataclasses.dataclass
+class TaskSpec:
+    name: str
+    labels: List[str]
+    metric: str
+    lmbff: Optional[LmbffSource] = None
+    hub: Optional[HubSource] = None
+    aliases: List[str] = dataclasses.field(default_factory=list)
+    max_seq_length: int = 128
+    first_sent_limit: Optional[int] = None
+    other_sent_limit: Optional[int] = None
+    regression: Optional[Dict[str, float]] = None  # {low, high, bucket_threshold}
+    split_of: Optional[str] = None  # share another task's k-shot train/dev (MNLI-mm -> MNLI)
+    prompt_file: Optional[str] = None  # prompts/<prompt_file>.yaml (default: the task name)
+    source_file: Optional[str] = None
+
+    def __post_init__(self):
+        if self.metric not in METRICS:
+            raise TaskError(f"task {self.name}: metric must be one of {METRICS}, got {self.metric!r}")
+        self.labels = [str(x) for x in self.labels]
+        if len(self.labels) < 2:
+            raise TaskError(f"task {self.name}: needs at least two labels")
+        if len(set(self.labels)) != len(self.labels):
+            raise TaskError(f"task {self.name}: duplicate labels {self.labels}")
+
+    @property
+    def is_regression(self) -> bool:
+        return self.regression is not None
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    @property
+    def split_name(self) -> str:
+        """Folder name of this task's k-shot splits (LM-BFF's directory name)."""
+        if self.lmbff is not None:
+            return self.lmbff.dir
+        return self.name
+
+    def label_index(self, value: Any) -> int:
+        """Class index of a raw label (regression: the 0/1 bucket used for sampling)."""
+        if self.is_regression:
+            return 0 if float(value) < self.regression["bucket_threshold"] else 1
+        return self.labels.index(str(value))
+
+    def key(self) -> str:
+        return self.name.lower()
+
+
+def _normalise(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def _from_dict(d: Dict[str, Any], source_file: Optional[str]) -> TaskSpec:
+    d = dict(d)
+    try:
+        if d.get("lmbff"):
+            d["lmbff"] = LmbffSource(**d["lmbff"])
+        if d.get("hub"):
+            d["hub"] = HubSource(**d["hub"])
+        return TaskSpec(**d, source_file=source_file)
+    except TypeError as exc:  # unknown or missing key
+        raise TaskError(f"task file {source_file}: {exc}") from None
+
+
+def load_task_file(path: str | os.PathLike) -> TaskSpec:
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            d = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise TaskError(f"task file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise TaskError(f"task file {path} is not valid YAML: {exc}") from None
+    if not isinstance(d, dict) or "name" not in d:
+        raise TaskError(f"task file {path} must be a mapping with at least 'name', 'labels', 'metric'")
+    return _from_dict(d, str(path))
+
+
+_CACHE: Dict[str, TaskSpec] = {}
+
+
+def available_tasks() -> List[str]:
+    return sorted(load_task_file(p).name for p in tasks_dir().glob("*.yaml"))
+
+
+def get_task(name_or_path: str | os.PathLike | TaskSpec) -> TaskSpec:
+    """A task by name or alias (case-insensitive), or from a YAML file path."""
+    if isinstance(name_or_path, TaskSpec):
+        return name_or_path
+    s = str(name_or_path)
+    if s.endswith((".yaml", ".yml")) or os.sep in s:
+        return load_task_file(s)
+    key = _normalise(s)
+    if not _CACHE:
+        for p in sorted(tasks_dir().glob("*.yaml")):
+            t = load_task_file(p)
+            for alias in [t.name, *t.aliases]:
+                _CACHE[_normalise(alias)] = t
+    if key not in _CACHE:
+        names = ", ".join(sorted({t.name for t in _CACHE.values()}))
+        raise TaskError(f"unknown task {s!r}; known tasks: {names} (or pass a task file path)")
+    return _CACHE[key]

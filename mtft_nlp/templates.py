@@ -1,0 +1,265 @@
+"""Prompts: the LM-BFF template language and label words (``prompts/<task>.yaml``).
+
+A template is a string of pieces separated by ``*`` (see ``docs/PROMPTS.md``)::
+
+    *cls**sent_0*_It_was*mask*.*sep+*
+
+``cls``/``mask``/``sep``/``sep+`` are the tokenizer's special tokens (``sep+`` also starts a
+new segment id on models with token types), ``sent_i`` is sentence i (``+`` adds a leading
+space, ``-`` drops its last character, ``l``/``u`` lower/upper-cases its first character),
+``label_i`` is the label word of class i, anything else is literal text with ``_`` for a
+space; a one-character literal is a single vocabulary token.
+
+:class:`PromptEncoder` turns (text_a, text_b) into token ids with the mask position, for
+any HF tokenizer: WordPiece (BERT, uncased or cased), byte-level BPE (RoBERTa, GPT-2
+vocabularies) and SentencePiece. It is the only place a prompt is rendered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import yaml
+
+from .tasks import MtftError, TaskSpec, get_task, prompts_dir
+
+
+class PromptError(MtftError):
+    """A template or label word that cannot be used with this task or tokenizer."""
+
+
+@dataclasses.dataclass
+class Prompt:
+    template: str
+    label_words: Dict[str, str]  # task label -> word
+    name: str = "custom"
+    description: str = ""
+
+    def words_in_order(self, task: TaskSpec) -> List[str]:
+        """Label words in the task's label order (never in file order)."""
+        missing = [lab for lab in task.labels if lab not in self.label_words]
+        extra = [lab for lab in self.label_words if lab not in task.labels]
+        if missing or extra:
+            raise PromptError(
+                f"prompt {self.name!r} for task {task.name}: label words must cover exactly the labels "
+                f"{task.labels}; missing {missing}, unknown {extra}"
+            )
+        return [self.label_words[lab] for lab in task.labels]
+
+    def to_dict(self) -> Dict:
+        return {"name": self.name, "template": self.template, "label_words": dict(self.label_words)}
+
+
+def load_prompt(task: TaskSpec | str, name: Optional[str] = None, prompt_file: Optional[str] = None) -> Prompt:
+    """The named prompt (default: the file's ``default``) of ``prompts/<task>.yaml`` or ``prompt_file``."""
+    task = get_task(task)
+    path = Path(prompt_file) if prompt_file else prompts_dir() / f"{task.prompt_file or task.name}.yaml"
+    try:
+        with open(path, encoding="utf-8") as f:
+            d = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise PromptError(f"prompt file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise PromptError(f"prompt file {path} is not valid YAML: {exc}") from None
+    prompts = (d or {}).get("prompts")
+    if not isinstance(prompts, dict) or not prompts:
+        raise PromptError(f"prompt file {path} has no 'prompts' mapping")
+    name = name or d.get("default") or next(iter(prompts))
+    if name not in prompts:
+        raise PromptError(f"prompt {name!r} not in {path}; available: {', '.join(prompts)}")
+    p = prompts[name]
+    if "template" not in p or "label_words" not in p:
+        raise PromptError(f"prompt {name!r} in {path} needs 'template' and 'label_words'")
+    for k, v in p["label_words"].items():
+        if not isinstance(v, str):  # YAML 1.1 reads unquoted No/Yes as booleans
+            raise PromptError(f"prompt {name!r} in {path}: label word for {k!r} was read as {v!r}; quote it (\"No\")")
+    words = {str(k): v for k, v in p["label_words"].items()}
+    prompt = Prompt(template=str(p["template"]), label_words=words, name=name, description=p.get("description", ""))
+    prompt.words_in_order(task)  # validate the label set now
+    return prompt
+
+
+_SENT = re.compile(r"^(\+)?sent([lu])?(-)?_(\d+)$")
+_LABEL = re.compile(r"^label_(\d+)$")
+
+
+@dataclasses.dataclass
+class _Piece:
+    kind: str  # special | sent | label | literal
+    value: object = None
+    sent_id: int = -1
+    space: bool = False
+    case: Optional[str] = None
+    drop_last: bool = False
+    new_segment: bool = False
+
+
+def parse_template(template: str) -> List[_Piece]:
+    pieces: List[_Piece] = []
+    for part in template.split("*"):
+        if part == "":
+            continue
+        if part in ("cls", "mask", "sep", "sep+"):
+            pieces.append(_Piece("special", part.rstrip("+"), new_segment=part == "sep+"))
+            continue
+        m = _SENT.match(part)
+        if m:
+            pieces.append(_Piece("sent", sent_id=int(m.group(4)), space=bool(m.group(1)), case=m.group(2), drop_last=bool(m.group(3))))
+            continue
+        m = _LABEL.match(part)
+        if m:
+            pieces.append(_Piece("label", int(m.group(1))))
+            continue
+        pieces.append(_Piece("literal", part.replace("_", " ")))
+    if sum(1 for p in pieces if p.kind == "special" and p.value == "mask") != 1:
+        raise PromptError(f"template {template!r} must contain exactly one *mask* piece")
+    return pieces
+
+
+def _transform(text: str, piece: _Piece) -> str:
+    if piece.drop_last:
+        text = text[:-1]
+    if piece.case == "l":
+        text = text[:1].lower() + text[1:]
+    elif piece.case == "u":
+        text = text[:1].upper() + text[1:]
+    if piece.space:
+        text = " " + text
+    return text
+
+
+def label_word_id(tokenizer, word: str) -> int:
+    """Id of a label word as one vocabulary token, with the leading-space form on BPE/SentencePiece
+    vocabularies (``Ġgreat``); uncased vocabularies lower-case it. Raises :class:`PromptError` if the
+    word is not a single token."""
+    if word[:1] in ("<", "[", ".", ",") and len(tokenizer.tokenize(word)) == 1:
+        return tokenizer.convert_tokens_to_ids(tokenizer.tokenize(word)[0])
+    toks = tokenizer.tokenize(" " + word)
+    if len(toks) != 1:
+        name = getattr(tokenizer, "name_or_path", type(tokenizer).__name__)
+        raise PromptError(
+            f"label word {word!r} is not one token for tokenizer {name} (it splits into {toks}); "
+            "choose a word that is in the vocabulary"
+        )
+    tid = tokenizer.convert_tokens_to_ids(toks[0])
+    if tid == tokenizer.unk_token_id:
+        raise PromptError(f"label word {word!r} is unknown to tokenizer {getattr(tokenizer, 'name_or_path', '')}")
+    return int(tid)
+
+
+class PromptEncoder:
+    """Render a task's examples through a prompt into model inputs for one tokenizer.
+
+    ``encode_batch`` returns, per example, ``input_ids``, ``attention_mask``,
+    ``token_type_ids`` (only for tokenizers that use them) and ``mask_pos``. Sentence
+    limits (``first_sent_limit``/``other_sent_limit``) and ``max_seq_length`` come from
+    the task and are per-instance state, so two tasks never share them.
+    """
+
+    def __init__(self, task: TaskSpec | str, prompt: Prompt, tokenizer, max_seq_length: Optional[int] = None,
+                 first_sent_limit: Optional[int] = None, other_sent_limit: Optional[int] = None,
+                 truncate_head: bool = False):
+        self.task = get_task(task)
+        self.prompt = prompt
+        self.tokenizer = tokenizer
+        self.max_seq_length = max_seq_length or self.task.max_seq_length
+        self.first_sent_limit = first_sent_limit if first_sent_limit is not None else self.task.first_sent_limit
+        self.other_sent_limit = other_sent_limit if other_sent_limit is not None else self.task.other_sent_limit
+        self.truncate_head = truncate_head
+        self.pieces = parse_template(prompt.template)
+        n_sent = 2 if (self.task.lmbff and self.task.lmbff.text_b is not None) or (self.task.hub and self.task.hub.text_b) else 1
+        for p in self.pieces:
+            if p.kind == "sent" and p.sent_id >= n_sent:
+                raise PromptError(f"template {prompt.template!r} uses sentence {p.sent_id} but task {self.task.name} has {n_sent}")
+        if tokenizer.mask_token_id is None:
+            raise PromptError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')} has no mask token: prompts need a masked LM")
+        self.label_word_ids: List[int] = [label_word_id(tokenizer, w) for w in prompt.words_in_order(self.task)]
+        if len(set(self.label_word_ids)) != len(self.label_word_ids):
+            raise PromptError(f"prompt {prompt.name!r}: two labels share one label word {prompt.words_in_order(self.task)}")
+        self.use_token_types = "token_type_ids" in getattr(tokenizer, "model_input_names", [])
+        special = {"cls": tokenizer.cls_token_id, "mask": tokenizer.mask_token_id, "sep": tokenizer.sep_token_id}
+        if special["cls"] is None:
+            special["cls"] = tokenizer.bos_token_id
+        if special["sep"] is None:
+            special["sep"] = tokenizer.eos_token_id
+        self._fixed: Dict[int, List[int]] = {}
+        for i, p in enumerate(self.pieces):
+            if p.kind == "special":
+                self._fixed[i] = [special[p.value]]
+            elif p.kind == "label":
+                if p.value >= len(self.label_word_ids):
+                    raise PromptError(f"template {prompt.template!r}: label_{p.value} but the task has {len(self.label_word_ids)} classes")
+                self._fixed[i] = [self.label_word_ids[p.value]]
+            elif p.kind == "literal":
+                self._fixed[i] = self._literal_ids(p.value)
+
+    def _literal_ids(self, text: str) -> List[int]:
+        tok = self.tokenizer
+        if len(text) == 1:
+            tid = tok.convert_tokens_to_ids(text)
+            if tid is not None and tid != tok.unk_token_id:
+                return [tid]
+        return tok.encode(text, add_special_tokens=False)
+
+    def encode(self, text_a: str, text_b: Optional[str] = None) -> Dict[str, object]:
+        return self.encode_batch([text_a], [text_b])[0]
+
+    def encode_batch(self, texts_a: Sequence[str], texts_b: Optional[Sequence[Optional[str]]] = None,
+                     row_names: Optional[Sequence[str]] = None) -> List[Dict[str, object]]:
+        n = len(texts_a)
+        texts_b = texts_b if texts_b is not None else [None] * n
+        sents = [texts_a, texts_b]
+        # tokenize every sentence piece of every example in one fast-tokenizer call per piece
+        piece_ids: Dict[int, List[List[int]]] = {}
+        for i, p in enumerate(self.pieces):
+            if p.kind != "sent":
+                continue
+            col = sents[p.sent_id]
+            texts = []
+            for j in range(n):
+                t = col[j]
+                if t is None:
+                    where = row_names[j] if row_names else f"example {j}"
+                    raise PromptError(f"{where}: template {self.prompt.template!r} needs sentence {p.sent_id}, which is missing")
+                texts.append(_transform(str(t), p))
+            ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+            limit = self.first_sent_limit if p.sent_id == 0 else self.other_sent_limit
+            if limit:
+                ids = [x[:limit] for x in ids]
+            piece_ids[i] = ids
+        mask_id = self.tokenizer.mask_token_id
+        out = []
+        for j in range(n):
+            input_ids: List[int] = []
+            token_types: List[int] = []
+            segment = 0
+            for i, p in enumerate(self.pieces):
+                new = piece_ids[i][j] if p.kind == "sent" else self._fixed[i]
+                input_ids += new
+                token_types += [segment] * len(new)
+                if p.new_segment:
+                    segment += 1
+            if len(input_ids) > self.max_seq_length:
+                if self.truncate_head:
+                    input_ids, token_types = input_ids[-self.max_seq_length:], token_types[-self.max_seq_length:]
+                else:
+                    input_ids, token_types = input_ids[: self.max_seq_length], token_types[: self.max_seq_length]
+            if mask_id not in input_ids:
+                where = row_names[j] if row_names else f"example {j}"
+                raise PromptError(
+                    f"{where}: the mask token was truncated away (max_seq_length {self.max_seq_length}); "
+                    "raise --max_seq_length or set a sentence limit (first_sent_limit/other_sent_limit)"
+                )
+            feat = {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "mask_pos": input_ids.index(mask_id)}
+            if self.use_token_types:
+                feat["token_type_ids"] = token_types
+            out.append(feat)
+        return out
+
+    def render_text(self, text_a: str, text_b: Optional[str] = None) -> str:
+        """The prompt as the model sees it (decoded tokens), for logs and model cards."""
+        return self.tokenizer.decode(self.encode(text_a, text_b)["input_ids"])
