@@ -118,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("tasks", help="list the packaged tasks")
     k.set_defaults(func=cmd_tasks)
 
+    from . import selection
+
+    selection.register_cli(sub)
+
     sub.add_parser("train", help="one prompt-based FT / zero-shot run (the flags of run_glue_fewshot.py; see 'mtft-nlp train --help')",
                    add_help=False)
     return p
