@@ -124,6 +124,8 @@ class PromptTrainingArguments(TrainingArguments):
         if _default_ddp_backend() == "gloo":
             self.use_cpu = True
             self.ddp_backend = self.ddp_backend or "gloo"
+        if not torch.cuda.is_available():
+            self.dataloader_pin_memory = False
         super().__post_init__()
 
 
