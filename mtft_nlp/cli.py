@@ -63,6 +63,32 @@ def run_glue_main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
+def multitask_main(argv: Optional[List[str]] = None) -> int:
+    """Entry of ``mtft-nlp multitask``: the multitask finetuning stage."""
+    from transformers import HfArgumentParser
+    import transformers
+
+    from .multitask import MultitaskArguments, MultitaskTrainingArguments, run_multitask
+    from .training import ModelArguments
+
+    parser = HfArgumentParser((ModelArguments, MultitaskArguments, MultitaskTrainingArguments),
+                              prog="mtft-nlp multitask",
+                              description="Multitask finetuning of a masked LM on few-shot source tasks (PROTOCOL section 5).")
+    try:
+        model_args, mt_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    except ValueError as exc:
+        return _fail(exc)
+    _setup_logging()
+    log_level = training_args.get_process_log_level()
+    logging.getLogger("mtft_nlp").setLevel(log_level)
+    transformers.utils.logging.set_verbosity(max(log_level, logging.WARNING))
+    try:
+        run_multitask(model_args, mt_args, training_args)
+    except MtftError as exc:
+        return _fail(exc)
+    return 0
+
+
 def cmd_splits(a) -> int:
     from .data import write_splits
 
@@ -122,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     selection.register_cli(sub)
 
+    sub.add_parser("multitask", help="multitask finetuning stage before prompt-based FT (see 'mtft-nlp multitask --help')",
+                   add_help=False)
     sub.add_parser("train", help="one prompt-based FT / zero-shot run (the flags of run_glue_fewshot.py; see 'mtft-nlp train --help')",
                    add_help=False)
     return p
@@ -131,6 +159,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":
         return run_glue_main(argv[1:])
+    if argv and argv[0] == "multitask":
+        return multitask_main(argv[1:])
     parser = build_parser()
     a = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s - %(name)s - %(message)s")

@@ -28,6 +28,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 from transformers.utils import ModelOutput
 
 DEFAULT_MODEL = "minilm"
+MULTITASK_METADATA = "multitask_config.json"  # written by the multitask stage next to its checkpoint
 
 
 def default_model_path() -> str:
@@ -46,6 +47,26 @@ def resolve_model_name(name: Optional[str]) -> str:
 
 def is_default_model(name: Optional[str]) -> bool:
     return resolve_model_name(name) == default_model_path()
+
+
+def multitask_metadata(name: Optional[str]) -> Optional[dict]:
+    """The multitask stage's metadata if ``name`` is a folder it wrote, else None."""
+    import json
+
+    p = os.path.join(resolve_model_name(name), MULTITASK_METADATA)
+    if not os.path.isfile(p):
+        return None
+    with open(p, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def default_row(name: Optional[str], zero_shot: bool) -> str:
+    """Table row of a run: zero-shot / pbft, prefixed mt- (multitask checkpoint) or mt-sel- (selected sources)."""
+    meta = multitask_metadata(name)
+    kind = "zero-shot" if zero_shot else "pbft"
+    if meta is None:
+        return kind
+    return f"mt-sel-{kind}" if meta.get("selection") else f"mt-{kind}"
 
 
 def load_masked_lm(name: Optional[str], head_init: str = "random", **kwargs):

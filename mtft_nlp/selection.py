@@ -47,7 +47,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .data import DEFAULT_K, SEEDS, DataError, load_kshot
+from .data import DEFAULT_K, SEEDS, DataError, default_data_dir, load_kshot, normalize_text, text_overlap
 from .tasks import MtftError, TaskSpec, available_tasks, get_task
 from .templates import load_prompt, parse_template, _transform
 
@@ -647,39 +647,6 @@ def select_from_embeddings(target_name: str, target: np.ndarray, candidates: Dic
 # --------------------------------------------------------------------------- text overlap (leakage guard)
 
 
-def normalize_text(text: str) -> str:
-    """Lower case, whitespace runs collapsed to one space, stripped."""
-    return " ".join(str(text).split()).lower()
-
-
-def _fields(example: Dict) -> List[str]:
-    """The example's non-empty text_a / text_b."""
-    return [str(example[f]) for f in ("text_a", "text_b") if example.get(f) is not None and str(example[f]).strip()]
-
-
-def text_overlap(target_examples: Sequence[Dict], source_examples: Sequence[Dict], max_examples: int = 5) -> Dict:
-    """Source examples whose text_a or text_b also occurs (as text_a or text_b) among the target examples.
-
-    Returns ``{"n_examples", "exact", "normalized", "indices", "examples"}``: the number of
-    source examples, how many share a text exactly, how many after :func:`normalize_text`
-    (a superset of the exact ones), the indices of the latter, and the first
-    ``max_examples`` of them as ``{"row", "text"}``.
-    """
-    exact = {t for ex in target_examples for t in _fields(ex)}
-    norm = {normalize_text(t) for t in exact}
-    n_exact, indices, shown = 0, [], []
-    for i, ex in enumerate(source_examples):
-        fields = _fields(ex)
-        n_exact += any(t in exact for t in fields)
-        hit = next((t for t in fields if normalize_text(t) in norm), None)
-        if hit is not None:
-            indices.append(i)
-            if len(shown) < max_examples:
-                shown.append({"row": ex.get("row"), "text": hit})
-    return {"n_examples": len(source_examples), "exact": int(n_exact), "normalized": len(indices), "indices": indices,
-            "examples": shown}
-
-
 def _overlap_with_target(target: TaskSpec, data_dir, candidates: Sequence[str], split_seed: int, k_shot: int,
                          pool_seeds: bool) -> Tuple[Dict[str, Dict], Optional[str]]:
     """text_overlap of each candidate's k-shot train data with the target's test set."""
@@ -695,18 +662,13 @@ def _overlap_with_target(target: TaskSpec, data_dir, candidates: Sequence[str], 
 # --------------------------------------------------------------------------- the API
 
 
-def default_data_dir() -> Path:
-    """$MTFT_NLP_DATA_DIR, else ``../shared/data`` (relative to the working directory)."""
-    return Path(os.environ.get("MTFT_NLP_DATA_DIR") or Path("..") / "shared" / "data")
-
-
 def embed_tasks(names: Sequence[str], data_dir=None, encoder: Optional[str] = None, variant: str = DEFAULT_VARIANT,
                 split_seed: int = DEFAULT_SPLIT_SEED, k_shot: int = DEFAULT_K, pool_seeds: bool = False,
                 cache_dir=None) -> Dict[str, np.ndarray]:
     """:func:`task_embeddings` of several tasks, by name."""
     if variant not in VARIANTS:
         raise SelectionError(f"unknown embedding variant {variant!r}; choose from {', '.join(VARIANTS)}")
-    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    data_dir = Path(data_dir if data_dir is not None else default_data_dir())
     return {n: task_embeddings(n, data_dir, encoder, variant, split_seed, k_shot, pool_seeds, cache_dir) for n in names}
 
 
@@ -728,7 +690,7 @@ def select_tasks(target: str, candidates: Optional[Sequence[str]] = None, method
     cov = make_coverage(coverage, quantile, dims)
     if method not in METHODS:
         raise SelectionError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    data_dir = Path(data_dir if data_dir is not None else default_data_dir())
     embs = embed_tasks([target_task.name, *names], data_dir, encoder, variant, split_seed, k_shot, pool_seeds, cache_dir)
     target_emb = embs.pop(target_task.name)
     result = select_from_embeddings(target_task.name, target_emb, embs, method, cov, p, k, seed)

@@ -28,10 +28,11 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import EvalLoopOutput, EvalPrediction
 
-from .data import DEFAULT_K, load_files, load_hub, load_kshot
+from .data import DEFAULT_K, default_data_dir, load_files, load_hub, load_kshot
 from .features import FeatureDataset, PromptCollator, build_features
 from .metrics import compute_metrics
-from .modeling import PromptForMaskedLM, is_default_model, load_masked_lm, predictions_from_logits, resolve_model_name
+from .modeling import (PromptForMaskedLM, default_row, is_default_model, load_masked_lm, multitask_metadata,
+                       predictions_from_logits, resolve_model_name)
 from .results import atomic_write_json, environment
 from .tasks import MtftError, TaskSpec, get_task
 from .templates import Prompt, PromptEncoder, load_prompt
@@ -52,10 +53,6 @@ def _default_ddp_backend() -> Optional[str]:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
         return "gloo"
     return None
-
-
-def default_data_dir() -> str:
-    return os.environ.get("MTFT_NLP_DATA_DIR", os.path.join("..", "shared", "data"))
 
 
 @dataclass
@@ -190,6 +187,27 @@ class PromptTrainer(Trainer):
     repeats to even out the last batches before metrics are computed, so the dev/test
     metrics of a 2-process run are computed over exactly the dataset.
     """
+
+    def _save(self, output_dir=None, state_dict=None):
+        """A prompt model's checkpoint is its masked LM as a standard HF folder (tied weights kept)."""
+        inner = self.accelerator.unwrap_model(self.model)
+        if not isinstance(inner, PromptForMaskedLM):
+            return super()._save(output_dir, state_dict)
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if self.args.should_save:
+            os.makedirs(output_dir, exist_ok=True)
+            inner.mlm.save_pretrained(output_dir)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        inner = self.accelerator.unwrap_model(model if model is not None else self.model)
+        if not isinstance(inner, PromptForMaskedLM):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        from transformers import AutoModelForMaskedLM
+
+        saved = AutoModelForMaskedLM.from_pretrained(resume_from_checkpoint)
+        inner.mlm.load_state_dict(saved.state_dict())
 
     def _get_train_sampler(self, train_dataset=None):
         ds = train_dataset if train_dataset is not None else self.train_dataset
@@ -339,7 +357,9 @@ def train_and_evaluate(model_args: ModelArguments, args: PromptArguments, traini
     test_metrics = {k[len("test_"):]: v for k, v in test_out.metrics.items() if k.startswith("test_")}
     record = {
         "task": task.name,
-        "row": args.row or ("zero-shot" if args.zero_shot else "pbft"),
+        "row": args.row or default_row(model_args.model_name_or_path, args.zero_shot),
+        "multitask": multitask_metadata(model_args.model_name_or_path) and {
+            k: multitask_metadata(model_args.model_name_or_path)[k] for k in ("target", "sources_origin", "sampler", "max_steps")},
         "seed": training_args.seed,
         "k": args.k,
         "metric": task.metric,

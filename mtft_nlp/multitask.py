@@ -1,0 +1,331 @@
+"""The multitask finetuning stage (PROTOCOL §5): finetune the masked LM on a collection of
+few-shot tasks before adapting it to the target.
+
+Every example is rendered with its own task's prompt and scored over its own label words
+(the same :class:`PromptEncoder` / :func:`build_features` / :class:`PromptForMaskedLM`
+path as single-task runs), so one batch mixes tasks with different numbers of classes.
+The reference sampler is the default: each optimizer step sees ``examples_per_step`` (10)
+examples, each from a task drawn uniformly with replacement.
+
+    mtft-nlp multitask --target rte --sources all --output_dir runs/mt-rte
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, SequentialSampler
+from transformers import TrainerCallback, set_seed
+
+from .data import DEFAULT_K, SEEDS, DataError, default_data_dir, load_kshot, text_overlap
+from .features import FeatureDataset, PromptCollator, build_features
+from .metrics import accuracy
+from .modeling import MULTITASK_METADATA as METADATA_FILE, PromptForMaskedLM, load_masked_lm, resolve_model_name
+from .results import atomic_write_json, environment
+from .tasks import MtftError, TaskSpec, available_tasks, get_task
+from .templates import PromptEncoder, load_prompt
+from .training import ModelArguments, PromptTrainer, PromptTrainingArguments, _config_kwargs
+
+logger = logging.getLogger(__name__)
+
+SAMPLERS = ("uniform", "proportional", "temperature")
+
+
+@dataclass
+class MultitaskArguments:
+    target: Optional[str] = field(default=None, metadata={"help": "Target task: left out of the sources, and its test set is checked for overlap."})
+    sources: List[str] = field(default_factory=lambda: ["all"], metadata={"help": "'all' (leave-one-out over the classification tasks), task names, or a selection JSON written by 'mtft-nlp select'."})
+    data_dir: str = field(default_factory=default_data_dir, metadata={"help": "Root holding original/ (default: $MTFT_NLP_DATA_DIR or ../shared/data)."})
+    source_seed: int = field(default=42, metadata={"help": "Split seed of the sources' k-shot train sets (reference: 42)."})
+    pool_seeds: bool = field(default=False, metadata={"help": "Pool the k-shot train sets of the 5 split seeds (13, 21, 42, 87, 100), duplicates removed."})
+    source_k: int = field(default=DEFAULT_K, metadata={"help": "Examples per class of each source's train set."})
+    sampler: str = field(default="uniform", metadata={"help": "Task sampling per example: uniform (reference), proportional (to train size) or temperature.", "choices": list(SAMPLERS)})
+    temperature: float = field(default=2.0, metadata={"help": "Temperature T of the temperature sampler: p ~ size^(1/T)."})
+    examples_per_step: int = field(default=10, metadata={"help": "Examples per optimizer step, over all processes and accumulation steps (reference: 10)."})
+    allow_overlap: bool = field(default=False, metadata={"help": "Keep source examples that share text with the target's test set (excluded by default)."})
+    eval_tasks: int = field(default=0, metadata={"help": "Evaluate only the first N sources' dev sets every eval_steps (0 = all)."})
+
+
+@dataclass
+class MultitaskTrainingArguments(PromptTrainingArguments):
+    """The reference multitask stage: AdamW lr 1e-5, linear decay, no warmup, 1000 steps."""
+
+    learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate (reference: 1e-5)."})
+    max_steps: int = field(default=1000, metadata={"help": "Optimizer steps (reference: 1000)."})
+    per_device_train_batch_size: int = field(default=0, metadata={"help": "Derived from --examples_per_step, processes and accumulation steps; leave at 0."})
+    eval_steps: Optional[float] = field(default=100, metadata={"help": "Per-task dev loss/accuracy of the sources every N steps."})
+
+
+def classification_tasks() -> List[str]:
+    """The tasks the leave-one-out collection draws from: every classification task, one per split."""
+    out = []
+    for name in available_tasks():
+        t = get_task(name)
+        if t.is_regression or t.split_of:
+            continue
+        out.append(t.name)
+    return out
+
+
+def _variants(task: TaskSpec) -> set:
+    base = task.split_of or task.name
+    return {n for n in available_tasks() if n == base or get_task(n).split_of == base}
+
+
+def resolve_sources(target: Optional[str], sources: Sequence[str]) -> Dict[str, object]:
+    """``{"sources": [...], "origin": "all" | "list" | <selection file>, "selection": {...}}``."""
+    target_task = get_task(target) if target else None
+    excluded = _variants(target_task) if target_task else set()
+    if len(sources) == 1 and str(sources[0]).endswith(".json"):
+        path = Path(sources[0])
+        try:
+            sel = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise MtftError(f"selection file not found: {path}") from None
+        except json.JSONDecodeError as exc:
+            raise MtftError(f"selection file {path} is not valid JSON: {exc}") from None
+        names = sel.get("selected")
+        if not isinstance(names, list) or not names:
+            raise MtftError(f"selection file {path} has no non-empty 'selected' list")
+        if target_task and sel.get("target") and get_task(sel["target"]).name != target_task.name:
+            raise MtftError(f"selection file {path} was made for target {sel['target']}, not {target_task.name}")
+        out = [get_task(n).name for n in names]
+        origin, selection = str(path), {k: sel.get(k) for k in ("method", "encoder", "target") if k in sel}
+    elif [s.lower() for s in sources] == ["all"]:
+        if target_task is None:
+            raise MtftError("--sources all needs --target (leave-one-out)")
+        out = [n for n in classification_tasks() if n not in excluded]
+        origin, selection = "all", None
+    else:
+        out = [get_task(s).name for s in sources]
+        origin, selection = "list", None
+    clash = [s for s in out if s in excluded]
+    if clash:
+        raise MtftError(f"sources {clash} are the target {target_task.name} or its variants")
+    regression = [s for s in out if get_task(s).is_regression]
+    if regression:
+        raise MtftError(f"sources {regression} are regression tasks; the multitask stage uses classification tasks")
+    if not out:
+        raise MtftError("no source tasks")
+    return {"sources": list(dict.fromkeys(out)), "origin": origin, "selection": selection}
+
+
+class MixedTaskDataset(Dataset):
+    """``total`` examples drawn task-first: each slot picks a task from ``probs`` (with
+    replacement), then the next example of that task's own shuffled, cycling order.
+
+    The whole sequence is fixed by ``seed``, so a resumed run sees the same examples, and
+    consecutive slots form each optimizer step's mixed-task batch.
+    """
+
+    def __init__(self, task_features: Sequence[Sequence[Dict]], probs: Sequence[float], total: int, seed: int):
+        rng = np.random.RandomState(seed)
+        self.task_features = task_features
+        self.task_ids = rng.choice(len(task_features), size=total, p=np.asarray(probs) / np.sum(probs))
+        cursors = [0] * len(task_features)
+        orders = [rng.permutation(len(f)) for f in task_features]
+        self.items = []
+        for t in self.task_ids:
+            if cursors[t] == len(orders[t]):
+                orders[t], cursors[t] = rng.permutation(len(task_features[t])), 0
+            self.items.append((int(t), int(orders[t][cursors[t]])))
+            cursors[t] += 1
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        t, j = self.items[i]
+        return self.task_features[t][j]
+
+
+def sampling_probs(sizes: Sequence[int], sampler: str, temperature: float = 2.0) -> List[float]:
+    sizes = np.asarray(sizes, dtype=np.float64)
+    if sampler == "uniform":
+        p = np.ones_like(sizes)
+    elif sampler == "proportional":
+        p = sizes
+    elif sampler == "temperature":
+        p = sizes ** (1.0 / temperature)
+    else:
+        raise MtftError(f"unknown sampler {sampler!r}; choose from {SAMPLERS}")
+    return list(p / p.sum())
+
+
+def task_accuracy_metrics(eval_pred):
+    logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+    return {"acc": accuracy(np.asarray(logits).argmax(-1), eval_pred.label_ids)}
+
+
+class MultitaskMetricsCallback(TrainerCallback):
+    """Collects the per-task dev loss and accuracy that the Trainer logs for each source
+    (``eval_<task>_loss``, ``eval_<task>_acc``) into ``history`` and logs their mean over the
+    tasks (``eval_mean_acc``, ``eval_mean_loss``) through the Trainer's logging, so it also
+    reaches ``report_to`` integrations. Usable with any Trainer whose ``eval_dataset`` is a dict.
+    """
+
+    def __init__(self, task_names: Sequence[str]):
+        self.task_names = list(task_names)
+        self.history: Dict[int, Dict[str, Dict[str, float]]] = {}
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if not metrics:
+            return
+        step = self.history.setdefault(state.global_step, {})
+        for name in self.task_names:
+            loss, acc = metrics.get(f"eval_{name}_loss"), metrics.get(f"eval_{name}_acc")
+            if acc is not None:
+                step[name] = {"loss": float(loss), "acc": float(acc)}
+        if len(step) == len(self.task_names) and "mean" not in step:
+            mean = {"loss": float(np.mean([v["loss"] for v in step.values()])),
+                    "acc": float(np.mean([v["acc"] for v in step.values()]))}
+            step["mean"] = mean
+            state.log_history.append({"step": state.global_step, "eval_mean_loss": mean["loss"], "eval_mean_acc": mean["acc"]})
+            logger.info("step %d: mean source dev loss %.4f, acc %.4f (%s)", state.global_step, mean["loss"], mean["acc"],
+                        ", ".join(f"{k} {v['acc']:.2f}" for k, v in step.items() if k != "mean"))
+
+
+@dataclass
+class SourceData:
+    task: TaskSpec
+    train: List[Dict]
+    dev: List[Dict]
+    overlap: Optional[Dict[str, object]]
+
+
+def load_sources(args: MultitaskArguments, names: Sequence[str], target: Optional[TaskSpec]) -> List[SourceData]:
+    seeds = list(SEEDS) if args.pool_seeds else [args.source_seed]
+    target_test = None
+    if target is not None:
+        try:
+            target_test = load_kshot(target, args.data_dir, args.source_seed, splits=("test",))["test"]
+        except DataError as exc:
+            logger.warning("target %s: no test set to check for overlap (%s)", target.name, exc)
+    out = []
+    for name in names:
+        task = get_task(name)
+        train, dev, seen = [], [], set()
+        for s in seeds:
+            parts = load_kshot(task, args.data_dir, s, args.source_k, splits=("train", "dev"))
+            for ex in parts["train"]:
+                key = (ex["text_a"], ex["text_b"], ex["label"])
+                if key not in seen:
+                    seen.add(key)
+                    train.append(ex)
+            if s == args.source_seed or not dev:
+                dev = parts["dev"]
+        overlap = None
+        if target_test is not None:
+            overlap = text_overlap(target_test, train)
+            if overlap["normalized"]:
+                logger.warning("source %s: %d of %d train examples share text with %s's test set (%d exact)%s",
+                               task.name, overlap["normalized"], len(train), target.name, overlap["exact"],
+                               "" if args.allow_overlap else "; excluded")
+                if not args.allow_overlap:
+                    drop = set(overlap["indices"])
+                    train = [ex for i, ex in enumerate(train) if i not in drop]
+            overlap = {k: v for k, v in overlap.items() if k != "indices"}
+        if not train:
+            raise MtftError(f"source {task.name}: no training examples left after removing overlap with the target")
+        out.append(SourceData(task, train, dev, overlap))
+    return out
+
+
+def run_multitask(model_args: ModelArguments, args: MultitaskArguments, training_args: MultitaskTrainingArguments) -> Dict:
+    """Finetune on the sources; save an HF masked-LM folder plus ``multitask_config.json``."""
+    if not training_args.output_dir:
+        raise MtftError("--output_dir is required")
+    target = get_task(args.target) if args.target else None
+    resolved = resolve_sources(args.target, args.sources)
+    world = max(1, training_args.world_size)
+    per_step = world * training_args.gradient_accumulation_steps
+    if args.examples_per_step % per_step:
+        raise MtftError(f"--examples_per_step {args.examples_per_step} is not divisible by processes x accumulation "
+                        f"steps ({world} x {training_args.gradient_accumulation_steps})")
+    training_args.per_device_train_batch_size = args.examples_per_step // per_step
+    training_args.label_names = ["labels"]
+    sources = load_sources(args, resolved["sources"], target)
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(model_args.model_name_or_path),
+                                              trust_remote_code=model_args.trust_remote_code)
+    train_feats, dev_sets = [], {}
+    for tid, src in enumerate(sources):
+        enc = PromptEncoder(src.task, load_prompt(src.task), tokenizer)  # each task's own limits and words
+        train_feats.append(build_features(enc, src.train, task_id=tid))
+        if not args.eval_tasks or tid < args.eval_tasks:
+            dev_sets[src.task.name] = FeatureDataset(build_features(enc, src.dev, task_id=tid), sort_by_length=True)
+    probs = sampling_probs([len(f) for f in train_feats], args.sampler, args.temperature)
+    total = training_args.max_steps * args.examples_per_step
+    dataset = MixedTaskDataset(train_feats, probs, total, training_args.seed)
+    logger.info("multitask stage: %d sources %s, %s sampler, %d steps x %d examples", len(sources),
+                [s.task.name for s in sources], args.sampler, training_args.max_steps, args.examples_per_step)
+
+    set_seed(training_args.seed)
+    mlm, _ = load_masked_lm(model_args.model_name_or_path, model_args.head_init, **_config_kwargs(model_args))
+    model = PromptForMaskedLM(mlm)
+    callback = MultitaskMetricsCallback(list(dev_sets))
+    trainer = MultitaskTrainer(model=model, args=training_args, train_dataset=dataset, eval_dataset=dev_sets or None,
+                               data_collator=PromptCollator(tokenizer.pad_token_id),
+                               compute_metrics=task_accuracy_metrics, callbacks=[callback], processing_class=tokenizer)
+    before = _dev_summary(trainer, dev_sets)
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_seconds = time.perf_counter() - t0
+    after = _dev_summary(trainer, dev_sets)
+
+    counts = np.bincount(dataset.task_ids, minlength=len(sources))
+    meta = {
+        "target": target.name if target else None,
+        "sources": [{"task": s.task.name, "n_train": len(s.train), "n_dev": len(s.dev), "sampling_prob": float(p),
+                     "examples_drawn": int(c), "overlap_with_target_test": s.overlap}
+                    for s, p, c in zip(sources, probs, counts)],
+        "sources_origin": resolved["origin"],
+        "selection": resolved["selection"],
+        "sampler": args.sampler, "temperature": args.temperature if args.sampler == "temperature" else None,
+        "examples_per_step": args.examples_per_step, "max_steps": training_args.max_steps,
+        "learning_rate": training_args.learning_rate, "seed": training_args.seed,
+        "split_seed": "pooled" if args.pool_seeds else args.source_seed, "k": args.source_k,
+        "allow_overlap": args.allow_overlap,
+        "base_model": model_args.model_name_or_path, "base_model_path": resolve_model_name(model_args.model_name_or_path),
+        "dev_before": before, "dev_after": after, "dev_history": {str(k): v for k, v in callback.history.items()},
+        "train_seconds": train_seconds, "world_size": world, "env": environment(),
+    }
+    if trainer.is_world_process_zero():
+        out = Path(training_args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        mlm.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        atomic_write_json(out / METADATA_FILE, meta)  # last: its presence marks a finished stage
+    logger.info("multitask stage done in %.0fs: mean source dev loss %.4f -> %.4f", train_seconds,
+                before.get("mean", {}).get("loss", float("nan")), after.get("mean", {}).get("loss", float("nan")))
+    return meta
+
+
+def _dev_summary(trainer, dev_sets) -> Dict[str, Dict[str, float]]:
+    out = {}
+    for name, ds in dev_sets.items():
+        m = trainer.evaluate(eval_dataset=ds, metric_key_prefix=f"dev_{name}")
+        out[name] = {"loss": float(m[f"dev_{name}_loss"]), "acc": float(m[f"dev_{name}_acc"])}
+    if out:
+        out["mean"] = {"loss": float(np.mean([v["loss"] for v in out.values()])),
+                       "acc": float(np.mean([v["acc"] for v in out.values()]))}
+    return out
+
+
+class MultitaskTrainer(PromptTrainer):
+    """The mixed-task dataset is already in sampling order: read it sequentially (accelerate
+    hands consecutive batches to the processes, so each sees a disjoint share of every step)."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)

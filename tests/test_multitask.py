@@ -1,0 +1,142 @@
+"""The multitask stage: sources, sampler, leakage guard, a real short run, reload, resume."""
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from mtft_nlp.cli import multitask_main, run_glue_main
+from mtft_nlp.data import text_overlap
+from mtft_nlp.multitask import (MixedTaskDataset, MultitaskArguments, classification_tasks, load_sources,
+                                resolve_sources, sampling_probs)
+from mtft_nlp.tasks import MtftError, get_task
+
+
+def test_leave_one_out_sources():
+    assert len(classification_tasks()) == 14 and "STS-B" not in classification_tasks()
+    rte = resolve_sources("rte", ["all"])["sources"]
+    assert len(rte) == 13 and "RTE" not in rte and "STS-B" not in rte and "MNLI-mm" not in rte and "MNLI" in rte
+    mm = resolve_sources("mnli-mm", ["all"])["sources"]
+    assert "MNLI" not in mm and "MNLI-mm" not in mm and len(mm) == 13
+    assert resolve_sources("cr", ["mr", "SST-2", "sst-5"])["sources"] == ["MR", "SST-2", "SST-5"]
+    with pytest.raises(MtftError, match="target"):
+        resolve_sources("mnli", ["mnli-mm", "sst-2"])
+    with pytest.raises(MtftError, match="regression"):
+        resolve_sources("rte", ["sts-b"])
+
+
+def test_selection_file_as_sources(tmp_path):
+    sel = tmp_path / "sel.json"
+    sel.write_text(json.dumps({"target": "CR", "method": "selected", "selected": ["MR", "SST-2"]}))
+    r = resolve_sources("cr", [str(sel)])
+    assert r["sources"] == ["MR", "SST-2"] and r["selection"]["method"] == "selected"
+    with pytest.raises(MtftError, match="made for target CR"):
+        resolve_sources("rte", [str(sel)])
+
+
+@pytest.mark.parametrize("sampler", ["uniform", "proportional", "temperature"])
+def test_sampler_frequencies(sampler):
+    sizes = [32, 96, 48, 160]  # a task id 0 among them
+    feats = [[{"t": t, "i": i} for i in range(n)] for t, n in enumerate(sizes)]
+    probs = sampling_probs(sizes, sampler, temperature=2.0)
+    ds = MixedTaskDataset(feats, probs, total=20000, seed=3)
+    counts = Counter(ds[i]["t"] for i in range(len(ds)))
+    for t, p in enumerate(probs):
+        sd = (20000 * p * (1 - p)) ** 0.5
+        assert abs(counts[t] - 20000 * p) < 4 * sd, (t, counts[t], p)
+    if sampler == "uniform":
+        assert probs == pytest.approx([0.25] * 4)
+    # every example of a task is used before any is repeated
+    first = [ds[i]["i"] for i in range(len(ds)) if ds[i]["t"] == 0][:32]
+    assert sorted(first) == list(range(32))
+    assert [ds[i] for i in range(50)] == [MixedTaskDataset(feats, probs, 20000, seed=3)[i] for i in range(50)]
+
+
+def test_leakage_guard_finds_planted_overlaps(data_dir):
+    target_test = [{"text_a": "A gripping, funny film.", "text_b": None}, {"text_a": "Dull as dishwater", "text_b": None}]
+    src = [{"text_a": "a gripping,  FUNNY film.", "text_b": None}, {"text_a": "A gripping, funny film.", "text_b": None},
+           {"text_a": "something else", "text_b": "Dull as dishwater"}, {"text_a": "unrelated", "text_b": None}]
+    r = text_overlap(target_test, src)
+    assert (r["exact"], r["normalized"], r["indices"]) == (2, 3, [0, 1, 2])
+    # real data: plant two of SST-2's test sentences into MR's train set and load the sources
+    args = MultitaskArguments(target="sst-2", sources=["mr"], data_dir=str(data_dir))
+    clean = load_sources(args, ["MR"], get_task("sst-2"))[0]
+    from mtft_nlp import data as data_mod
+
+    test = data_mod.load_kshot("sst-2", data_dir, 13, splits=("test",))["test"]
+    orig = data_mod.load_kshot
+
+    def planted(task, *a, **k):
+        out = orig(task, *a, **k)
+        if get_task(task).name == "MR" and "train" in out:
+            out["train"] = out["train"] + [dict(test[0]), dict(test[1], text_a=test[1]["text_a"].upper())]
+        return out
+
+    import mtft_nlp.multitask as mt
+
+    mt.load_kshot, saved = planted, mt.load_kshot
+    try:
+        guarded = load_sources(args, ["MR"], get_task("sst-2"))[0]
+        kept = load_sources(MultitaskArguments(target="sst-2", sources=["mr"], data_dir=str(data_dir), allow_overlap=True),
+                            ["MR"], get_task("sst-2"))[0]
+    finally:
+        mt.load_kshot = saved
+    # MR really shares sentences with SST-2's test set (both come from Rotten Tomatoes reviews)
+    assert clean.overlap["normalized"] >= 1 and len(clean.train) == 32 - clean.overlap["normalized"]
+    assert guarded.overlap["exact"] == clean.overlap["exact"] + 1  # the upper-cased one matches only when normalised
+    assert guarded.overlap["normalized"] == clean.overlap["normalized"] + 2
+    assert len(guarded.train) == len(clean.train)  # both planted sentences removed
+    assert len(kept.train) == 34
+
+
+def _mt(tmp_path, data_dir, name, *extra):
+    out = tmp_path / name
+    rc = multitask_main(["--target", "rte", "--sources", "sst-2", "trec", "mnli", "--data_dir", str(data_dir),
+                         "--output_dir", str(out), "--learning_rate", "5e-5", "--eval_steps", "10",
+                         "--disable_tqdm", "true", *extra])
+    assert rc == 0
+    return out
+
+
+@pytest.mark.slow
+def test_real_multitask_run_lowers_source_dev_loss_and_reloads(tmp_path, data_dir):
+    out = _mt(tmp_path, data_dir, "mt", "--max_steps", "30")
+    meta = json.loads((out / "multitask_config.json").read_text())
+    assert [s["task"] for s in meta["sources"]] == ["SST-2", "TREC", "MNLI"]
+    assert sum(s["examples_drawn"] for s in meta["sources"]) == 300 and meta["sources"][0]["examples_drawn"] > 0
+    assert meta["dev_after"]["mean"]["loss"] < meta["dev_before"]["mean"]["loss"]
+    assert set(meta["dev_history"]["10"]) == {"SST-2", "TREC", "MNLI", "mean"}  # task id 0 evaluated too
+    from transformers import AutoModelForMaskedLM
+
+    AutoModelForMaskedLM.from_pretrained(out)
+    run = tmp_path / "zs"
+    assert run_glue_main(["--task_name", "rte", "--model_name_or_path", str(out), "--zero_shot", "--seed", "13",
+                          "--data_dir", str(data_dir), "--output_dir", str(run), "--disable_tqdm", "true"]) == 0
+    r = json.loads((run / "results.json").read_text())
+    assert r["row"] == "mt-zero-shot" and r["multitask"]["target"] == "RTE"
+
+
+@pytest.mark.slow
+def test_resume_from_checkpoint_gives_the_same_model(tmp_path, data_dir):
+    from safetensors.torch import load_file
+
+    full = _mt(tmp_path, data_dir, "full", "--max_steps", "12", "--save_strategy", "steps", "--save_steps", "6",
+               "--config_overrides", "hidden_dropout_prob=0,attention_probs_dropout_prob=0")
+    resumed = _mt(tmp_path, data_dir, "resumed", "--max_steps", "12",
+                  "--config_overrides", "hidden_dropout_prob=0,attention_probs_dropout_prob=0",
+                  "--resume_from_checkpoint", str(full / "checkpoint-6"))
+    a, b = load_file(full / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert not all(torch.equal(a[k], load_file(full / "checkpoint-6" / "model.safetensors")[k]) for k in a)
+
+
+def test_bad_multitask_input(tmp_path, data_dir, capsys):
+    rc = multitask_main(["--target", "rte", "--sources", "nosuch", "--output_dir", str(tmp_path / "x"),
+                         "--data_dir", str(data_dir)])
+    assert rc == 2 and "unknown task 'nosuch'" in capsys.readouterr().err
+    rc = multitask_main(["--target", "rte", "--sources", "sst-2", "--examples_per_step", "10",
+                         "--gradient_accumulation_steps", "3", "--output_dir", str(tmp_path / "y"), "--data_dir", str(data_dir)])
+    assert rc == 2 and "not divisible" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y" / "multitask_config.json").exists()
