@@ -13,6 +13,13 @@ __all__ = ["MtftError", "TaskSpec", "available_tasks", "get_task", "Prompt", "Pr
 def __getattr__(name):  # heavy (torch/transformers) imports only when asked for
     lazy = {
         "PromptForMaskedLM": ("modeling", "PromptForMaskedLM"),
+        "PromptClassifier": ("hub", "PromptClassifier"),
+        "run_multitask": ("multitask", "run_multitask"),
+        "MultitaskArguments": ("multitask", "MultitaskArguments"),
+        "MultitaskTrainingArguments": ("multitask", "MultitaskTrainingArguments"),
+        "MultitaskMetricsCallback": ("multitask", "MultitaskMetricsCallback"),
+        "PromptTrainer": ("training", "PromptTrainer"),
+        "select_tasks": ("selection", "select_tasks"),
         "BestDevCallback": ("training", "BestDevCallback"),
         "run_prompt_experiment": ("training", "run_prompt_experiment"),
         "ModelArguments": ("training", "ModelArguments"),

@@ -110,6 +110,63 @@ def cmd_table(a) -> int:
     return 0
 
 
+def _read_inputs(path: str):
+    """Texts (and pairs) from .txt (one per line; a tab separates a pair), .jsonl or .csv files."""
+    import csv
+    import json
+
+    from .data import DataError
+
+    p = os.fspath(path)
+    if not os.path.isfile(p):
+        raise DataError(f"input file not found: {p}")
+    texts, pairs = [], []
+    with open(p, encoding="utf-8", newline="") as f:
+        if p.endswith(".jsonl"):
+            rows = []
+            for i, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise DataError(f"{p}:{i}: not valid JSON ({exc.msg})") from None
+        elif p.endswith((".csv", ".tsv")):
+            rows = list(csv.DictReader(f, delimiter="\t" if p.endswith(".tsv") else ","))
+        else:
+            rows = [dict(zip(("text_a", "text_b"), line.rstrip("\r\n").split("\t", 1))) for line in f if line.strip()]
+    for i, row in enumerate(rows, 1):
+        a = row.get("text_a", row.get("text", row.get("sentence")))
+        if a is None:
+            raise DataError(f"{p}:{i}: no 'text' or 'text_a' field")
+        texts.append(a)
+        pairs.append(row.get("text_b", row.get("text_pair")))
+    return texts, (pairs if any(x is not None for x in pairs) else None)
+
+
+def cmd_predict(a) -> int:
+    from .hub import PromptClassifier
+    from .results import atomic_write_text
+
+    clf = PromptClassifier.from_pretrained(a.model, device=a.device)
+    texts, pairs = _read_inputs(a.input)
+    out = clf.predict(texts, pairs, batch_size=a.batch_size, return_probabilities=a.probabilities)
+    preds, probs = out if a.probabilities else (out, None)
+    import json
+
+    lines = []
+    for i, text in enumerate(texts):
+        row = {"text": text}
+        if pairs is not None:
+            row["text_pair"] = pairs[i]
+        row["prediction"] = preds[i]
+        if probs is not None:
+            row["probabilities"] = probs[i]
+        lines.append(json.dumps(row, ensure_ascii=False))
+    atomic_write_text(a.output, "\n".join(lines) + "\n")
+    print(f"{len(texts)} predictions written to {a.output}")
+    return 0
+
+
 def cmd_tasks(a) -> int:
     from .tasks import available_tasks, get_task
     from .metrics import METRIC_NAMES
@@ -140,6 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--row", nargs="+", help="only these rows")
     t.add_argument("--titles", action="store_true", help="the paper's row titles instead of row ids")
     t.set_defaults(func=cmd_table)
+
+    pr = sub.add_parser("predict", help="classify raw texts with a saved prompt classifier")
+    pr.add_argument("--model", required=True, help="a saved classifier folder (a run's best/) or a Hub repo id")
+    pr.add_argument("--input", required=True, help=".txt (one text per line, tab between a pair), .jsonl (text/text_a, text_b) or .csv")
+    pr.add_argument("--output", required=True, help="JSON Lines: text, prediction, probabilities")
+    pr.add_argument("--probabilities", action="store_true", help="also write class probabilities")
+    pr.add_argument("--batch_size", type=int, default=32)
+    pr.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
+    pr.set_defaults(func=cmd_predict)
 
     k = sub.add_parser("tasks", help="list the packaged tasks")
     k.set_defaults(func=cmd_tasks)

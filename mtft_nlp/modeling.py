@@ -94,6 +94,21 @@ def load_masked_lm(name: Optional[str], head_init: str = "random", **kwargs):
     return model, tokenizer
 
 
+def apply_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.1, target_modules: Optional[str] = None,
+               modules_to_save: Optional[str] = None):
+    """Wrap a masked LM with ``peft`` LoRA adapters; only adapter (and ``modules_to_save``) weights train.
+
+    ``target_modules``/``modules_to_save`` are comma-separated module names (default targets:
+    peft's per-architecture default, e.g. ``query,value`` for BERT and RoBERTa).
+    """
+    from peft import LoraConfig, get_peft_model
+
+    split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=split(target_modules),
+                        modules_to_save=split(modules_to_save))
+    return get_peft_model(model, config)
+
+
 @dataclasses.dataclass
 class PromptOutput(ModelOutput):
     loss: Optional[torch.Tensor] = None

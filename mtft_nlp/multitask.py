@@ -29,11 +29,11 @@ from transformers import TrainerCallback, set_seed
 from .data import DEFAULT_K, SEEDS, DataError, default_data_dir, load_kshot, text_overlap
 from .features import FeatureDataset, PromptCollator, build_features
 from .metrics import accuracy
-from .modeling import MULTITASK_METADATA as METADATA_FILE, PromptForMaskedLM, load_masked_lm, resolve_model_name
+from .modeling import MULTITASK_METADATA as METADATA_FILE, PromptForMaskedLM, resolve_model_name
 from .results import atomic_write_json, environment
 from .tasks import MtftError, TaskSpec, available_tasks, get_task
 from .templates import PromptEncoder, load_prompt
-from .training import ModelArguments, PromptTrainer, PromptTrainingArguments, _config_kwargs
+from .training import ModelArguments, PromptTrainer, PromptTrainingArguments, load_model
 
 logger = logging.getLogger(__name__)
 
@@ -272,7 +272,7 @@ def run_multitask(model_args: ModelArguments, args: MultitaskArguments, training
                 [s.task.name for s in sources], args.sampler, training_args.max_steps, args.examples_per_step)
 
     set_seed(training_args.seed)
-    mlm, _ = load_masked_lm(model_args.model_name_or_path, model_args.head_init, **_config_kwargs(model_args))
+    mlm = load_model(model_args)
     model = PromptForMaskedLM(mlm)
     callback = MultitaskMetricsCallback(list(dev_sets))
     trainer = MultitaskTrainer(model=model, args=training_args, train_dataset=dataset, eval_dataset=dev_sets or None,
@@ -304,7 +304,8 @@ def run_multitask(model_args: ModelArguments, args: MultitaskArguments, training
     if trainer.is_world_process_zero():
         out = Path(training_args.output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        mlm.save_pretrained(out)
+        to_save = mlm.merge_and_unload() if model_args.use_lora and model_args.lora_merge else mlm
+        to_save.save_pretrained(out)  # LoRA: the adapters (adapter_config.json names the base model)
         tokenizer.save_pretrained(out)
         atomic_write_json(out / METADATA_FILE, meta)  # last: its presence marks a finished stage
     logger.info("multitask stage done in %.0fs: mean source dev loss %.4f -> %.4f", train_seconds,

@@ -122,6 +122,7 @@ class TaskSpec:
     regression: Optional[Dict[str, float]] = None  # {low, high, bucket_threshold}
     split_of: Optional[str] = None  # share another task's k-shot train/dev (MNLI-mm -> MNLI)
     prompt_file: Optional[str] = None  # prompts/<prompt_file>.yaml (default: the task name)
+    sentences: Optional[int] = None  # 1 or 2; default: 2 when a source names a text_b column
     source_file: Optional[str] = None
 
     def __post_init__(self):
@@ -136,6 +137,13 @@ class TaskSpec:
     @property
     def is_regression(self) -> bool:
         return self.regression is not None
+
+    @property
+    def num_sentences(self) -> int:
+        if self.sentences:
+            return int(self.sentences)
+        two = (self.lmbff is not None and self.lmbff.text_b is not None) or (self.hub is not None and bool(self.hub.text_b))
+        return 2 if two else 1
 
     @property
     def num_labels(self) -> int:

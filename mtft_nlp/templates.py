@@ -171,7 +171,7 @@ class PromptEncoder:
         self.other_sent_limit = other_sent_limit if other_sent_limit is not None else self.task.other_sent_limit
         self.truncate_head = truncate_head
         self.pieces = parse_template(prompt.template)
-        n_sent = 2 if (self.task.lmbff and self.task.lmbff.text_b is not None) or (self.task.hub and self.task.hub.text_b) else 1
+        n_sent = self.task.num_sentences
         for p in self.pieces:
             if p.kind == "sent" and p.sent_id >= n_sent:
                 raise PromptError(f"template {prompt.template!r} uses sentence {p.sent_id} but task {self.task.name} has {n_sent}")

@@ -31,7 +31,7 @@ from transformers.trainer_utils import EvalLoopOutput, EvalPrediction
 from .data import DEFAULT_K, default_data_dir, load_files, load_hub, load_kshot
 from .features import FeatureDataset, PromptCollator, build_features
 from .metrics import compute_metrics
-from .modeling import (PromptForMaskedLM, default_row, is_default_model, load_masked_lm, multitask_metadata,
+from .modeling import (PromptForMaskedLM, apply_lora, default_row, is_default_model, load_masked_lm, multitask_metadata,
                        predictions_from_logits, resolve_model_name)
 from .results import atomic_write_json, environment
 from .tasks import MtftError, TaskSpec, get_task
@@ -66,6 +66,13 @@ class ModelArguments:
         metadata={"help": "Config overrides as 'key=value,key=value', e.g. "
                           "'hidden_dropout_prob=0,attention_probs_dropout_prob=0'."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom modelling code from the Hub (off by default)."})
+    use_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (peft) instead of all weights."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout."})
+    lora_target_modules: Optional[str] = field(default=None, metadata={"help": "Comma-separated modules to adapt (default: peft's default for the architecture, e.g. query,value)."})
+    lora_modules_to_save: Optional[str] = field(default=None, metadata={"help": "Comma-separated modules trained in full next to the adapters, e.g. 'cls.predictions.transform' for the MiniLM's untrained head."})
+    lora_merge: bool = field(default=False, metadata={"help": "Save the model with the adapters merged into the weights (a plain HF folder) instead of adapters only."})
     head_init: str = field(default="random", metadata={"help": "Initialisation of MLM-head weights missing from the checkpoint (the packaged MiniLM has none): 'random' or 'identity'.", "choices": ["random", "identity"]})
 
 
@@ -279,6 +286,18 @@ def _config_kwargs(model_args: ModelArguments) -> Dict:
     return kwargs
 
 
+def load_model(model_args: ModelArguments):
+    """The masked LM of ``model_args``, with LoRA adapters when ``--use_lora``."""
+    mlm, _ = load_masked_lm(model_args.model_name_or_path, model_args.head_init, **_config_kwargs(model_args))
+    if model_args.use_lora:
+        mlm = apply_lora(mlm, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout,
+                         model_args.lora_target_modules, model_args.lora_modules_to_save)
+        trainable = sum(p.numel() for p in mlm.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in mlm.parameters())
+        logger.info("LoRA: %d of %d parameters trainable (%.2f%%)", trainable, total, 100 * trainable / total)
+    return mlm
+
+
 def make_compute_metrics(task: TaskSpec):
     low, high = (task.regression["low"], task.regression["high"]) if task.is_regression else (0.0, 1.0)
 
@@ -326,7 +345,7 @@ def train_and_evaluate(model_args: ModelArguments, args: PromptArguments, traini
     """One zero-shot evaluation or one prompt-based finetuning run; returns the result record."""
     task = prep.task
     set_seed(training_args.seed)  # the seed also fixes any freshly initialised head weights
-    mlm, _ = load_masked_lm(model_args.model_name_or_path, model_args.head_init, **_config_kwargs(model_args))
+    mlm = load_model(model_args)
     model = PromptForMaskedLM(mlm)
     best = BestDevCallback()
     training_args.label_names = ["labels"]  # not label_word_ids, which Trainer would guess from the signature
@@ -386,16 +405,18 @@ def train_and_evaluate(model_args: ModelArguments, args: PromptArguments, traini
     return {"record": record, "trainer": trainer, "model": model, "test_logits": logits}
 
 
-def save_prompt_model(model: PromptForMaskedLM, tokenizer, task: TaskSpec, prompt: Prompt, out_dir: Path, record: Dict):
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    atomic_write_json(out_dir / "prompt_config.json", {
-        "task": task.name, "labels": task.labels, "metric": task.metric, "template": prompt.template,
-        "label_words": prompt.label_words, "prompt_name": prompt.name, "max_seq_length": task.max_seq_length,
-        "first_sent_limit": task.first_sent_limit, "other_sent_limit": task.other_sent_limit,
-        "regression": task.regression, "scores": {"dev": record["dev_score"], "test": record["test_score"]},
-    })
+def save_prompt_model(model: PromptForMaskedLM, tokenizer, task: TaskSpec, prompt: Prompt, out_dir: Path, record: Dict,
+                      merge_lora: bool = False):
+    """The best-dev model as a :class:`~mtft_nlp.hub.PromptClassifier` artifact (weights, tokenizer, prompt, card)."""
+    from .hub import save_prompt_classifier
+
+    if merge_lora and hasattr(model.mlm, "merge_and_unload"):
+        model = PromptForMaskedLM(model.mlm.merge_and_unload())
+    extra = {k: record.get(k) for k in ("seed", "k", "max_steps", "learning_rate", "train_batch_size", "multitask",
+                                        "embedded_default_model", "env")}
+    extra["base_model"] = record.get("model")
+    extra["scores"] = {"dev": record["dev_score"], "test": record["test_score"]}
+    return save_prompt_classifier(model, tokenizer, task, prompt, out_dir, extra)
 
 
 def run_prompt_experiment(model_args: ModelArguments, args: PromptArguments, training_args: PromptTrainingArguments) -> Dict:
@@ -442,7 +463,8 @@ def run_prompt_experiment(model_args: ModelArguments, args: PromptArguments, tra
                 for p in preds:
                     f.write(json.dumps({"prediction": float(p) if prep.task.is_regression else prep.task.labels[int(p)]}) + "\n")
         if args.save_model and not args.zero_shot:
-            save_prompt_model(best_run["model"], prep.tokenizer, prep.task, prep.prompt, out / "best", record)
+            save_prompt_model(best_run["model"], prep.tokenizer, prep.task, prep.prompt, out / "best", record,
+                              merge_lora=model_args.lora_merge)
         atomic_write_json(out / "results.json", record)
     logger.info("%s %s seed %s: dev %.4f test %.4f (%s)", record["task"], record["row"], record["seed"],
                 record["dev_score"], record["test_score"], record["metric"])

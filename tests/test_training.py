@@ -36,8 +36,9 @@ def test_prompt_finetuning_beats_chance_on_real_sst2(tmp_path, data_dir):
     from transformers import AutoModelForMaskedLM
 
     assert AutoModelForMaskedLM.from_pretrained(out / "best") is not None
-    prompt = json.loads((out / "best" / "prompt_config.json").read_text())
+    prompt = json.loads((out / "best" / "config.json").read_text())["prompt_classifier"]
     assert prompt["label_words"] == {"0": "terrible", "1": "great"} and prompt["task"] == "SST-2"
+    assert prompt["scores"]["test"] == r["test_score"]
 
 
 def test_zero_shot_writes_results(tmp_path, data_dir):
