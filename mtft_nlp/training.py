@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 # Defaults for the embedded MiniLM, chosen on the k-shot *dev* sets (docs/RESULTS.md, "Choosing
 # the defaults"); the paper's settings are --paper_hparams (batch 2, lr 1e-5).
-DEFAULT_LR = 1e-4
+DEFAULT_LR = 3e-4
 DEFAULT_BATCH = 8
 PAPER_LR = 1e-5
 PAPER_BATCH = 2
