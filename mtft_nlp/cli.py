@@ -167,6 +167,46 @@ def cmd_predict(a) -> int:
     return 0
 
 
+def cmd_run(a) -> int:
+    from .experiments import load_config, run_plan
+    from .report import write_report
+
+    preset = None if a.config else "demo"
+    if any(v is not None for v in (a.targets, a.rows, a.seeds, a.model)) and not a.config:
+        preset = "minilm"
+    cfg = load_config(a.config, preset, targets=a.targets, rows=a.rows, seeds=a.seeds, model=a.model,
+                      output_dir=a.output_dir, workers=a.workers, data_dir=a.data_dir)
+    print(f"mtft-nlp run: {len(cfg['targets'])} targets x {len(cfg['rows'])} rows x {len(cfg['seeds'])} seeds "
+          f"-> {cfg['output_dir']}", flush=True)
+    counts = run_plan(cfg)
+    files = write_report(cfg["output_dir"], commands=[" ".join(["mtft-nlp", "run", *sys.argv[2:]])])
+    sys.stdout.write("\n" + files["markdown"].read_text().split("\n## Protocol")[0] + "\n")
+    print(f"{counts['ran']} cells run, {counts['cells'] - counts['ran']} already done; report: {files['markdown']}")
+    return 0
+
+
+def cmd_report(a) -> int:
+    from .report import write_report
+
+    files = write_report(a.dir, a.output, commands=a.command or (), title=a.title, rows=a.row)
+    for k, p in files.items():
+        print(f"{k}: {p}")
+    return 0
+
+
+def cmd_sweep(a) -> int:
+    from .experiments import load_config, run_sweep
+    from .report import write_report
+
+    cfg = load_config(a.config, None if a.config else "demo", seeds=a.seeds, model=a.model, output_dir=a.output_dir,
+                      workers=a.workers, data_dir=a.data_dir)
+    run_sweep(cfg, a.target, a.vary[0], a.vary[1:])
+    files = write_report(cfg["output_dir"], commands=[" ".join(["mtft-nlp", "sweep", *sys.argv[2:]])],
+                         title=f"Sweep of {a.vary[0]} for {a.target}")
+    print(f"report: {files['markdown']}")
+    return 0
+
+
 def cmd_tasks(a) -> int:
     from .tasks import available_tasks, get_task
     from .metrics import METRIC_NAMES
@@ -197,6 +237,37 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--row", nargs="+", help="only these rows")
     t.add_argument("--titles", action="store_true", help="the paper's row titles instead of row ids")
     t.set_defaults(func=cmd_table)
+
+    r = sub.add_parser("run", help="run the (target, row, seed) grid, resumable, then write the report")
+    r.add_argument("--config", help="a YAML config (configs/paper.yaml, configs/minilm.yaml, configs/demo.yaml); "
+                                    "default: configs/demo.yaml, or configs/minilm.yaml when targets/rows/seeds are given")
+    r.add_argument("--targets", nargs="+")
+    r.add_argument("--rows", nargs="+", help="zero-shot mt-zero-shot mt-sel-zero-shot pbft mt-pbft mt-sel-pbft, or all")
+    r.add_argument("--seeds", nargs="+", type=int)
+    r.add_argument("--model", help="masked LM (default from the config)")
+    r.add_argument("--output_dir")
+    r.add_argument("--data_dir")
+    r.add_argument("--workers", type=int, help="parallel cell processes (one GPU each when several are visible)")
+    r.set_defaults(func=cmd_run)
+
+    rp = sub.add_parser("report", help="RESULTS.md + CSV + LaTeX + PNG plots from the results below DIR")
+    rp.add_argument("dir")
+    rp.add_argument("--output", help="folder for the report files (default: DIR)")
+    rp.add_argument("--title", default="Results")
+    rp.add_argument("--row", nargs="+", help="only these rows")
+    rp.add_argument("--command", nargs="*", help="the commands that produced the results (recorded in the report)")
+    rp.set_defaults(func=cmd_report)
+
+    sw = sub.add_parser("sweep", help="vary the number of finetuning tasks or the shots per class for one target")
+    sw.add_argument("--target", required=True)
+    sw.add_argument("--vary", nargs="+", required=True, metavar="VAR VALUES", help="num_tasks 1 2 4 8 12 | shots 4 8 16 32")
+    sw.add_argument("--config")
+    sw.add_argument("--seeds", nargs="+", type=int)
+    sw.add_argument("--model")
+    sw.add_argument("--output_dir", required=True)
+    sw.add_argument("--data_dir")
+    sw.add_argument("--workers", type=int)
+    sw.set_defaults(func=cmd_sweep)
 
     pr = sub.add_parser("predict", help="classify raw texts with a saved prompt classifier")
     pr.add_argument("--model", required=True, help="a saved classifier folder (a run's best/) or a Hub repo id")

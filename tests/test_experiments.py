@@ -1,0 +1,120 @@
+"""The experiment runner end to end on a tiny grid (a tiny model built here, 2 targets x 2 rows x 2 seeds),
+kill-and-resume, worker-count independence, and the report (RESULTS.md, CSV, LaTeX, PNG plots)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from transformers import BertConfig, BertForMaskedLM
+
+from mtft_nlp.experiments import Plan, load_config, run_plan
+from mtft_nlp.report import write_report
+from mtft_nlp.results import aggregate, find_results, format_table
+from mtft_nlp.tasks import MtftError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory, bert_tokenizer):
+    d = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    BertForMaskedLM(BertConfig(vocab_size=len(bert_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=64)).save_pretrained(d)
+    bert_tokenizer.save_pretrained(d)
+    return d
+
+
+def _config(tmp_path, tiny_model, data_dir, name, workers=1):
+    cfg = {"model": str(tiny_model), "targets": ["SST-2", "TREC"], "rows": ["zero-shot", "pbft"], "seeds": [13, 21],
+           "data_dir": str(data_dir), "output_dir": str(tmp_path / name), "workers": workers,
+           "train": {"max_steps": 4, "eval_steps": 2, "max_test_examples": 40, "learning_rate": 1e-3},
+           "zero_shot": {"max_test_examples": 40}}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _table(d):
+    return format_table(aggregate(find_results(d)), "csv")
+
+
+@pytest.mark.slow
+def test_grid_end_to_end_kill_and_resume(tmp_path, tiny_model, data_dir):
+    # uninterrupted, two workers
+    straight = load_config(str(_config(tmp_path, tiny_model, data_dir, "straight", workers=2)))
+    counts = run_plan(straight, progress=False)
+    assert counts == {"cells": 8, "ran": 8, "multitask_ran": 0, "blocked": 0}
+    results = find_results(tmp_path / "straight")
+    assert sorted((r["task"], r["row"], r["seed"]) for r in results) == sorted(
+        (t, r, s) for t in ("SST-2", "TREC") for r in ("zero-shot", "pbft") for s in (13, 21))
+    assert run_plan(straight, progress=False)["ran"] == 0  # nothing left to do
+
+    # killed mid-grid, then resumed, one worker
+    cfg_path = _config(tmp_path, tiny_model, data_dir, "killed")
+    proc = subprocess.Popen([sys.executable, "-m", "mtft_nlp.cli", "run", "--config", str(cfg_path)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list((tmp_path / "killed").rglob("results.json"))) < 2:
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "killed").rglob("results.json")}
+    assert 2 <= len(before) < 8
+    counts = run_plan(load_config(str(cfg_path)), progress=False)
+    assert counts["ran"] == 8 - len(before)
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # finished cells not recomputed
+    assert _table(tmp_path / "killed") == _table(tmp_path / "straight")  # same table, whatever the workers or kills
+
+    # a changed setting makes new cells instead of mixing results
+    changed = load_config(str(cfg_path))
+    changed["train"] = dict(changed["train"], learning_rate=5e-4)
+    new_cells = {str(c["dir"]) for c in Plan(changed).cells()} - {str(c["dir"]) for c in Plan(load_config(str(cfg_path))).cells()}
+    assert len(new_cells) == 4 and all("/pbft/" in c for c in new_cells)
+
+    # the report
+    files = write_report(str(tmp_path / "straight"), commands=["mtft-nlp run --config straight.yaml"])
+    md = files["markdown"].read_text()
+    assert "| Prompt-based zero-shot |" in md and "| Prompt-based FT |" in md and "mtft-nlp run --config" in md
+    assert files["csv"].read_text().splitlines()[0] == "task,row,metric,mean,std,n"
+    assert "\\begin{tabular}" in files["latex"].read_text()
+    png = files["plot"].read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(MtftError, match="unknown rows"):
+        load_config(None, "demo", rows=["pbft", "nonsense"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("targets: [SST-2]\nlearning_rate: 3\n")
+    with pytest.raises(MtftError, match="unknown keys"):
+        load_config(str(bad))
+    with pytest.raises(MtftError, match="unknown task"):
+        load_config(None, "demo", targets=["sst-9"])
+
+
+def test_plan_shares_multitask_checkpoints():
+    cfg = load_config(None, "minilm", targets=["RTE", "CR"], rows=["mt-zero-shot", "mt-pbft", "mt-sel-pbft", "pbft"],
+                      seeds=[13, 21, 42])
+    plan = Plan(cfg)
+    jobs = plan.multitask_jobs()
+    assert len(jobs) == 4  # (RTE, CR) x (all sources, selected sources), shared by every seed and row
+    assert {j["selected"] for j in jobs} == {False, True}
+    cells = plan.cells()
+    assert len(cells) == 2 * 4 * 3
+    mt_models = {c["args"][c["args"].index("--model_name_or_path") + 1] for c in cells if c["row"].startswith("mt-")}
+    assert len(mt_models) == 4
+
+
+def test_presets_load():
+    for preset in ("demo", "minilm", "paper"):
+        cfg = load_config(None, preset)
+        assert cfg["targets"] and set(cfg["rows"]) <= {"zero-shot", "mt-zero-shot", "mt-sel-zero-shot", "pbft", "mt-pbft",
+                                                       "mt-sel-pbft"}
+    assert load_config(None, "paper")["model"] == "roberta-large"
