@@ -1,0 +1,84 @@
+#!/usr/bin/env python
+"""Issue-3 benchmark on one GPU: for each of the 13 targets with a test set, the rows zero-shot, pbft,
+mt-zero-shot and mt-pbft (5 split seeds), with the embedded MiniLM, all on the same device.
+
+One worker process per target (in-process runs, the target's multitask checkpoint trained once and
+shared by its seeds); workers run concurrently on the GPU. Protocol: the issue-2 benchmark's reduced
+prompt-FT protocol (200 steps, dev every 50, batch 8, lr 3e-4, test capped at 1000) and the reference
+multitask stage (leave-one-out sources, 10 examples per step drawn task-uniformly, 1000 steps, lr 1e-5).
+
+    python benchmarks/gpu_multitask.py OUT_DIR MODEL_DIR DATA_DIR [deadline_seconds]
+Results: OUT_DIR/<target>/<row>/seed<seed>/results.json (+ multitask_config.json per target), tarred
+into OUT_DIR/../mtbench.tar.gz every 20 s so that partial results survive a time limit.
+"""
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+TARGETS = ["SST-2", "SST-5", "MR", "CR", "MPQA", "Subj", "TREC", "CoLA", "SNLI", "QNLI", "RTE", "MRPC", "STS-B"]
+SEEDS = [13, 21, 42, 87, 100]
+
+
+def worker(target, out, model, data, deadline):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import logging
+
+    logging.disable(logging.WARNING)
+    from mtft_nlp.multitask import MultitaskArguments, MultitaskTrainingArguments, run_multitask
+    from mtft_nlp.training import ModelArguments, PromptArguments, PromptTrainingArguments, run_prompt_experiment
+
+    def cell(row, seed, model_path, zero):
+        d = Path(out) / target / row / f"seed{seed}"
+        if (d / "results.json").exists() or time.time() > deadline:
+            return
+        extra = {} if zero else {"max_steps": 200, "eval_steps": 50}
+        targs = PromptTrainingArguments(output_dir=str(d), seed=seed, disable_tqdm=True, **extra)
+        run_prompt_experiment(ModelArguments(model_name_or_path=model_path),
+                              PromptArguments(task_name=target, data_dir=data, zero_shot=zero, row=row,
+                                              max_test_examples=1000, save_model=False), targs)
+
+    for seed in SEEDS:
+        cell("zero-shot", seed, model, True)
+        cell("pbft", seed, model, False)
+    if target == "STS-B":  # regression: not a multitask target in the paper's table
+        return
+    mt_dir = Path(out) / target / "multitask"
+    if not (mt_dir / "multitask_config.json").exists() and time.time() < deadline:
+        run_multitask(ModelArguments(model_name_or_path=model),
+                      MultitaskArguments(target=target, sources=["all"], data_dir=data),
+                      MultitaskTrainingArguments(output_dir=str(mt_dir), seed=42, disable_tqdm=True, eval_steps=500))
+    if not (mt_dir / "multitask_config.json").exists():
+        return
+    for seed in SEEDS:
+        cell("mt-zero-shot", seed, str(mt_dir), True)
+        cell("mt-pbft", seed, str(mt_dir), False)
+
+
+def main():
+    out, model, data = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    deadline = time.time() + (float(sys.argv[4]) if len(sys.argv) > 4 else 1e9)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=worker, args=(t, str(out), model, data, deadline)) for t in TARGETS]
+    for p in procs:
+        p.start()
+    tar = out.parent / "mtbench.tar.gz"
+    while any(p.is_alive() for p in procs):
+        time.sleep(20)
+        subprocess.run(["tar", "czf", str(tar), "--exclude=*.safetensors", "--exclude=*.bin", "--exclude=tokenizer*",
+                        "-C", str(out.parent), out.name], check=False)
+        done = len(list(out.rglob("results.json")))
+        print(f"{time.strftime('%H:%M:%S')} results: {done}", flush=True)
+    subprocess.run(["tar", "czf", str(tar), "--exclude=*.safetensors", "--exclude=*.bin", "--exclude=tokenizer*",
+                    "-C", str(out.parent), out.name], check=False)
+    print("exit codes", [p.exitcode for p in procs])
+
+
+if __name__ == "__main__":
+    main()
