@@ -239,6 +239,15 @@ class PromptTrainer(Trainer):
         return EvalLoopOutput(predictions=preds, label_ids=labels, metrics=metrics, num_samples=n)
 
 
+def peak_memory_mb() -> float:
+    """Peak GPU memory allocated (CUDA) or peak resident memory of this process (CPU), in MiB."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def parse_label_words(spec: str) -> Dict[str, str]:
     out = {}
     for item in spec.split(","):
@@ -400,6 +409,8 @@ def train_and_evaluate(model_args: ModelArguments, args: PromptArguments, traini
         "train_seconds": train_seconds,
         "eval_seconds": eval_seconds,
         "test_examples_per_second": len(prep.test) / max(test_out.metrics.get("test_runtime", eval_seconds), 1e-9),
+        "peak_memory_mb": peak_memory_mb(),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
     logits = test_out.predictions[0] if isinstance(test_out.predictions, tuple) else test_out.predictions
     return {"record": record, "trainer": trainer, "model": model, "test_logits": logits}
