@@ -155,13 +155,19 @@ class PromptClassifier:
     def push_to_hub(self, repo_id: str, private: bool = False, token: Optional[str] = None,
                     commit_message: str = "Upload mtft-nlp prompt classifier", api=None) -> str:
         """Upload weights, tokenizer, config (with the prompt) and a model card; returns the commit URL."""
-        from huggingface_hub import HfApi
-
-        api = api or HfApi(token=token)
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp)
-            api.create_repo(repo_id, private=private, exist_ok=True)
-            return api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message)
+            return push_folder(tmp, repo_id, private, token, commit_message, api)
+
+
+def push_folder(folder: Union[str, os.PathLike], repo_id: str, private: bool = False, token: Optional[str] = None,
+                commit_message: str = "Upload mtft-nlp prompt classifier", api=None) -> str:
+    """Upload a saved classifier folder (weights, tokenizer, config with the prompt, model card)."""
+    from huggingface_hub import HfApi
+
+    api = api or HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    return api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message)
 
 
 def save_prompt_classifier(model: PromptForMaskedLM, tokenizer, task: TaskSpec, prompt: Prompt,

@@ -93,6 +93,16 @@ def load_masked_lm(name: Optional[str], head_init: str = "random", **kwargs):
     """
     path = resolve_model_name(name)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=kwargs.get("trust_remote_code", False))
+    if os.path.isfile(os.path.join(path, "adapter_config.json")):
+        # LoRA adapters (e.g. a multitask stage run with --use_lora): merged into their base model, which
+        # is then the starting point like any other checkpoint
+        from peft import PeftConfig, PeftModel
+
+        base_name = PeftConfig.from_pretrained(path).base_model_name_or_path
+        base = AutoModelForMaskedLM.from_pretrained(base_name, **kwargs)
+        merged = PeftModel.from_pretrained(base, path).merge_and_unload()
+        merged.requires_grad_(True)  # peft froze the base weights; the merged model trains like any checkpoint
+        return merged, tokenizer
     model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True, **kwargs)
     missing = set(info.get("missing_keys", []))
     if head_init == "identity":

@@ -436,6 +436,14 @@ def run_prompt_experiment(model_args: ModelArguments, args: PromptArguments, tra
         raise MtftError("--output_dir is required")
     if args.paper_hparams:
         training_args.learning_rate, training_args.per_device_train_batch_size = PAPER_LR, PAPER_BATCH
+    # --push_to_hub uploads the best-dev classifier folder at the end (not Trainer checkpoints)
+    push_repo = training_args.hub_model_id if training_args.push_to_hub else None
+    if training_args.push_to_hub:
+        if not push_repo:
+            raise MtftError("--push_to_hub needs --hub_model_id user/name")
+        if args.zero_shot or not args.save_model:
+            raise MtftError("--push_to_hub uploads the trained model: not with --zero_shot or --save_model false")
+        training_args.push_to_hub = False
     prep = prepare(model_args, args, training_args.seed)
     logger.info("task %s, prompt %r, example: %s", prep.task.name, prep.prompt.template,
                 prep.tokenizer.decode(prep.train[0]["input_ids"]) if len(prep.train) else "-")
@@ -477,6 +485,12 @@ def run_prompt_experiment(model_args: ModelArguments, args: PromptArguments, tra
             save_prompt_model(best_run["model"], prep.tokenizer, prep.task, prep.prompt, out / "best", record,
                               merge_lora=model_args.lora_merge)
         atomic_write_json(out / "results.json", record)
+        if push_repo:
+            from .hub import push_folder
+
+            url = push_folder(out / "best", push_repo, private=bool(training_args.hub_private_repo),
+                              token=training_args.hub_token)
+            logger.info("pushed %s to %s", out / "best", url)
     logger.info("%s %s seed %s: dev %.4f test %.4f (%s)", record["task"], record["row"], record["seed"],
                 record["dev_score"], record["test_score"], record["metric"])
     return record

@@ -118,3 +118,23 @@ def test_presets_load():
         assert cfg["targets"] and set(cfg["rows"]) <= {"zero-shot", "mt-zero-shot", "mt-sel-zero-shot", "pbft", "mt-pbft",
                                                        "mt-sel-pbft"}
     assert load_config(None, "paper")["model"] == "roberta-large"
+
+
+@pytest.mark.slow
+def test_sweep_shots_and_num_tasks(tmp_path, tiny_model, data_dir):
+    from mtft_nlp.experiments import run_sweep
+
+    cfg = load_config(None, "demo", model=str(tiny_model), seeds=[13], data_dir=str(data_dir),
+                      output_dir=str(tmp_path / "sweep"))
+    cfg["train"] = {"max_steps": 2, "eval_steps": 1, "max_test_examples": 20}
+    cfg["multitask"] = {"max_steps": 2, "eval_steps": 2, "eval_tasks": 1}
+    run_sweep(cfg, "sst-2", "shots", [4, 8])
+    run_sweep(cfg, "sst-2", "num_tasks", [1, 2])
+    shots = {json.loads(p.read_text())["value"]: find_results(p.parent) for p in (tmp_path / "sweep").rglob("sweep.json")
+             if json.loads(p.read_text())["variable"] == "shots"}
+    assert sorted(shots) == [4, 8]
+    assert [r["n_train"] for r in shots[4]] == [8] and [r["n_train"] for r in shots[8]] == [16]
+    metas = sorted((tmp_path / "sweep").rglob("multitask_config.json"))
+    assert sorted(len(json.loads(m.read_text())["sources"]) for m in metas) == [1, 2]
+    files = write_report(str(tmp_path / "sweep"))
+    assert "sweeps" in files and files["sweeps"].read_bytes()[:4] == b"\x89PNG"

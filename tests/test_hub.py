@@ -149,3 +149,18 @@ def test_lora_wrapper_freezes_base(bert_tokenizer):
     mlm = apply_lora(_tiny_bert(bert_tokenizer), r=4)
     trainable = [n for n, p in mlm.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_training_push_to_hub_uploads_the_best_folder(tmp_path, data_dir, monkeypatch):
+    import huggingface_hub
+
+    api = FakeHfApi()
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda token=None: api)
+    out = tmp_path / "run"
+    assert run_glue_main(["--task_name", "sst-2", "--seed", "13", "--max_steps", "2", "--eval_steps", "1",
+                          "--max_test_examples", "20", "--data_dir", str(data_dir), "--output_dir", str(out),
+                          "--disable_tqdm", "true", "--push_to_hub", "--hub_model_id", "user/sst2-tiny"]) == 0
+    assert api.calls[0] == ("create_repo", "user/sst2-tiny", False, True)
+    assert "model.safetensors" in api.files and "README.md" in api.files
+    card = api.files["README.md"].decode()
+    assert "| test |" in card and "all-MiniLM-L6-v2" in card  # scores and the embedded-model caveat

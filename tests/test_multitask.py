@@ -140,3 +140,34 @@ def test_bad_multitask_input(tmp_path, data_dir, capsys):
                          "--gradient_accumulation_steps", "3", "--output_dir", str(tmp_path / "y"), "--data_dir", str(data_dir)])
     assert rc == 2 and "not divisible" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y" / "multitask_config.json").exists()
+
+
+@pytest.mark.slow
+def test_multitask_with_lora_then_prompt_ft(tmp_path, data_dir):
+    out = _mt(tmp_path, data_dir, "mt-lora", "--max_steps", "4", "--use_lora", "--lora_r", "4")
+    assert (out / "adapter_config.json").is_file() and (out / "multitask_config.json").is_file()
+    run = tmp_path / "pbft"
+    assert run_glue_main(["--task_name", "rte", "--model_name_or_path", str(out), "--seed", "13", "--max_steps", "2",
+                          "--eval_steps", "1", "--max_test_examples", "20", "--data_dir", str(data_dir),
+                          "--output_dir", str(run), "--disable_tqdm", "true", "--save_model", "false"]) == 0
+    assert json.loads((run / "results.json").read_text())["row"] == "mt-pbft"
+
+
+@pytest.mark.slow
+def test_multitask_two_process_ddp(tmp_path, data_dir):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "mt-ddp"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "mtft_nlp.cli",
+                        "multitask", "--target", "rte", "--sources", "sst-2", "trec", "--max_steps", "4",
+                        "--eval_steps", "4", "--data_dir", str(data_dir), "--output_dir", str(out),
+                        "--disable_tqdm", "true"], cwd=root, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    meta = json.loads((out / "multitask_config.json").read_text())
+    assert meta["world_size"] == 2 and meta["examples_per_step"] == 10  # 5 per process per step
+    assert sum(s["examples_drawn"] for s in meta["sources"]) == 40

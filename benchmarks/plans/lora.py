@@ -7,7 +7,7 @@ trained head), lr 1e-3 (adapters want a larger rate than full FT).
 """
 CELLS = []
 for task in ("SST-2", "TREC", "MRPC"):
-    for seed in (13, 21):
+    for seed in (13,):
         common = ["--task_name", task, "--seed", str(seed), "--max_steps", "200", "--eval_steps", "50",
                   "--max_test_examples", "1000"]
         CELLS.append((f"lora/{task}-{seed}", [*common, "--use_lora", "--lora_r", "8", "--learning_rate", "1e-3",
