@@ -32,61 +32,48 @@ def _fail(exc: Exception) -> int:
     return 2
 
 
-def run_glue_main(argv: Optional[List[str]] = None) -> int:
-    """Entry of ``run_glue_fewshot.py`` and ``mtft-nlp train``."""
+def _hf_entry(dataclass_types, run, argv, **parser_kwargs) -> int:
+    """Parse HF-style arguments (or one .json/.yaml file), set up logging, run; bad input -> exit 2."""
     from transformers import HfArgumentParser
     import transformers
 
-    from .training import ModelArguments, PromptArguments, PromptTrainingArguments, run_prompt_experiment
-
-    parser = HfArgumentParser((ModelArguments, PromptArguments, PromptTrainingArguments),
-                              description="Prompt-based few-shot finetuning (LM-BFF) of a masked LM on one task and seed.")
+    parser = HfArgumentParser(dataclass_types, **parser_kwargs)
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
             loader = parser.parse_json_file if argv[0].endswith(".json") else parser.parse_yaml_file
-            model_args, prompt_args, training_args = loader(os.path.abspath(argv[0]))
+            parsed = loader(os.path.abspath(argv[0]))
         else:
-            model_args, prompt_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    except MtftError as exc:
-        return _fail(exc)
-    except ValueError as exc:  # TrainingArguments' own validation
+            parsed = parser.parse_args_into_dataclasses(args=argv)
+    except ValueError as exc:  # includes MtftError and TrainingArguments' own validation
         return _fail(exc)
     _setup_logging()
-    log_level = training_args.get_process_log_level()
+    log_level = parsed[-1].get_process_log_level()
     logging.getLogger("mtft_nlp").setLevel(log_level)
     transformers.utils.logging.set_verbosity(max(log_level, logging.WARNING))
     try:
-        run_prompt_experiment(model_args, prompt_args, training_args)
+        run(*parsed)
     except MtftError as exc:
         return _fail(exc)
     return 0
+
+
+def run_glue_main(argv: Optional[List[str]] = None) -> int:
+    """Entry of ``run_glue_fewshot.py`` and ``mtft-nlp train``."""
+    from .training import ModelArguments, PromptArguments, PromptTrainingArguments, run_prompt_experiment
+
+    return _hf_entry((ModelArguments, PromptArguments, PromptTrainingArguments), run_prompt_experiment, argv,
+                     description="Prompt-based few-shot finetuning (LM-BFF) of a masked LM on one task and seed.")
 
 
 def multitask_main(argv: Optional[List[str]] = None) -> int:
     """Entry of ``mtft-nlp multitask``: the multitask finetuning stage."""
-    from transformers import HfArgumentParser
-    import transformers
-
     from .multitask import MultitaskArguments, MultitaskTrainingArguments, run_multitask
     from .training import ModelArguments
 
-    parser = HfArgumentParser((ModelArguments, MultitaskArguments, MultitaskTrainingArguments),
-                              prog="mtft-nlp multitask",
-                              description="Multitask finetuning of a masked LM on few-shot source tasks (PROTOCOL section 5).")
-    try:
-        model_args, mt_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    except ValueError as exc:
-        return _fail(exc)
-    _setup_logging()
-    log_level = training_args.get_process_log_level()
-    logging.getLogger("mtft_nlp").setLevel(log_level)
-    transformers.utils.logging.set_verbosity(max(log_level, logging.WARNING))
-    try:
-        run_multitask(model_args, mt_args, training_args)
-    except MtftError as exc:
-        return _fail(exc)
-    return 0
+    return _hf_entry((ModelArguments, MultitaskArguments, MultitaskTrainingArguments), run_multitask, argv,
+                     prog="mtft-nlp multitask",
+                     description="Multitask finetuning of a masked LM on few-shot source tasks (PROTOCOL section 5).")
 
 
 def cmd_splits(a) -> int:
@@ -117,23 +104,17 @@ def _read_inputs(path: str):
 
     from .data import DataError
 
+    from .data import read_rows
+
     p = os.fspath(path)
-    if not os.path.isfile(p):
-        raise DataError(f"input file not found: {p}")
-    texts, pairs = [], []
-    with open(p, encoding="utf-8", newline="") as f:
-        if p.endswith(".jsonl"):
-            rows = []
-            for i, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise DataError(f"{p}:{i}: not valid JSON ({exc.msg})") from None
-        elif p.endswith((".csv", ".tsv")):
-            rows = list(csv.DictReader(f, delimiter="\t" if p.endswith(".tsv") else ","))
-        else:
+    if p.endswith((".jsonl", ".json", ".csv", ".tsv")):
+        rows = read_rows(p)
+    else:
+        if not os.path.isfile(p):
+            raise DataError(f"input file not found: {p}")
+        with open(p, encoding="utf-8") as f:
             rows = [dict(zip(("text_a", "text_b"), line.rstrip("\r\n").split("\t", 1))) for line in f if line.strip()]
+    texts, pairs = [], []
     for i, row in enumerate(rows, 1):
         a = row.get("text_a", row.get("text", row.get("sentence")))
         if a is None:

@@ -425,6 +425,26 @@ def load_hub(task: TaskSpec | str, seed: int, k: int = DEFAULT_K, dataset_name: 
     return parts
 
 
+def read_rows(path: str | os.PathLike) -> List[Dict]:
+    """Rows of a JSON Lines (.jsonl/.json) or a CSV/TSV file with a header, as dicts; errors name the line."""
+    import json
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"data file not found: {p}")
+    with open(p, encoding="utf-8", newline="") as f:
+        if p.suffix in (".jsonl", ".json"):
+            rows = []
+            for i, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise DataError(f"{p}:{i}: not valid JSON ({exc.msg})") from None
+            return rows
+        return list(csv.DictReader(f, delimiter="\t" if p.suffix == ".tsv" else ","))
+
+
 def load_files(task: TaskSpec | str, seed: int, k: int = DEFAULT_K, train_file: Optional[str] = None,
                validation_file: Optional[str] = None, test_file: Optional[str] = None,
                text_a_column: str = "text_a", text_b_column: Optional[str] = None, label_column: str = "label",
@@ -438,22 +458,7 @@ def load_files(task: TaskSpec | str, seed: int, k: int = DEFAULT_K, train_file: 
 
     def read(path) -> List[Dict]:
         p = Path(path)
-        if not p.exists():
-            raise DataError(f"data file not found: {p}")
-        rows: List[Dict] = []
-        if p.suffix in (".jsonl", ".json"):
-            import json
-
-            with open(p, encoding="utf-8") as f:
-                for i, line in enumerate(f, 1):
-                    if line.strip():
-                        try:
-                            rows.append(json.loads(line))
-                        except json.JSONDecodeError as exc:
-                            raise DataError(f"{p}:{i}: not valid JSON ({exc.msg})") from None
-        else:
-            with open(p, encoding="utf-8", newline="") as f:
-                rows = list(csv.DictReader(f, delimiter="\t" if p.suffix == ".tsv" else ","))
+        rows = read_rows(p)
         out = []
         for i, row in enumerate(rows, 1):
             where = f"{p}:{i}"

@@ -1,6 +1,6 @@
 """Issue 2 benchmark: zero-shot and prompt-based FT with the embedded default (MiniLM) on the 13 tasks
-that have test sets here, 5 split seeds each, plus two full-protocol SST-2 runs (speed and the
-default-vs-paper comparison).
+that have test sets here, 5 split seeds each (the full-protocol SST-2 runs are in
+benchmarks/plans/full_protocol.py).
 
 Reduced protocol (stated in docs/RESULTS.md): 200 steps with dev evaluation every 50 (instead of
 1000 / 100), test sets capped at a fixed random subset of 1,000 examples (same subset for every seed
