@@ -49,7 +49,7 @@ import numpy as np
 
 from .data import DEFAULT_K, SEEDS, DataError, default_data_dir, load_kshot, normalize_text, text_overlap
 from .tasks import MtftError, TaskSpec, available_tasks, get_task
-from .templates import load_prompt, parse_template, _transform
+from .templates import load_prompt, parse_template, transform_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def render_with_label(pieces, words: Sequence[str], example: Dict, label_index: 
             if text is None:
                 where = example.get("row", "example")
                 raise SelectionError(f"{where}: the template needs sentence {p.sent_id}, which is missing")
-            out += _transform(str(text), p)
+            out += transform_sentence(str(text), p)
         else:
             out += p.value
     return out.strip()

@@ -120,7 +120,8 @@ def parse_template(template: str) -> List[_Piece]:
     return pieces
 
 
-def _transform(text: str, piece: _Piece) -> str:
+def transform_sentence(text: str, piece: _Piece) -> str:
+    """Apply a sentence piece's modifiers (drop last character, case of the first, leading space)."""
     if piece.drop_last:
         text = text[:-1]
     if piece.case == "l":
@@ -225,7 +226,7 @@ class PromptEncoder:
                 if t is None:
                     where = row_names[j] if row_names else f"example {j}"
                     raise PromptError(f"{where}: template {self.prompt.template!r} needs sentence {p.sent_id}, which is missing")
-                texts.append(_transform(str(t), p))
+                texts.append(transform_sentence(str(t), p))
             ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
             limit = self.first_sent_limit if p.sent_id == 0 else self.other_sent_limit
             if limit:

@@ -386,8 +386,7 @@ def train_and_evaluate(model_args: ModelArguments, args: PromptArguments, traini
     record = {
         "task": task.name,
         "row": args.row or default_row(model_args.model_name_or_path, args.zero_shot),
-        "multitask": multitask_metadata(model_args.model_name_or_path) and {
-            k: multitask_metadata(model_args.model_name_or_path)[k] for k in ("target", "sources_origin", "sampler", "max_steps")},
+        "multitask": _multitask_summary(model_args.model_name_or_path),
         "seed": training_args.seed,
         "k": args.k,
         "metric": task.metric,
@@ -414,6 +413,16 @@ def train_and_evaluate(model_args: ModelArguments, args: PromptArguments, traini
     }
     logits = test_out.predictions[0] if isinstance(test_out.predictions, tuple) else test_out.predictions
     return {"record": record, "trainer": trainer, "model": model, "test_logits": logits}
+
+
+def _multitask_summary(model_name: Optional[str]) -> Optional[Dict]:
+    """What results.json and the model card record of a multitask starting point."""
+    meta = multitask_metadata(model_name)
+    if meta is None:
+        return None
+    out = {k: meta.get(k) for k in ("target", "sources_origin", "sampler", "max_steps", "learning_rate", "split_seed")}
+    out["sources"] = [s["task"] for s in meta.get("sources", [])]
+    return out
 
 
 def save_prompt_model(model: PromptForMaskedLM, tokenizer, task: TaskSpec, prompt: Prompt, out_dir: Path, record: Dict,
