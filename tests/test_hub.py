@@ -164,3 +164,14 @@ def test_training_push_to_hub_uploads_the_best_folder(tmp_path, data_dir, monkey
     assert "model.safetensors" in api.files and "README.md" in api.files
     card = api.files["README.md"].decode()
     assert "| test |" in card and "all-MiniLM-L6-v2" in card  # scores and the embedded-model caveat
+
+
+def test_lora_merge_saves_a_plain_model(tmp_path, data_dir):
+    out = tmp_path / "merged"
+    assert run_glue_main(["--task_name", "sst-2", "--seed", "13", "--use_lora", "--lora_merge", "--max_steps", "2",
+                          "--eval_steps", "1", "--max_test_examples", "20", "--data_dir", str(data_dir),
+                          "--output_dir", str(out), "--disable_tqdm", "true"]) == 0
+    best = out / "best"
+    assert (best / "model.safetensors").is_file() and not (best / "adapter_config.json").exists()
+    assert isinstance(AutoModelForMaskedLM.from_pretrained(best), BertForMaskedLM)
+    assert PromptClassifier.from_pretrained(best).predict(["fine"])[0] in ("0", "1")
