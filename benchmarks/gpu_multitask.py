@@ -11,7 +11,6 @@ multitask stage (leave-one-out sources, 10 examples per step drawn task-uniforml
 Results: OUT_DIR/<target>/<row>/seed<seed>/results.json (+ multitask_config.json per target), tarred
 into OUT_DIR/../mtbench.tar.gz every 20 s so that partial results survive a time limit.
 """
-import json
 import multiprocessing as mp
 import os
 import subprocess

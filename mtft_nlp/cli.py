@@ -99,9 +99,6 @@ def cmd_table(a) -> int:
 
 def _read_inputs(path: str):
     """Texts (and pairs) from .txt (one per line; a tab separates a pair), .jsonl or .csv files."""
-    import csv
-    import json
-
     from .data import DataError
 
     from .data import read_rows

@@ -15,7 +15,6 @@ order 100, 13, 21, 42, 87.
 from __future__ import annotations
 
 import csv
-import io
 import logging
 import math
 import os
@@ -221,8 +220,7 @@ class KShotSplitter:
         """{"header", "train", "dev"} raw records for ``seed`` (LM-BFF's bucketing)."""
         header, body = self._shuffled(seed)
         buckets: Dict[object, list] = {}
-        first_row = 1 + len(header)
-        for i, rec in enumerate(body):
+        for rec in body:
             try:
                 label = _bucket_label(self.task, rec)
             except (IndexError, ValueError):

@@ -29,7 +29,7 @@ from typing import Dict, List, Optional, Sequence
 import yaml
 
 from .data import SEEDS, default_data_dir
-from .results import atomic_write_json, atomic_write_text, environment
+from .results import atomic_write_json, atomic_write_text
 from .tasks import MtftError, get_task
 
 logger = logging.getLogger(__name__)

@@ -17,12 +17,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from .modeling import PromptForMaskedLM, multitask_metadata, predictions_from_logits
+from .modeling import PromptForMaskedLM, predictions_from_logits
 from .features import PromptCollator
 from .tasks import MtftError, TaskSpec
 from .templates import Prompt, PromptEncoder

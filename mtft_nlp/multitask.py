@@ -12,17 +12,14 @@ examples, each from a task drawn uniformly with replacement.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset, SequentialSampler
 from transformers import TrainerCallback, set_seed
 
@@ -31,7 +28,7 @@ from .features import FeatureDataset, PromptCollator, build_features
 from .metrics import accuracy
 from .modeling import MULTITASK_METADATA as METADATA_FILE, PromptForMaskedLM, resolve_model_name
 from .results import atomic_write_json, environment
-from .tasks import MtftError, TaskSpec, available_tasks, get_task
+from .tasks import MtftError, TaskSpec, available_tasks, get_task, leave_one_out, task_family
 from .templates import PromptEncoder, load_prompt
 from .training import ModelArguments, PromptTrainer, PromptTrainingArguments, load_model
 
@@ -65,26 +62,10 @@ class MultitaskTrainingArguments(PromptTrainingArguments):
     eval_steps: Optional[float] = field(default=100, metadata={"help": "Per-task dev loss/accuracy of the sources every N steps."})
 
 
-def classification_tasks() -> List[str]:
-    """The tasks the leave-one-out collection draws from: every classification task, one per split."""
-    out = []
-    for name in available_tasks():
-        t = get_task(name)
-        if t.is_regression or t.split_of:
-            continue
-        out.append(t.name)
-    return out
-
-
-def _variants(task: TaskSpec) -> set:
-    base = task.split_of or task.name
-    return {n for n in available_tasks() if n == base or get_task(n).split_of == base}
-
-
 def resolve_sources(target: Optional[str], sources: Sequence[str]) -> Dict[str, object]:
     """``{"sources": [...], "origin": "all" | "list" | <selection file>, "selection": {...}}``."""
     target_task = get_task(target) if target else None
-    excluded = _variants(target_task) if target_task else set()
+    excluded = {n for n in available_tasks() if target_task and task_family(n) == task_family(target_task)}
     if len(sources) == 1 and str(sources[0]).endswith(".json"):
         path = Path(sources[0])
         try:
@@ -103,7 +84,7 @@ def resolve_sources(target: Optional[str], sources: Sequence[str]) -> Dict[str, 
     elif [s.lower() for s in sources] == ["all"]:
         if target_task is None:
             raise MtftError("--sources all needs --target (leave-one-out)")
-        out = [n for n in classification_tasks() if n not in excluded]
+        out = leave_one_out(target_task)
         origin, selection = "all", None
     else:
         out = [get_task(s).name for s in sources]

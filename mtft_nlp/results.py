@@ -17,7 +17,7 @@ import platform
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional
 
 from .metrics import METRIC_NAMES
 

@@ -47,8 +47,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .data import DEFAULT_K, SEEDS, DataError, default_data_dir, load_kshot, normalize_text, text_overlap
-from .tasks import MtftError, TaskSpec, available_tasks, get_task
+from .data import DEFAULT_K, SEEDS, DataError, default_data_dir, load_kshot, text_overlap
+from .tasks import MtftError, TaskSpec, get_task, leave_one_out, task_family
 from .templates import load_prompt, parse_template, transform_sentence
 
 logger = logging.getLogger(__name__)
@@ -76,23 +76,10 @@ class SelectionError(MtftError):
 # --------------------------------------------------------------------------- candidates
 
 
-def _data_family(task: TaskSpec) -> str:
-    """Tasks sharing k-shot data (MNLI and MNLI-mm) belong to one family."""
-    return (task.split_of or task.name).lower()
-
-
 def default_candidates(target: TaskSpec | str) -> List[str]:
     """PROTOCOL section 5's leave-one-out pool: the 14 classification tasks minus the target
     and its variants (tasks sharing its data, MNLI <-> MNLI-mm)."""
-    target = get_task(target)
-    pool = []
-    for name in available_tasks():
-        t = get_task(name)
-        if t.is_regression or t.split_of:  # STS-B; MNLI-mm (MNLI's data, another test set)
-            continue
-        if _data_family(t) != _data_family(target):
-            pool.append(t.name)
-    return pool
+    return leave_one_out(target)
 
 
 def resolve_candidates(target: TaskSpec | str, candidates: Optional[Sequence[str]] = None) -> List[str]:
@@ -104,7 +91,7 @@ def resolve_candidates(target: TaskSpec | str, candidates: Optional[Sequence[str
     out: List[str] = []
     for c in candidates:
         t = get_task(c)
-        if _data_family(t) == _data_family(target):
+        if task_family(t) == task_family(target):
             raise SelectionError(f"candidate {c!r} is the target {target.name} or shares its data; remove it")
         if t.name not in out:
             out.append(t.name)

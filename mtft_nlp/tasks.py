@@ -220,3 +220,20 @@ def get_task(name_or_path: str | os.PathLike | TaskSpec) -> TaskSpec:
         names = ", ".join(sorted({t.name for t in _CACHE.values()}))
         raise TaskError(f"unknown task {s!r}; known tasks: {names} (or pass a task file path)")
     return _CACHE[key]
+
+
+def task_family(task: TaskSpec | str) -> str:
+    """Tasks sharing k-shot data (MNLI and MNLI-mm) belong to one family."""
+    task = get_task(task)
+    return (task.split_of or task.name).lower()
+
+
+def classification_tasks() -> List[str]:
+    """The multitask collection: every classification task, one per k-shot data (no STS-B, no MNLI-mm)."""
+    return [t.name for t in map(get_task, available_tasks()) if not t.is_regression and not t.split_of]
+
+
+def leave_one_out(target: TaskSpec | str) -> List[str]:
+    """PROTOCOL section 5's sources for ``target``: the classification tasks minus the target's family."""
+    family = task_family(target)
+    return [name for name in classification_tasks() if task_family(name) != family]

@@ -18,7 +18,6 @@ vocabularies) and SentencePiece. It is the only place a prompt is rendered.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence

@@ -12,18 +12,15 @@ The training loop is the ``Trainer``'s own; this module adds
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import EvalLoopOutput, EvalPrediction

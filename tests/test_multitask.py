@@ -2,15 +2,13 @@
 import json
 from collections import Counter
 
-import numpy as np
 import pytest
 import torch
 
 from mtft_nlp.cli import multitask_main, run_glue_main
 from mtft_nlp.data import text_overlap
-from mtft_nlp.multitask import (MixedTaskDataset, MultitaskArguments, classification_tasks, load_sources,
-                                resolve_sources, sampling_probs)
-from mtft_nlp.tasks import MtftError, get_task
+from mtft_nlp.multitask import MixedTaskDataset, MultitaskArguments, load_sources, resolve_sources, sampling_probs
+from mtft_nlp.tasks import MtftError, classification_tasks, get_task
 
 
 def test_leave_one_out_sources():
