@@ -151,3 +151,19 @@ def test_csv_and_jsonl_files_with_column_mapping(tmp_path):
     assert len(parts["train"]) == len(parts["dev"]) == 32 and len(parts["test"]) == 2
     with pytest.raises(DataError, match="no column 'label'"):
         load_files("sst-2", 13, 16, str(train), None, str(test), text_a_column="sentence")
+
+
+def test_hub_layout_from_a_saved_dataset(tmp_path):
+    """--dataset_name with a save_to_disk folder: the task file's Hub columns and label map are used."""
+    import datasets
+
+    from mtft_nlp.data import load_hub
+
+    train = {"sentence": [f"review {i}" for i in range(80)], "label": [i % 2 for i in range(80)]}
+    val = {"sentence": ["good", "bad", "unlabelled"], "label": [1, 0, -1]}
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(train), "validation": datasets.Dataset.from_dict(val)}
+                         ).save_to_disk(tmp_path / "sst2")
+    parts = load_hub("sst-2", 13, dataset_name=str(tmp_path / "sst2"))
+    assert len(parts["train"]) == len(parts["dev"]) == 32
+    assert [(e["text_a"], e["label"]) for e in parts["test"]] == [("good", "1"), ("bad", "0")]  # -1 rows dropped
+    assert not {e["text_a"] for e in parts["train"]} & {e["text_a"] for e in parts["dev"]}

@@ -72,3 +72,16 @@ def test_two_process_ddp_matches_one_process(tmp_path, data_dir):
     assert a["n_test"] == b["n_test"] == 150  # distributed evaluation scores each example once
     assert [h["score"] for h in a["dev_history"]] == pytest.approx([h["score"] for h in b["dev_history"]])
     assert a["test_score"] == pytest.approx(b["test_score"], abs=1 / 150 + 1e-9)
+
+
+def test_lmbff_grid_picks_the_best_dev_config(tmp_path, data_dir):
+    out = tmp_path / "grid"
+    assert run_glue_main(["--task_name", "sst-2", "--seed", "13", "--lmbff_grid", "--max_steps", "2", "--eval_steps", "1",
+                          "--max_test_examples", "20", "--data_dir", str(data_dir), "--output_dir", str(out),
+                          "--save_model", "false", "--disable_tqdm", "true"]) == 0
+    r = _results(out)
+    assert [(g["learning_rate"], g["batch_size"]) for g in r["grid"]] == [(lr, bs) for lr in (1e-5, 2e-5, 5e-5)
+                                                                       for bs in (2, 4, 8)]
+    best = max(r["grid"], key=lambda g: g["dev_score"])  # first of the ties, as the runs were compared in order
+    assert r["dev_score"] == best["dev_score"] and r["test_score"] == best["test_score"]
+    assert (r["learning_rate"], r["train_batch_size"]) == (best["learning_rate"], best["batch_size"])
