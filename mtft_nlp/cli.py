@@ -220,7 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--config", help="a YAML config (configs/paper.yaml, configs/minilm.yaml, configs/demo.yaml); "
                                     "default: configs/demo.yaml, or configs/minilm.yaml when targets/rows/seeds are given")
     r.add_argument("--targets", nargs="+")
-    r.add_argument("--rows", nargs="+", help="zero-shot mt-zero-shot mt-sel-zero-shot pbft mt-pbft mt-sel-pbft, or all")
+    r.add_argument("--rows", nargs="+",
+                   help="any of zero-shot mt-zero-shot mt-sel-zero-shot pbft mt-pbft mt-sel-pbft (the paper's rows; "
+                        "'all' = these six) and the task-selection ablations mt-random-pbft mt-nocon-pbft mt-nodiv-pbft "
+                        "(and their -zero-shot forms; 'ablations' = mt-sel-pbft and the three -pbft ablations)")
     r.add_argument("--seeds", nargs="+", type=int)
     r.add_argument("--model", help="masked LM (default from the config)")
     r.add_argument("--output_dir")

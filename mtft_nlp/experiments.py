@@ -3,13 +3,20 @@
 
 Rows (the paper's Table 18): ``zero-shot``, ``pbft`` (the base model), ``mt-zero-shot``,
 ``mt-pbft`` (after the multitask stage on the leave-one-out sources), ``mt-sel-zero-shot``,
-``mt-sel-pbft`` (after the multitask stage on the sources chosen by task selection).
+``mt-sel-pbft`` (after the multitask stage on the sources chosen by task selection); and the
+selection ablations of the paper's Table 1, ``mt-random-*``, ``mt-nocon-*``, ``mt-nodiv-*``
+(sources chosen by the ``random``, ``no-consistency`` and ``no-diversity`` methods; the
+fixed-size ones take as many tasks as ``selected`` chose). ``--rows all`` is the six rows of
+the paper's Table 18, ``--rows ablations`` is ``mt-sel-pbft`` and the three ablation FT rows.
 
 Each cell is one ``mtft-nlp train`` process whose ``results.json`` is written atomically at
 its end, in a folder named by a hash of the cell's resolved configuration: rerunning
 skips finished cells, a killed run loses at most the cells in progress, and a changed
 setting makes new cells instead of mixing results. A multitask checkpoint is trained
-once per (target, sources, settings) and shared by every seed and row that needs it.
+once per (target, sources, settings) and shared by every seed and row that needs it; when
+two selection methods choose the same sources (``no-diversity`` at the default size always
+equals ``selected``), they share the checkpoint and the cells are run once, the result
+recorded under each row (``same_run_as`` in the copies).
 """
 
 from __future__ import annotations
@@ -34,13 +41,25 @@ from .tasks import MtftError, get_task
 
 logger = logging.getLogger(__name__)
 
-ROWS = ("zero-shot", "mt-zero-shot", "mt-sel-zero-shot", "pbft", "mt-pbft", "mt-sel-pbft")
+PAPER_ROWS = ("zero-shot", "mt-zero-shot", "mt-sel-zero-shot", "pbft", "mt-pbft", "mt-sel-pbft")
+# row infix -> selection method (rows mt-<infix>-zero-shot / mt-<infix>-pbft)
+VARIANTS = {"sel": "selected", "random": "random", "nocon": "no-consistency", "nodiv": "no-diversity"}
+ROWS = PAPER_ROWS + tuple(f"mt-{v}-{kind}" for kind in ("zero-shot", "pbft") for v in VARIANTS if v != "sel")
+ROW_GROUPS = {"all": list(PAPER_ROWS), "ablations": ["mt-sel-pbft", "mt-random-pbft", "mt-nocon-pbft", "mt-nodiv-pbft"]}
+
+
+def row_variant(row: str) -> Optional[str]:
+    """``None`` (base model), ``"all"`` (leave-one-out multitask) or a key of :data:`VARIANTS`."""
+    if not row.startswith("mt-"):
+        return None
+    infix = row[3:].rsplit("-zero-shot", 1)[0].rsplit("-pbft", 1)[0]
+    return infix if infix in VARIANTS else "all"
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 DEFAULTS: Dict = {
     "model": "minilm",
     "targets": ["SST-2", "RTE"],
-    "rows": list(ROWS),
+    "rows": list(PAPER_ROWS),
     "seeds": list(SEEDS),
     "data_dir": None,  # $MTFT_NLP_DATA_DIR or ../shared/data
     "output_dir": "runs/experiment",
@@ -70,11 +89,11 @@ def load_config(path: Optional[str] = None, preset: Optional[str] = None, **over
     for k, v in overrides.items():
         if v is not None:
             cfg[k] = v
-    if cfg["rows"] == ["all"] or cfg["rows"] == "all":
-        cfg["rows"] = list(ROWS)
+    rows = [cfg["rows"]] if isinstance(cfg["rows"], str) else list(cfg["rows"])
+    cfg["rows"] = list(dict.fromkeys(x for r in rows for x in ROW_GROUPS.get(r, [r])))
     bad = [r for r in cfg["rows"] if r not in ROWS]
     if bad:
-        raise MtftError(f"unknown rows {bad}; rows are {', '.join(ROWS)} or 'all'")
+        raise MtftError(f"unknown rows {bad}; rows are {', '.join(ROWS)}, 'all' (the paper's six) or 'ablations'")
     cfg["targets"] = [get_task(t).name for t in cfg["targets"]]
     cfg["data_dir"] = cfg["data_dir"] or default_data_dir()
     cfg["seeds"] = [int(s) for s in cfg["seeds"]]
@@ -102,10 +121,43 @@ class Plan:
         self.cfg = cfg
         self.root = Path(cfg["output_dir"])
 
-    def selection_path(self, target: str) -> Path:
-        return self.root / "selection" / f"{target}-{_key([self.cfg['model'], self.cfg['selection']])}.json"
+    def selection_options(self, variant: str) -> Dict:
+        """``select_tasks`` options of a row variant: the config's ``selection`` for ``sel``, its method
+        replaced for the ablations (``k`` kept only for the fixed-size methods)."""
+        opts = dict(self.cfg["selection"])
+        if variant != "sel":
+            opts["method"] = VARIANTS[variant]
+            if opts["method"] == "no-consistency":
+                opts.pop("k", None)
+        return opts
 
-    def multitask_dir(self, target: str, selected: bool) -> Path:
+    def selection_path(self, target: str, variant: str = "sel") -> Path:
+        key = [self.cfg["model"], self.cfg["selection"]] + ([] if variant == "sel" else [self.selection_options(variant)])
+        stem = target if variant == "sel" else f"{target}-{variant}"
+        return self.root / "selection" / f"{stem}-{_key(key)}.json"
+
+    def selected_sources(self, target: str, variant: str) -> Optional[List[str]]:
+        p = self.selection_path(target, variant)
+        try:
+            return list(json.loads(p.read_text(encoding="utf-8"))["selected"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def variants(self) -> List[str]:
+        return list(dict.fromkeys(v for r in self.cfg["rows"] if (v := row_variant(r)) not in (None, "all")))
+
+    def multitask_dir(self, target: str, variant) -> Path:
+        """The checkpoint folder of (target, variant); a variant whose chosen sources equal the
+        ``selected`` ones shares that checkpoint. (``variant`` True/False = ``sel``/``all``.)"""
+        variant = {True: "sel", False: "all"}.get(variant, variant)
+        if variant not in ("sel", "all"):
+            sources = self.selected_sources(target, variant)
+            if sources is None or sources != self.selected_sources(target, "sel"):
+                # keyed by the chosen sources, so ablations choosing the same tasks share one stage
+                spec = {"model": self.cfg["model"], "target": target, "multitask": self.cfg["multitask"],
+                        "sources": sources if sources is not None else self.selection_options(variant)}
+                return self.root / "multitask" / f"{target}-{_key(spec)}"
+        selected = variant != "all"
         spec = {"model": self.cfg["model"], "target": target, "selected": selected, "multitask": self.cfg["multitask"],
                 "selection": self.cfg["selection"] if selected else None}
         return self.root / "multitask" / f"{target}-{'sel' if selected else 'all'}-{_key(spec)}"
@@ -116,31 +168,38 @@ class Plan:
             for row in self.cfg["rows"]:
                 for seed in self.cfg["seeds"]:
                     zero = row.endswith("zero-shot")
-                    mt = row.startswith("mt-")
-                    selected = row.startswith("mt-sel-")
-                    model = str(self.multitask_dir(target, selected)) if mt else self.cfg["model"]
+                    variant = row_variant(row)
+                    model = str(self.multitask_dir(target, variant)) if variant else self.cfg["model"]
                     opts = dict(self.cfg["zero_shot"] if zero else self.cfg["train"])
                     spec = {"target": target, "row": row, "seed": seed, "model": self.cfg["model"], "options": opts,
-                            "multitask": self.cfg["multitask"] if mt else None,
-                            "selection": self.cfg["selection"] if selected else None}
+                            "multitask": self.cfg["multitask"] if variant else None,
+                            "selection": self.selection_options(variant) if variant not in (None, "all") else None}
                     args = ["--task_name", target, "--seed", str(seed), "--model_name_or_path", model, "--row", row,
                             "--data_dir", self.cfg["data_dir"], "--save_model", "false", "--disable_tqdm", "true",
                             *(["--zero_shot"] if zero else []), *_flags(opts)]
                     out.append({"target": target, "row": row, "seed": seed, "args": args,
                                 "dir": self.root / "cells" / target / row / f"seed{seed}-{_key(spec)}",
-                                "needs": (target, selected) if mt else None})
+                                "needs": (target, variant) if variant else None,
+                                # cells with the same starting model and options compute the same run
+                                "computes": _key([target, seed, model, zero, opts])})
         return out
 
     def multitask_jobs(self) -> List[Dict]:
-        needed = sorted({c["needs"] for c in self.cells() if c["needs"]})
-        jobs = []
-        for target, selected in needed:
-            d = self.multitask_dir(target, selected)
-            sources = [str(self.selection_path(target))] if selected else ["all"]
+        jobs: Dict[Path, Dict] = {}
+        for c in self.cells():
+            if not c["needs"]:
+                continue
+            target, variant = c["needs"]
+            d = self.multitask_dir(target, variant)
+            if d in jobs:
+                continue
+            if d == self.multitask_dir(target, "sel"):
+                variant = "sel"
+            sources = ["all"] if variant == "all" else [str(self.selection_path(target, variant))]
             args = ["--target", target, "--sources", *sources, "--model_name_or_path", self.cfg["model"],
                     "--data_dir", self.cfg["data_dir"], "--disable_tqdm", "true", *_flags(self.cfg["multitask"])]
-            jobs.append({"target": target, "selected": selected, "dir": d, "args": args})
-        return jobs
+            jobs[d] = {"target": target, "variant": variant, "dir": d, "args": args}
+        return list(jobs.values())
 
 
 def _done(d: Path, marker: str) -> bool:
@@ -186,16 +245,19 @@ def run_plan(cfg: Dict, progress: bool = True) -> Dict:
     envs = _device_envs(workers)
     failures: List[str] = []
 
-    # 1. task selection (fast, in process, cached embeddings)
-    if any(r.startswith("mt-sel-") for r in cfg["rows"]):
+    # 1. task selection (fast, in process, cached embeddings); ``selected`` also for the ablations,
+    #    whose fixed sizes and shared checkpoints refer to it
+    variants = plan.variants()
+    if variants:
         from .selection import select_tasks
 
         for target in cfg["targets"]:
-            path = plan.selection_path(target)
-            if not _done(path.parent, path.name):
-                result = select_tasks(target, data_dir=cfg["data_dir"], **cfg["selection"])
-                atomic_write_json(path, result.to_dict())
-                logger.info("selection for %s: %s", target, result.selected)
+            for variant in ["sel"] + [v for v in variants if v != "sel"]:
+                path = plan.selection_path(target, variant)
+                if not _done(path.parent, path.name):
+                    result = select_tasks(target, data_dir=cfg["data_dir"], **plan.selection_options(variant))
+                    atomic_write_json(path, result.to_dict())
+                    logger.info("selection (%s) for %s: %s", VARIANTS[variant], target, result.selected)
 
     # 2. multitask stages, then 3. cells; each a subprocess, `workers` at a time
     def execute(jobs, kind):
@@ -216,7 +278,7 @@ def run_plan(cfg: Dict, progress: bool = True) -> Dict:
                 job = futures[fut]
                 rc, seconds = fut.result()
                 ok = rc == 0 and _done(job["dir"], "multitask_config.json" if kind == "multitask" else "results.json")
-                name = f"{job['target']} {'selected' if job.get('selected') else 'all'}" if kind == "multitask" else \
+                name = f"{job['target']} {VARIANTS.get(job['variant'], 'all')}" if kind == "multitask" else \
                     f"{job['target']} {job['row']} seed {job['seed']}"
                 if ok and kind == "cell":
                     r = json.loads((job["dir"] / "results.json").read_text())
@@ -235,7 +297,16 @@ def run_plan(cfg: Dict, progress: bool = True) -> Dict:
     n_mt = execute(plan.multitask_jobs(), "multitask")
     cells = plan.cells()
     ready = [c for c in cells if not c["needs"] or _done(plan.multitask_dir(*c["needs"]), "multitask_config.json")]
-    n_cells = execute(ready, "cell")
+    first: Dict[str, Dict] = {}
+    for c in ready:
+        first.setdefault(c["computes"], c)
+    n_cells = execute([c for c in ready if first[c["computes"]] is c], "cell")
+    for c in ready:  # the same run under another row (e.g. no-diversity choosing the selected sources)
+        src = first[c["computes"]]
+        if src is not c and _done(src["dir"], "results.json") and not _done(c["dir"], "results.json"):
+            r = json.loads((src["dir"] / "results.json").read_text(encoding="utf-8"))
+            r.update(row=c["row"], same_run_as=src["row"])
+            atomic_write_json(c["dir"] / "results.json", r)
     skipped = len(cells) - len(ready)
     if failures:
         raise MtftError(f"{len(failures)} jobs failed: {', '.join(failures[:5])}{' ...' if len(failures) > 5 else ''}; "

@@ -75,12 +75,18 @@ def multitask_metadata(name: Optional[str]) -> Optional[dict]:
 
 
 def default_row(name: Optional[str], zero_shot: bool) -> str:
-    """Table row of a run: zero-shot / pbft, prefixed mt- (multitask checkpoint) or mt-sel- (selected sources)."""
+    """Table row of a run: zero-shot / pbft, prefixed mt- (multitask checkpoint on listed or leave-one-out
+    sources), mt-sel- (sources chosen by task selection) or mt-random- / mt-nocon- / mt-nodiv- (sources
+    chosen by a selection ablation)."""
     meta = multitask_metadata(name)
     kind = "zero-shot" if zero_shot else "pbft"
     if meta is None:
         return kind
-    return f"mt-sel-{kind}" if meta.get("selection") else f"mt-{kind}"
+    selection = meta.get("selection")
+    if not selection:
+        return f"mt-{kind}"
+    prefix = {"random": "random", "no-consistency": "nocon", "no-diversity": "nodiv"}.get(selection.get("method"), "sel")
+    return f"mt-{prefix}-{kind}"
 
 
 def load_masked_lm(name: Optional[str], head_init: str = "random", **kwargs):

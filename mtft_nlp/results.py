@@ -22,7 +22,9 @@ from typing import Dict, Iterable, List, Optional
 from .metrics import METRIC_NAMES
 
 REQUIRED_KEYS = ("task", "row", "seed", "metric", "dev_score", "test_score", "zero_shot", "model", "prompt")
-ROW_ORDER = ("zero-shot", "mt-zero-shot", "mt-sel-zero-shot", "pbft", "mt-pbft", "mt-sel-pbft")
+ROW_ORDER = ("zero-shot", "mt-zero-shot", "mt-sel-zero-shot", "pbft", "mt-pbft", "mt-sel-pbft",
+             "mt-random-zero-shot", "mt-nocon-zero-shot", "mt-nodiv-zero-shot",
+             "mt-random-pbft", "mt-nocon-pbft", "mt-nodiv-pbft")
 ROW_TITLES = {
     "zero-shot": "Prompt-based zero-shot",
     "mt-zero-shot": "Multitask FT zero-shot",
@@ -30,6 +32,13 @@ ROW_TITLES = {
     "pbft": "Prompt-based FT",
     "mt-pbft": "Multitask prompt-based FT",
     "mt-sel-pbft": "+ task selection (prompt-based FT)",
+    # the selection ablations of the paper's Table 1 (multitask FT on the sources each method chose)
+    "mt-random-zero-shot": "Random tasks (zero-shot)",
+    "mt-nocon-zero-shot": "No consistency (zero-shot)",
+    "mt-nodiv-zero-shot": "No diversity (zero-shot)",
+    "mt-random-pbft": "Random tasks (prompt-based FT)",
+    "mt-nocon-pbft": "No consistency (prompt-based FT)",
+    "mt-nodiv-pbft": "No diversity (prompt-based FT)",
 }
 
 

@@ -105,11 +105,57 @@ def test_plan_shares_multitask_checkpoints():
     plan = Plan(cfg)
     jobs = plan.multitask_jobs()
     assert len(jobs) == 4  # (RTE, CR) x (all sources, selected sources), shared by every seed and row
-    assert {j["selected"] for j in jobs} == {False, True}
+    assert {j["variant"] for j in jobs} == {"all", "sel"}
     cells = plan.cells()
     assert len(cells) == 2 * 4 * 3
     mt_models = {c["args"][c["args"].index("--model_name_or_path") + 1] for c in cells if c["row"].startswith("mt-")}
     assert len(mt_models) == 4
+
+
+def test_ablation_rows_share_identical_sources(tmp_path):
+    cfg = load_config(None, "minilm", targets=["CR"], rows=["ablations"], seeds=[13, 21], output_dir=str(tmp_path))
+    assert cfg["rows"] == ["mt-sel-pbft", "mt-random-pbft", "mt-nocon-pbft", "mt-nodiv-pbft"]
+    plan = Plan(cfg)
+    assert plan.selection_options("random")["method"] == "random"
+    assert plan.selection_options("nocon")["method"] == "no-consistency"
+    chosen = {"sel": ["MPQA", "MR"], "nodiv": ["MPQA", "MR"], "random": ["RTE", "TREC"], "nocon": ["SST-2"]}
+    for variant, sources in chosen.items():
+        path = plan.selection_path("CR", variant)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"target": "CR", "selected": sources}))
+    assert len({plan.selection_path("CR", v) for v in chosen}) == 4
+    jobs = {j["variant"]: j for j in plan.multitask_jobs()}
+    assert sorted(jobs) == ["nocon", "random", "sel"]  # no-diversity chose the selected sources: no own stage
+    assert plan.multitask_dir("CR", "nodiv") == plan.multitask_dir("CR", "sel") != plan.multitask_dir("CR", "random")
+    assert jobs["random"]["args"][jobs["random"]["args"].index("--sources") + 1] == str(plan.selection_path("CR", "random"))
+    cells = plan.cells()
+    assert len(cells) == 4 * 2 and len({c["dir"] for c in cells}) == 8
+    assert len({c["computes"] for c in cells}) == 6  # mt-nodiv-pbft cells are the mt-sel-pbft runs
+    with pytest.raises(MtftError, match="unknown rows"):
+        load_config(None, "minilm", rows=["mt-best-pbft"])
+
+
+@pytest.mark.slow
+def test_ablation_rows_end_to_end(tmp_path, tiny_model, data_dir):
+    cfg = load_config(None, "demo", model=str(tiny_model), targets=["CR"], seeds=[13], data_dir=str(data_dir),
+                      output_dir=str(tmp_path / "abl"),
+                      rows=["mt-sel-zero-shot", "mt-nodiv-zero-shot", "mt-random-zero-shot", "mt-nocon-zero-shot"])
+    cfg["zero_shot"] = {"max_test_examples": 20}
+    cfg["multitask"] = {"max_steps": 2, "eval_steps": 2, "eval_tasks": 1}
+    cfg["selection"] = {"seed": 3}
+    run_plan(cfg, progress=False)
+    sel = {v: Plan(cfg).selected_sources("CR", v) for v in ("sel", "nodiv", "random", "nocon")}
+    assert sel["nodiv"] == sel["sel"] and len(sel["random"]) == len(sel["sel"])
+    stages = sorted((tmp_path / "abl").rglob("multitask_config.json"))
+    trained = sorted([s["task"] for s in json.loads(m.read_text())["sources"]] for m in stages)
+    assert trained == sorted(map(list, {tuple(v) for v in sel.values()}))  # one stage per distinct source set
+    results = {r["row"]: r for r in find_results(tmp_path / "abl")}
+    assert sorted(results) == sorted(cfg["rows"])
+    assert results["mt-nodiv-zero-shot"]["same_run_as"] == "mt-sel-zero-shot"
+    assert results["mt-nodiv-zero-shot"]["test_score"] == results["mt-sel-zero-shot"]["test_score"]
+    assert "same_run_as" not in results["mt-random-zero-shot"] and "same_run_as" not in results["mt-sel-zero-shot"]
+    md = write_report(str(tmp_path / "abl"))["markdown"].read_text()
+    assert "Random tasks (zero-shot)" in md and "No diversity (zero-shot)" in md
 
 
 def test_presets_load():
