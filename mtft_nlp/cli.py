@@ -164,9 +164,12 @@ def cmd_run(a) -> int:
 
 
 def cmd_report(a) -> int:
-    from .report import write_report
+    from .report import write_report, write_spec_report
 
-    files = write_report(a.dir, a.output, commands=a.command or (), title=a.title, rows=a.row)
+    if a.spec:
+        files = write_spec_report(a.dir, a.spec, a.output or a.dir)
+    else:
+        files = write_report(a.dir, a.output, commands=a.command or (), title=a.title, rows=a.row)
     for k, p in files.items():
         print(f"{k}: {p}")
     return 0
@@ -237,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--title", default="Results")
     rp.add_argument("--row", nargs="+", help="only these rows")
     rp.add_argument("--command", nargs="*", help="the commands that produced the results (recorded in the report)")
+    rp.add_argument("--spec", help="a YAML layout combining several benchmark folders below DIR into one document "
+                                   "(sections with text, tables, per-target differences, run listings); "
+                                   "benchmarks/report.yaml makes docs/RESULTS.md")
     rp.set_defaults(func=cmd_report)
 
     sw = sub.add_parser("sweep", help="vary the number of finetuning tasks or the shots per class for one target")

@@ -140,6 +140,9 @@ def write_report(root: str, out_dir: Optional[str] = None, commands: Sequence[st
     md += [format_table(agg, "markdown", titles=True).rstrip(), "",
            f"Runs per cell (seeds): {min(n.values())}-{max(n.values())}. Metric per task in the header "
            "(accuracy where none is named).", "", "## Protocol", ""] + _protocol_lines(results)
+    chosen = _selections_table(root_p)
+    if chosen:
+        md += ["", "## Task selection", "", "Sources chosen for each target (`selection/*.json`):", ""] + chosen
     md += ["", "## Commands", ""] + ([f"    {c}" for c in commands] or ["    (not recorded)"])
     md += ["", "## Environment", ""] + _environment(results)
     md += ["", f"![per-task results]({files['plot'].name})"]
@@ -148,4 +151,161 @@ def write_report(root: str, out_dir: Optional[str] = None, commands: Sequence[st
         md += ["", f"![sweeps]({sweeps.name})"]
     md += ["", f"CSV: [{files['csv'].name}]({files['csv'].name}), LaTeX: [{files['latex'].name}]({files['latex'].name})."]
     atomic_write_text(files["markdown"], "\n".join(md) + "\n")
+    return files
+
+
+# --------------------------------------------------------------------------- multi-benchmark reports
+
+
+def _selections_table(root: Path) -> List[str]:
+    """Per target, the sources each selection method chose (the ``selection/*.json`` the runner writes)."""
+    rows = []
+    for p in sorted(root.rglob("selection/*.json")):
+        try:
+            s = json.loads(p.read_text(encoding="utf-8"))
+            rows.append((s["target"], s.get("method", "selected"), list(s["selected"])))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    if not rows:
+        return []
+    rows = sorted(set((t, m, tuple(sel)) for t, m, sel in rows), key=lambda r: (_task_order([r[0]]), r[0], r[1]))
+    out = ["| target | method | chosen sources | n |", "|---|---|---|---|"]
+    out += [f"| {t} | {m} | {', '.join(sel)} | {len(sel)} |" for t, m, sel in rows]
+    return out
+
+
+def _deltas(agg: List[Dict], pairs: Sequence[Sequence[str]]) -> List[str]:
+    """Per-target differences of row means (row - base), a verdict, and their average."""
+    cell = {(a["task"], a["row"]): a for a in agg}
+    out = []
+    for row, base in pairs:
+        tasks = [t for t in _task_order(a["task"] for a in agg) if (t, row) in cell and (t, base) in cell]
+        if not tasks:
+            continue
+        diffs = {t: cell[(t, row)]["mean"] - cell[(t, base)]["mean"] for t in tasks}
+        out += [f"`{row}` minus `{base}` (points), per target:", "",
+                "| " + " | ".join(tasks) + " | mean |", "|" + "---|" * (len(tasks) + 1),
+                "| " + " | ".join(f"{diffs[t]:+.1f}" for t in tasks) + f" | {sum(diffs.values()) / len(diffs):+.1f} |", "",
+                f"`{row}` is better than `{base}` on {sum(d > 0 for d in diffs.values())} of {len(diffs)} targets "
+                f"({', '.join(t for t in tasks if diffs[t] > 0) or 'none'}); mean difference "
+                f"{sum(diffs.values()) / len(diffs):+.1f} points.", ""]
+    return out
+
+
+def _agreement(results: List[Dict], other: List[Dict], rows: Sequence[str], names: Sequence[str]) -> List[str]:
+    """How far the same (task, row, seed) cells measured twice (e.g. on two devices) are apart."""
+    import statistics
+
+    theirs = {(r["task"], r["row"], r.get("seed")): r["test_score"] for r in other}
+    out = []
+    for row in rows:
+        diffs = [abs(100 * (r["test_score"] - theirs[(r["task"], row, r.get("seed"))])) for r in results
+                 if r["row"] == row and (r["task"], row, r.get("seed")) in theirs]
+        if diffs:
+            out.append(f"Same `{row}` cells in {names[0]} and {names[1]} ({len(diffs)} pairs): median |difference| "
+                       f"{statistics.median(diffs):.1f} points, max {max(diffs):.1f}.")
+    return out + ([""] if out else [])
+
+
+def _run_fields(r: Dict) -> Dict:
+    p = Path(r["_path"])
+    extra = {"_run": p.parent.name, "_config": p.parent.parent.name, "_score100": 100 * float(r["test_score"]),
+             "_dev_history": " ".join("%.2f" % h["score"] for h in r.get("dev_history") or [])}
+    return {**r, **extra}
+
+
+def _env_line(results: List[Dict]) -> str:
+    envs = [r.get("env") or {} for r in results]
+
+    def vals(key):
+        return ", ".join(sorted({str(e.get(key, "?")) for e in envs}))
+
+    wall = sum(float(r.get("train_seconds") or 0) + float(r.get("eval_seconds") or 0) for r in results)
+    return (f"Measured on: {vals('device')} ({vals('cpu_count')} CPU cores); torch {vals('torch')}, transformers "
+            f"{vals('transformers')}, mtft-nlp {vals('mtft_nlp')}, git {vals('git_revision')}. {len(results)} runs, "
+            f"{wall / 60:.0f} min of train + eval time.")
+
+
+def write_spec_report(root: str, spec_path: str, out_dir: str) -> Dict[str, Path]:
+    """One document from several benchmarks' result folders, laid out by a YAML spec.
+
+    The spec has ``title``, ``intro`` and ``sections``; each section may have ``text``
+    (markdown; with ``data``, a mapping name -> JSON file under ``root``, it is formatted with
+    ``str.format`` so that ``{speed[steps]}`` quotes a measured value), ``results`` (folders
+    under ``root``) and ``rows`` (a filter) for a mean (std) table in the paper's layout (``table:
+    false`` to leave it out),
+    ``files`` (a base name: the table's CSV/LaTeX/PNG next to the document), ``deltas``
+    (``[row, base]`` pairs: per-target differences), ``agreement`` (``{with: folder, rows:
+    [...]}``: the same cells measured elsewhere), ``runs`` (``[[header, format], ...]``: one
+    line per run), ``selections`` (a folder whose ``selection/*.json`` are listed) and
+    ``commands`` and ``after`` (text after the tables). Every number comes from the result files;
+    a section whose results or data files are missing is left out.
+    """
+    import yaml
+
+    from .tasks import MtftError
+
+    root_p, out = Path(root), Path(out_dir)
+    try:
+        spec = yaml.safe_load(Path(spec_path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise MtftError(f"report spec {spec_path}: {exc}") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("sections"), list):
+        raise MtftError(f"report spec {spec_path} needs a 'sections' list")
+    md = [f"# {spec.get('title', 'Results')}", ""] + ([spec["intro"].rstrip(), ""] if spec.get("intro") else [])
+    files: Dict[str, Path] = {}
+    for i, sec in enumerate(spec["sections"]):
+        unknown = set(sec) - {"title", "text", "data", "results", "rows", "files", "deltas", "agreement", "runs",
+                              "selections", "commands", "after", "table"}
+        if unknown:
+            raise MtftError(f"report spec {spec_path}, section {i + 1}: unknown keys {sorted(unknown)}")
+        results = [r for d in sec.get("results", []) for r in find_results(root_p / d)
+                   if not sec.get("rows") or r["row"] in sec["rows"]]
+        data = {}
+        for name, rel in (sec.get("data") or {}).items():
+            try:
+                data[name] = json.loads((root_p / rel).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                data = None
+                break
+        if sec.get("results") and not results or data is None:
+            continue  # nothing measured for this section yet
+        md += [f"## {sec['title']}", ""] if sec.get("title") else []
+        if sec.get("text"):
+            md += [(sec["text"].format_map(data) if sec.get("data") else sec["text"]).rstrip(), ""]
+        if results and sec.get("table", True):
+            agg = aggregate(results)
+            ns = sorted({a["n"] for a in agg})
+            md += [format_table(agg, "markdown", titles=True).rstrip(), "",
+                   f"Seeds per cell: {', '.join(map(str, ns))}.", ""]
+            if sec.get("files"):
+                base = out / sec["files"]
+                for fmt, ext in (("csv", ".csv"), ("latex", ".tex")):
+                    files[f"{sec['files']}{ext}"] = base.with_suffix(ext)
+                    atomic_write_text(base.with_suffix(ext), format_table(agg, fmt, titles=fmt == "latex"))
+                files[f"{sec['files']}.png"] = plot_bars(agg, base.with_suffix(".png"))
+                md += [f"![{sec['files']}]({base.name}.png) (CSV: [{base.name}.csv]({base.name}.csv), LaTeX: "
+                       f"[{base.name}.tex]({base.name}.tex))", ""]
+            md += _deltas(agg, sec.get("deltas") or [])
+        if sec.get("agreement"):
+            other = find_results(root_p / sec["agreement"]["with"])
+            md += _agreement(results, other, sec["agreement"]["rows"],
+                             (", ".join(sec["results"]), sec["agreement"]["with"]))
+        if sec.get("runs"):
+            heads = [h for h, _ in sec["runs"]]
+            md += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+            for r in sorted(results, key=lambda r: (r["_path"])):
+                f = _run_fields(r)
+                md.append("| " + " | ".join(fmt.format_map(f) for _, fmt in sec["runs"]) + " |")
+            md += [""]
+        if sec.get("selections"):
+            md += _selections_table(root_p / sec["selections"]) + [""]
+        if results:
+            md += [_env_line(results), ""]
+        if sec.get("after"):
+            md += [sec["after"].rstrip(), ""]
+        for c in sec.get("commands") or []:
+            md += [f"    {c}", ""]
+    files["markdown"] = out / "RESULTS.md"
+    atomic_write_text(files["markdown"], "\n".join(md).rstrip() + "\n")
     return files

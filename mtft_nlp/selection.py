@@ -42,6 +42,7 @@ import math
 import os
 import re
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -567,10 +568,13 @@ def _describe(coverage: Dict) -> str:
     return coverage.get("name", "?") + "".join(f" {k}={v}" for k, v in coverage.items() if k != "name" and v is not None)
 
 
-def _permutation(names: Sequence[str], seed: int) -> List[str]:
-    """A seeded random order of ``names`` (independent of the order they were given in)."""
+def _permutation(names: Sequence[str], seed: int, target: str = "") -> List[str]:
+    """A seeded random order of ``names`` (independent of the order they were given in), drawn from
+    ``(seed, target)``: with one seed, different targets get independent orders, so a ``random``
+    benchmark over many targets does not pick the same tasks for all of them."""
     names = sorted(names)
-    return [names[i] for i in np.random.RandomState(seed).permutation(len(names))]
+    rng = np.random.RandomState([int(seed) % 2**32, zlib.crc32(target.encode("utf-8"))])
+    return [names[i] for i in rng.permutation(len(names))]
 
 
 def _fixed_steps(order: Sequence[str], selected: Sequence[str], target: np.ndarray, candidates: Dict[str, np.ndarray],
@@ -615,7 +619,7 @@ def select_from_embeddings(target_name: str, target: np.ndarray, candidates: Dic
     similarity = consistency(target, candidates)
     by_similarity = rank_by_similarity(similarity)
     uses_seed = method in ("random", "no-consistency")
-    order = _permutation(candidates, seed) if uses_seed else by_similarity
+    order = _permutation(candidates, seed, target_name) if uses_seed else by_similarity
 
     if fixed_size:
         if k is None:

@@ -204,6 +204,9 @@ def test_ablations_differ_as_defined():
     assert run("random", k=4, seed=1).selected == rnd.selected  # deterministic per seed
     assert len({tuple(run("random", k=4, seed=s).selected) for s in range(8)}) > 1  # and seed-dependent
     assert run("random", seed=1).k == 4  # default k: the size of the selected set
+    names = [f"task{i}" for i in range(12)]  # one seed, many targets: independent orders per target
+    assert len({tuple(sel._permutation(names, 0, f"target{j}")) for j in range(6)}) == 6
+    assert sel._permutation(names, 0, "RTE") == sel._permutation(list(reversed(names)), 0, "RTE")
 
     nocon = run("no-consistency", seed=1)  # the random order, then the same greedy loop
     order = [s["task"] for s in nocon.steps]
