@@ -1,0 +1,88 @@
+"""Reports laid out by a spec (``mtft-nlp report DIR --spec``), against hand-computed numbers, and the
+committed docs/RESULTS.md against its regeneration from the committed result files."""
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mtft_nlp.cli import main
+from mtft_nlp.report import write_spec_report
+from mtft_nlp.results import atomic_write_json
+from mtft_nlp.tasks import MtftError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(root, folder, task, row, seed, score, **extra):
+    r = {"task": task, "row": row, "seed": seed, "metric": "acc", "test_score": score, "dev_score": 0.5,
+         "zero_shot": row.endswith("zero-shot"), "model": "m", "prompt": {}, "train_seconds": 60.0,
+         "eval_seconds": 6.0, "env": {"device": "cpu", "cpu_count": 2}, **extra}
+    atomic_write_json(root / folder / task / row / f"seed{seed}" / "results.json", r)
+
+
+@pytest.fixture
+def bench(tmp_path):
+    root = tmp_path / "results"
+    for seed, a, b in ((13, 0.60, 0.70), (21, 0.70, 0.74)):
+        _run(root, "gpu", "SST-2", "pbft", seed, a)
+        _run(root, "gpu", "SST-2", "mt-pbft", seed, b)
+        _run(root, "gpu", "TREC", "pbft", seed, b)
+        _run(root, "gpu", "TREC", "mt-pbft", seed, a)
+    _run(root, "cpu", "SST-2", "pbft", 13, 0.64)  # the same cell as gpu SST-2 pbft 13, 4 points apart
+    atomic_write_json(root / "speed" / "speed.json", {"steps": 100, "ways": {"mixed": 172.3}})
+    atomic_write_json(root / "gpu" / "selection" / "TREC-abc.json", {"target": "TREC", "method": "selected",
+                                                                     "selected": ["CoLA", "SST-2"]})
+    spec = {"title": "Bench", "intro": "All on the packaged model.", "sections": [
+        {"title": "Main", "results": ["gpu"], "files": "main", "deltas": [["mt-pbft", "pbft"]], "selections": "gpu",
+         "commands": ["run it"]},
+        {"title": "Speed", "text": "{speed[steps]} steps in {speed[ways][mixed]:.0f} s", "data": {"speed": "speed/speed.json"}},
+        {"title": "Runs", "results": ["cpu"], "table": False, "runs": [["task", "{task}"], ["test", "{_score100:.1f}"]],
+         "agreement": {"with": "gpu", "rows": ["pbft"]}},
+        {"title": "Not measured yet", "results": ["missing"]},
+        {"title": "No data yet", "text": "{x[y]}", "data": {"x": "nope.json"}},
+    ]}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return root, path
+
+
+def test_spec_report_numbers(bench, tmp_path):
+    root, spec = bench
+    files = write_spec_report(str(root), str(spec), str(tmp_path / "out"))
+    md = files["markdown"].read_text()
+    assert md.startswith("# Bench\n\nAll on the packaged model.")
+    # SST-2 pbft 60, 70 -> 65.0 (5.0); mt-pbft 70, 74 -> 72.0 (2.0); TREC the other way round
+    assert "| Prompt-based FT | 65.0 (5.0) | **72.0 (2.0)** |" in md
+    assert "| Multitask prompt-based FT | **72.0 (2.0)** | 65.0 (5.0) |" in md
+    assert "| +7.0 | -7.0 | +0.0 |" in md and "better than `pbft` on 1 of 2 targets (SST-2)" in md
+    assert "| TREC | selected | CoLA, SST-2 | 2 |" in md
+    assert "100 steps in 172 s" in md
+    assert "| SST-2 | 64.0 |" in md
+    assert "(1 pairs): median |difference| 4.0 points, max 4.0." in md
+    assert "Not measured yet" not in md and "No data yet" not in md
+    assert "    run it" in md and "8 runs, 9 min of train + eval time" in md
+    assert (tmp_path / "out" / "main.csv").read_text().splitlines()[1].startswith("SST-2,pbft,acc,65.0000,5.0000,2")
+    assert (tmp_path / "out" / "main.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_spec_errors(bench, tmp_path, capsys):
+    root, spec = bench
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("title: x\n")
+    with pytest.raises(MtftError, match="needs a 'sections' list"):
+        write_spec_report(str(root), str(bad), str(tmp_path / "o"))
+    bad.write_text(yaml.safe_dump({"sections": [{"title": "t", "colour": "red"}]}))
+    assert main(["report", str(root), "--spec", str(bad), "--output", str(tmp_path / "o")]) != 0
+    assert "unknown keys ['colour']" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "RESULTS.md").exists()
+
+
+def test_committed_results_document_is_regenerated_from_the_result_files(tmp_path):
+    """docs/RESULTS.md has one source: `mtft-nlp report benchmarks/results --spec benchmarks/report.yaml`."""
+    files = write_spec_report(str(ROOT / "benchmarks" / "results"), str(ROOT / "benchmarks" / "report.yaml"),
+                              str(tmp_path))
+    assert files["markdown"].read_text() == (ROOT / "docs" / "RESULTS.md").read_text(), \
+        "docs/RESULTS.md is stale: run mtft-nlp report benchmarks/results --spec benchmarks/report.yaml --output docs"
+    for path in files.values():  # and its CSV/LaTeX/PNG files are committed next to it
+        assert (ROOT / "docs" / path.name).is_file(), path.name
