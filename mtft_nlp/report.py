@@ -143,6 +143,9 @@ def write_report(root: str, out_dir: Optional[str] = None, commands: Sequence[st
     chosen = _selections_table(root_p)
     if chosen:
         md += ["", "## Task selection", "", "Sources chosen for each target (`selection/*.json`):", ""] + chosen
+    stages = _stages_table(root_p)
+    if stages:
+        md += ["", "## Multitask stages", ""] + stages
     md += ["", "## Commands", ""] + ([f"    {c}" for c in commands] or ["    (not recorded)"])
     md += ["", "## Environment", ""] + _environment(results)
     md += ["", f"![per-task results]({files['plot'].name})"]
@@ -172,6 +175,35 @@ def _selections_table(root: Path) -> List[str]:
     out = ["| target | method | chosen sources | n |", "|---|---|---|---|"]
     out += [f"| {t} | {m} | {', '.join(sel)} | {len(sel)} |" for t, m, sel in rows]
     return out
+
+
+def _stages_table(root: Path) -> List[str]:
+    """One line per multitask stage below ``root`` (its ``multitask_config.json``): sources, steps, learning
+    rate, the sources' k-shot dev accuracy and loss before and after the stage (means over the sources),
+    and the source examples excluded for sharing text with the target's test set."""
+    lines = []
+    for p in sorted(root.rglob("multitask_config.json")):
+        try:
+            m = json.loads(p.read_text(encoding="utf-8"))
+            before, after = m["dev_before"], m["dev_after"]
+            tasks = sorted(set(before) & set(after))
+            acc = [sum(d[t]["acc"] for t in tasks) / len(tasks) for d in (before, after)]
+            loss = [sum(d[t]["loss"] for t in tasks) / len(tasks) for d in (before, after)]
+            excluded = sum(int((s.get("overlap_with_target_test") or {}).get("exact", 0)) for s in m["sources"])
+            names = [s["task"] for s in m["sources"]]
+        except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+            continue
+        lines.append((_task_order([m["target"]]), m["target"], len(names) if len(names) > 4 else ", ".join(names),
+                      m.get("max_steps"), m.get("learning_rate"), acc, loss, len(tasks), excluded))
+    if not lines:
+        return []
+    out = ["| target | sources | steps | lr | source dev acc before -> after | source dev loss before -> after | "
+           "excluded (overlap) |", "|---|---|---|---|---|---|---|"]
+    for _, t, names, steps, lr, acc, loss, n, excl in sorted(lines, key=lambda x: (x[0], x[1])):
+        out.append(f"| {t} | {names} | {steps} | {lr:g} | {acc[0]:.3f} -> {acc[1]:.3f} | {loss[0]:.3f} -> {loss[1]:.3f} "
+                   f"| {excl} |")
+    return out + ["", "Source dev accuracy and loss: means over the sources' k-shot dev splits (as many as the stage "
+                      "evaluated), before and after the stage."]
 
 
 def _deltas(agg: List[Dict], pairs: Sequence[Sequence[str]]) -> List[str]:
@@ -237,7 +269,8 @@ def write_spec_report(root: str, spec_path: str, out_dir: str) -> Dict[str, Path
     ``files`` (a base name: the table's CSV/LaTeX/PNG next to the document), ``deltas``
     (``[row, base]`` pairs: per-target differences), ``agreement`` (``{with: folder, rows:
     [...]}``: the same cells measured elsewhere), ``runs`` (``[[header, format], ...]``: one
-    line per run), ``selections`` (a folder whose ``selection/*.json`` are listed) and
+    line per run), ``selections`` (a folder whose ``selection/*.json`` are listed), ``stages``
+    (a folder whose multitask stages are listed with their source dev scores) and
     ``commands`` and ``after`` (text after the tables). Every number comes from the result files;
     a section whose results or data files are missing is left out.
     """
@@ -256,7 +289,7 @@ def write_spec_report(root: str, spec_path: str, out_dir: str) -> Dict[str, Path
     files: Dict[str, Path] = {}
     for i, sec in enumerate(spec["sections"]):
         unknown = set(sec) - {"title", "text", "data", "results", "rows", "files", "deltas", "agreement", "runs",
-                              "selections", "commands", "after", "table"}
+                              "selections", "stages", "commands", "after", "table"}
         if unknown:
             raise MtftError(f"report spec {spec_path}, section {i + 1}: unknown keys {sorted(unknown)}")
         results = [r for d in sec.get("results", []) for r in find_results(root_p / d)
@@ -300,6 +333,8 @@ def write_spec_report(root: str, spec_path: str, out_dir: str) -> Dict[str, Path
             md += [""]
         if sec.get("selections"):
             md += _selections_table(root_p / sec["selections"]) + [""]
+        if sec.get("stages"):
+            md += _stages_table(root_p / sec["stages"]) + [""]
         if results:
             md += [_env_line(results), ""]
         if sec.get("after"):

@@ -33,9 +33,15 @@ def bench(tmp_path):
     atomic_write_json(root / "speed" / "speed.json", {"steps": 100, "ways": {"mixed": 172.3}})
     atomic_write_json(root / "gpu" / "selection" / "TREC-abc.json", {"target": "TREC", "method": "selected",
                                                                      "selected": ["CoLA", "SST-2"]})
+    atomic_write_json(root / "gpu" / "TREC" / "multitask" / "multitask_config.json", {
+        "target": "TREC", "max_steps": 1000, "learning_rate": 1e-5,
+        "sources": [{"task": "CoLA", "overlap_with_target_test": {"exact": 0}},
+                    {"task": "SST-2", "overlap_with_target_test": {"exact": 3}}],
+        "dev_before": {"CoLA": {"acc": 0.5, "loss": 1.0}, "SST-2": {"acc": 0.4, "loss": 2.0}},
+        "dev_after": {"CoLA": {"acc": 0.6, "loss": 0.5}, "SST-2": {"acc": 0.8, "loss": 1.5}}})
     spec = {"title": "Bench", "intro": "All on the packaged model.", "sections": [
         {"title": "Main", "results": ["gpu"], "files": "main", "deltas": [["mt-pbft", "pbft"]], "selections": "gpu",
-         "commands": ["run it"]},
+         "stages": "gpu", "commands": ["run it"]},
         {"title": "Speed", "text": "{speed[steps]} steps in {speed[ways][mixed]:.0f} s", "data": {"speed": "speed/speed.json"}},
         {"title": "Runs", "results": ["cpu"], "table": False, "runs": [["task", "{task}"], ["test", "{_score100:.1f}"]],
          "agreement": {"with": "gpu", "rows": ["pbft"]}},
@@ -57,6 +63,7 @@ def test_spec_report_numbers(bench, tmp_path):
     assert "| Multitask prompt-based FT | **72.0 (2.0)** | 65.0 (5.0) |" in md
     assert "| +7.0 | -7.0 | +0.0 |" in md and "better than `pbft` on 1 of 2 targets (SST-2)" in md
     assert "| TREC | selected | CoLA, SST-2 | 2 |" in md
+    assert "| TREC | CoLA, SST-2 | 1000 | 1e-05 | 0.450 -> 0.700 | 1.500 -> 1.000 | 3 |" in md
     assert "100 steps in 172 s" in md
     assert "| SST-2 | 64.0 |" in md
     assert "(1 pairs): median |difference| 4.0 points, max 4.0." in md
