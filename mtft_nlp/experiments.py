@@ -54,6 +54,8 @@ def row_variant(row: str) -> Optional[str]:
         return None
     infix = row[3:].rsplit("-zero-shot", 1)[0].rsplit("-pbft", 1)[0]
     return infix if infix in VARIANTS else "all"
+
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 DEFAULTS: Dict = {
