@@ -6,14 +6,14 @@
 # Checkpoints stay in $MTFT_BENCH_OUT (default /tmp/selbench); result files, selections and multitask
 # metadata are copied to benchmarks/results/selection/ after every (target, phase).
 #     bash benchmarks/selection_bench.sh                       # the targets below
-#     LOOP_A="TREC RTE" LOOP_B="CoLA MRPC" bash benchmarks/selection_bench.sh
+#     LOOP_A="CR RTE" LOOP_B="CoLA MRPC" bash benchmarks/selection_bench.sh   # more targets
 set -uo pipefail
 cd "$(dirname "$0")/.."
 CONFIG=${MTFT_BENCH_CONFIG:-benchmarks/configs/selection.yaml}
 OUT=${MTFT_BENCH_OUT:-/tmp/selbench}
 DEST=benchmarks/results/selection
-LOOP_A=${LOOP_A:-"SST-2 MR MPQA"}
-LOOP_B=${LOOP_B:-"SST-5 CR Subj"}
+LOOP_A=${LOOP_A:-"SST-2 MR"}
+LOOP_B=${LOOP_B:-"SST-5 TREC"}
 sync_results() {
     (cd "$OUT" && find . \( -name results.json -o -name multitask_config.json -o -path './selection/*.json' \) -print0 \
         | tar --null -T - -cf -) | (mkdir -p "$DEST" && tar -C "$DEST" -xf -)
