@@ -186,7 +186,7 @@ def _stages_table(root: Path) -> List[str]:
         try:
             m = json.loads(p.read_text(encoding="utf-8"))
             before, after = m["dev_before"], m["dev_after"]
-            tasks = sorted(set(before) & set(after))
+            tasks = sorted((set(before) & set(after)) - {"mean"})
             acc = [sum(d[t]["acc"] for t in tasks) / len(tasks) for d in (before, after)]
             loss = [sum(d[t]["loss"] for t in tasks) / len(tasks) for d in (before, after)]
             excluded = sum(int((s.get("overlap_with_target_test") or {}).get("exact", 0)) for s in m["sources"])
