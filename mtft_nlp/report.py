@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from .results import ROW_TITLES, _row_key, _task_order, aggregate, atomic_write_text, find_results, format_table
+from .results import _PAPER_TASK_ORDER, ROW_TITLES, _row_key, _task_order, aggregate, atomic_write_text, find_results, format_table
 
 
 def _protocol_lines(results: List[Dict]) -> List[str]:
@@ -160,6 +160,14 @@ def write_report(root: str, out_dir: Optional[str] = None, commands: Sequence[st
 # --------------------------------------------------------------------------- multi-benchmark reports
 
 
+_METHOD_ORDER = ("selected", "random", "no-consistency", "no-diversity")
+
+
+def _column(task: str):
+    """Sort key: the paper's column order, then alphabetical."""
+    return (_PAPER_TASK_ORDER.index(task), task) if task in _PAPER_TASK_ORDER else (len(_PAPER_TASK_ORDER), task)
+
+
 def _selections_table(root: Path) -> List[str]:
     """Per target, the sources each selection method chose (the ``selection/*.json`` the runner writes)."""
     rows = []
@@ -171,7 +179,7 @@ def _selections_table(root: Path) -> List[str]:
             continue
     if not rows:
         return []
-    rows = sorted(set((t, m, tuple(sel)) for t, m, sel in rows), key=lambda r: (_task_order([r[0]]), r[0], r[1]))
+    rows = sorted(set((t, m, tuple(sel)) for t, m, sel in rows), key=lambda r: (_column(r[0]), _METHOD_ORDER.index(r[1]) if r[1] in _METHOD_ORDER else 9, r[1]))
     out = ["| target | method | chosen sources | n |", "|---|---|---|---|"]
     out += [f"| {t} | {m} | {', '.join(sel)} | {len(sel)} |" for t, m, sel in rows]
     return out
@@ -193,7 +201,7 @@ def _stages_table(root: Path) -> List[str]:
             names = [s["task"] for s in m["sources"]]
         except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
             continue
-        lines.append((_task_order([m["target"]]), m["target"], len(names) if len(names) > 4 else ", ".join(names),
+        lines.append((_column(m["target"]), m["target"], len(names) if len(names) > 4 else ", ".join(names),
                       m.get("max_steps"), m.get("learning_rate"), acc, loss, len(tasks), excluded))
     if not lines:
         return []
