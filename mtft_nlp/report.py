@@ -197,7 +197,9 @@ def _stages_table(root: Path) -> List[str]:
             tasks = sorted((set(before) & set(after)) - {"mean"})
             acc = [sum(d[t]["acc"] for t in tasks) / len(tasks) for d in (before, after)]
             loss = [sum(d[t]["loss"] for t in tasks) / len(tasks) for d in (before, after)]
-            excluded = sum(int((s.get("overlap_with_target_test") or {}).get("exact", 0)) for s in m["sources"])
+            # the guard drops the normalised matches (a superset of the exact ones) unless --allow_overlap
+            shared = sum(int((s.get("overlap_with_target_test") or {}).get("normalized", 0)) for s in m["sources"])
+            excluded = f"0 ({shared} kept)" if m.get("allow_overlap") else shared
             names = [s["task"] for s in m["sources"]]
         except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
             continue

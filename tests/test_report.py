@@ -1,6 +1,5 @@
 """Reports laid out by a spec (``mtft-nlp report DIR --spec``), against hand-computed numbers, and the
 committed docs/RESULTS.md against its regeneration from the committed result files."""
-import json
 from pathlib import Path
 
 import pytest
@@ -35,8 +34,8 @@ def bench(tmp_path):
                                                                      "selected": ["CoLA", "SST-2"]})
     atomic_write_json(root / "gpu" / "TREC" / "multitask" / "multitask_config.json", {
         "target": "TREC", "max_steps": 1000, "learning_rate": 1e-5,
-        "sources": [{"task": "CoLA", "overlap_with_target_test": {"exact": 0}},
-                    {"task": "SST-2", "overlap_with_target_test": {"exact": 3}}],
+        "sources": [{"task": "CoLA", "overlap_with_target_test": {"exact": 0, "normalized": 0}},
+                    {"task": "SST-2", "overlap_with_target_test": {"exact": 2, "normalized": 3}}],
         "dev_before": {"CoLA": {"acc": 0.5, "loss": 1.0}, "SST-2": {"acc": 0.4, "loss": 2.0}},
         "dev_after": {"CoLA": {"acc": 0.6, "loss": 0.5}, "SST-2": {"acc": 0.8, "loss": 1.5}}})
     spec = {"title": "Bench", "intro": "All on the packaged model.", "sections": [
