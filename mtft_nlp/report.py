@@ -37,15 +37,23 @@ def _protocol_lines(results: List[Dict]) -> List[str]:
     return lines
 
 
-def _environment(results: List[Dict]) -> List[str]:
+def _env_values(results: List[Dict], key: str, missing: str = None) -> str:
+    """The distinct values of one ``env`` field over the runs, sorted and comma-joined."""
     envs = [r.get("env") or {} for r in results]
+    return ", ".join(sorted({str(e.get(key, missing)) for e in envs if key in e or missing is not None}))
+
+
+def _run_minutes(results: List[Dict]) -> float:
+    return sum(float(r.get("train_seconds") or 0) + float(r.get("eval_seconds") or 0) for r in results) / 60
+
+
+def _environment(results: List[Dict]) -> List[str]:
     out = []
     for key in ("device", "torch", "transformers", "mtft_nlp", "git_revision", "platform", "cpu_count"):
-        vals = sorted({str(e[key]) for e in envs if key in e})
+        vals = _env_values(results, key)
         if vals:
-            out.append(f"- {key}: {', '.join(vals)}")
-    total = sum(float(r.get("train_seconds") or 0) + float(r.get("eval_seconds") or 0) for r in results)
-    out.append(f"- total train + eval time of these runs: {total / 60:.1f} min over {len(results)} runs")
+            out.append(f"- {key}: {vals}")
+    out.append(f"- total train + eval time of these runs: {_run_minutes(results):.1f} min over {len(results)} runs")
     return out
 
 
@@ -257,15 +265,12 @@ def _run_fields(r: Dict) -> Dict:
 
 
 def _env_line(results: List[Dict]) -> str:
-    envs = [r.get("env") or {} for r in results]
-
     def vals(key):
-        return ", ".join(sorted({str(e.get(key, "?")) for e in envs}))
+        return _env_values(results, key, missing="?")
 
-    wall = sum(float(r.get("train_seconds") or 0) + float(r.get("eval_seconds") or 0) for r in results)
     return (f"Measured on: {vals('device')} ({vals('cpu_count')} CPU cores); torch {vals('torch')}, transformers "
             f"{vals('transformers')}, mtft-nlp {vals('mtft_nlp')}, git {vals('git_revision')}. {len(results)} runs, "
-            f"{wall / 60:.0f} min of train + eval time.")
+            f"{_run_minutes(results):.0f} min of train + eval time.")
 
 
 def write_spec_report(root: str, spec_path: str, out_dir: str) -> Dict[str, Path]:
