@@ -11,7 +11,7 @@ import json
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .results import _PAPER_TASK_ORDER, ROW_TITLES, _row_key, _task_order, aggregate, atomic_write_text, find_results, format_table
 
@@ -176,27 +176,50 @@ def _column(task: str):
     return (_PAPER_TASK_ORDER.index(task), task) if task in _PAPER_TASK_ORDER else (len(_PAPER_TASK_ORDER), task)
 
 
-def _selections_table(root: Path) -> List[str]:
-    """Per target, the sources each selection method chose (the ``selection/*.json`` the runner writes)."""
-    rows = []
+def _selection_files(root: Path) -> List[Tuple[str, str, Tuple[str, ...]]]:
+    """(target, method, chosen sources) of every ``selection/*.json`` the runner wrote below ``root``."""
+    rows = set()
     for p in sorted(root.rglob("selection/*.json")):
         try:
             s = json.loads(p.read_text(encoding="utf-8"))
-            rows.append((s["target"], s.get("method", "selected"), list(s["selected"])))
+            rows.add((s["target"], s.get("method", "selected"), tuple(s["selected"])))
         except (OSError, ValueError, KeyError, TypeError):
             continue
+    return sorted(rows, key=lambda r: (_column(r[0]), _method_key(r[1])))
+
+
+def _method_key(method: str):
+    return (_METHOD_ORDER.index(method) if method in _METHOD_ORDER else len(_METHOD_ORDER), method)
+
+
+def _selections_table(root: Path) -> List[str]:
+    """Per target, the sources each selection method chose (the ``selection/*.json`` the runner writes)."""
+    rows = _selection_files(root)
     if not rows:
         return []
-    rows = sorted(set((t, m, tuple(sel)) for t, m, sel in rows), key=lambda r: (_column(r[0]), _METHOD_ORDER.index(r[1]) if r[1] in _METHOD_ORDER else 9, r[1]))
     out = ["| target | method | chosen sources | n |", "|---|---|---|---|"]
     out += [f"| {t} | {m} | {', '.join(sel)} | {len(sel)} |" for t, m, sel in rows]
     return out
 
 
+def _stage_origin(m: Dict, names: Sequence[str], chosen: Dict) -> str:
+    """Who chose a stage's sources: ``all`` (leave-one-out), every selection method below the same folder
+    that chose exactly these sources (methods choosing the same set share one stage), or ``list``."""
+    methods = set(chosen.get((m["target"], frozenset(names)), ()))
+    if (m.get("selection") or {}).get("method"):
+        methods.add(m["selection"]["method"])
+    if methods:
+        return ", ".join(sorted(methods, key=_method_key))
+    return "all (leave-one-out)" if m.get("sources_origin") == "all" else "list"
+
+
 def _stages_table(root: Path) -> List[str]:
-    """One line per multitask stage below ``root`` (its ``multitask_config.json``): sources, steps, learning
-    rate, the sources' k-shot dev accuracy and loss before and after the stage (means over the sources),
-    and the source examples excluded for sharing text with the target's test set."""
+    """One line per multitask stage below ``root`` (its ``multitask_config.json``): who chose its sources,
+    the sources, steps, learning rate, the sources' k-shot dev accuracy and loss before and after the stage
+    (means over the sources), and the source examples excluded for sharing text with the target's test set."""
+    chosen: Dict = {}
+    for t, method, sel in _selection_files(root):
+        chosen.setdefault((t, frozenset(sel)), []).append(method)
     lines = []
     for p in sorted(root.rglob("multitask_config.json")):
         try:
@@ -209,17 +232,18 @@ def _stages_table(root: Path) -> List[str]:
             shared = sum(int((s.get("overlap_with_target_test") or {}).get("normalized", 0)) for s in m["sources"])
             excluded = f"0 ({shared} kept)" if m.get("allow_overlap") else shared
             names = [s["task"] for s in m["sources"]]
+            origin = _stage_origin(m, names, chosen)
         except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
             continue
-        lines.append((_column(m["target"]), m["target"], len(names) if len(names) > 4 else ", ".join(names),
+        lines.append((_column(m["target"]), m["target"], origin, len(names) if len(names) > 4 else ", ".join(names),
                       m.get("max_steps"), m.get("learning_rate"), acc, loss, len(tasks), excluded))
     if not lines:
         return []
-    out = ["| target | sources | steps | lr | source dev acc before -> after | source dev loss before -> after | "
-           "excluded (overlap) |", "|---|---|---|---|---|---|---|"]
-    for _, t, names, steps, lr, acc, loss, n, excl in sorted(lines, key=lambda x: (x[0], x[1])):
-        out.append(f"| {t} | {names} | {steps} | {lr:g} | {acc[0]:.3f} -> {acc[1]:.3f} | {loss[0]:.3f} -> {loss[1]:.3f} "
-                   f"| {excl} |")
+    out = ["| target | chosen by | sources | steps | lr | source dev acc before -> after | source dev loss before -> "
+           "after | excluded (overlap) |", "|---|---|---|---|---|---|---|---|"]
+    for _, t, origin, names, steps, lr, acc, loss, n, excl in sorted(lines, key=lambda x: (x[0], x[1], _method_key(x[2].split(", ")[0]))):
+        out.append(f"| {t} | {origin} | {names} | {steps} | {lr:g} | {acc[0]:.3f} -> {acc[1]:.3f} | {loss[0]:.3f} -> "
+                   f"{loss[1]:.3f} | {excl} |")
     return out + ["", "Source dev accuracy and loss: means over the sources' k-shot dev splits (as many as the stage "
                       "evaluated), before and after the stage."]
 

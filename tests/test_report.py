@@ -32,6 +32,15 @@ def bench(tmp_path):
     atomic_write_json(root / "speed" / "speed.json", {"steps": 100, "ways": {"mixed": 172.3}})
     atomic_write_json(root / "gpu" / "selection" / "TREC-abc.json", {"target": "TREC", "method": "selected",
                                                                      "selected": ["CoLA", "SST-2"]})
+    # no-diversity chose the same sources (a shared stage); random chose others, and its stage is not there
+    atomic_write_json(root / "gpu" / "selection" / "TREC-nodiv.json", {"target": "TREC", "method": "no-diversity",
+                                                                       "selected": ["SST-2", "CoLA"]})
+    atomic_write_json(root / "gpu" / "selection" / "TREC-random.json", {"target": "TREC", "method": "random",
+                                                                        "selected": ["MR"]})
+    atomic_write_json(root / "gpu" / "SST-2" / "multitask" / "multitask_config.json", {
+        "target": "SST-2", "max_steps": 500, "learning_rate": 1e-5, "sources_origin": "all",
+        "sources": [{"task": "TREC"}], "dev_before": {"TREC": {"acc": 0.2, "loss": 2.0}},
+        "dev_after": {"TREC": {"acc": 0.3, "loss": 1.0}}})
     atomic_write_json(root / "gpu" / "TREC" / "multitask" / "multitask_config.json", {
         "target": "TREC", "max_steps": 1000, "learning_rate": 1e-5,
         "sources": [{"task": "CoLA", "overlap_with_target_test": {"exact": 0, "normalized": 0}},
@@ -61,8 +70,9 @@ def test_spec_report_numbers(bench, tmp_path):
     assert "| Prompt-based FT | 65.0 (5.0) | **72.0 (2.0)** |" in md
     assert "| Multitask prompt-based FT | **72.0 (2.0)** | 65.0 (5.0) |" in md
     assert "| +7.0 | -7.0 | +0.0 |" in md and "better than `pbft` on 1 of 2 targets (SST-2)" in md
-    assert "| TREC | selected | CoLA, SST-2 | 2 |" in md
-    assert "| TREC | CoLA, SST-2 | 1000 | 1e-05 | 0.450 -> 0.700 | 1.500 -> 1.000 | 3 |" in md
+    assert "| TREC | selected | CoLA, SST-2 | 2 |\n| TREC | random | MR | 1 |\n| TREC | no-diversity | SST-2, CoLA | 2 |" in md
+    assert "| SST-2 | all (leave-one-out) | TREC | 500 | 1e-05 | 0.200 -> 0.300 | 2.000 -> 1.000 | 0 |\n" \
+           "| TREC | selected, no-diversity | CoLA, SST-2 | 1000 | 1e-05 | 0.450 -> 0.700 | 1.500 -> 1.000 | 3 |" in md
     assert "100 steps in 172 s" in md
     assert "| SST-2 | 64.0 |" in md
     assert "(1 pairs): median |difference| 4.0 points, max 4.0." in md
