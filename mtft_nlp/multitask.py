@@ -40,7 +40,9 @@ SAMPLERS = ("uniform", "proportional", "temperature")
 @dataclass
 class MultitaskArguments:
     target: Optional[str] = field(default=None, metadata={"help": "Target task: left out of the sources, and its test set is checked for overlap."})
-    sources: List[str] = field(default_factory=lambda: ["all"], metadata={"help": "'all' (leave-one-out over the classification tasks), task names, or a selection JSON written by 'mtft-nlp select'."})
+    sources: List[str] = field(default_factory=lambda: ["all"], metadata={"help": "'all' (leave-one-out over the classification tasks), 'selected' (run Algorithm 1 for --target with "
+                                                                                   "'mtft-nlp select''s defaults on the sources' split seed and K; the selection is saved next to the "
+                                                                                   "checkpoint as selection.json), task names, or a selection JSON written by 'mtft-nlp select'."})
     data_dir: str = field(default_factory=default_data_dir, metadata={"help": "Root holding original/ (default: $MTFT_NLP_DATA_DIR or ../shared/data)."})
     source_seed: int = field(default=42, metadata={"help": "Split seed of the sources' k-shot train sets (reference: 42)."})
     pool_seeds: bool = field(default=False, metadata={"help": "Pool the k-shot train sets of the 5 split seeds (13, 21, 42, 87, 100), duplicates removed."})
@@ -62,10 +64,16 @@ class MultitaskTrainingArguments(PromptTrainingArguments):
     eval_steps: Optional[float] = field(default=100, metadata={"help": "Per-task dev loss/accuracy of the sources every N steps."})
 
 
-def resolve_sources(target: Optional[str], sources: Sequence[str]) -> Dict[str, object]:
-    """``{"sources": [...], "origin": "all" | "list" | <selection file>, "selection": {...}}``."""
-    target_task = get_task(target) if target else None
-    excluded = {n for n in available_tasks() if target_task and task_family(n) == task_family(target_task)}
+def resolve_sources(target: Optional[str], sources: Sequence[str], data_dir=None, split_seed: int = 42,
+                    k_shot: int = DEFAULT_K, pool_seeds: bool = False) -> Dict[str, object]:
+    """``{"sources": [...], "origin": "all" | "selected" | "list" | <selection file>, "selection": {...},
+    "target": name or None, "selection_result": dict or None}``.
+
+    ``["selected"]`` runs task selection (Algorithm 1, ``select_tasks``' defaults) for ``target`` on the
+    sources' data (``data_dir``, ``split_seed``, ``k_shot``, ``pool_seeds``). A selection file supplies the
+    target when ``target`` is None (so that the leakage guard still runs)."""
+    lowered = [str(s).lower() for s in sources]
+    result = None
     if len(sources) == 1 and str(sources[0]).endswith(".json"):
         path = Path(sources[0])
         try:
@@ -74,21 +82,44 @@ def resolve_sources(target: Optional[str], sources: Sequence[str]) -> Dict[str, 
             raise MtftError(f"selection file not found: {path}") from None
         except json.JSONDecodeError as exc:
             raise MtftError(f"selection file {path} is not valid JSON: {exc}") from None
+        if not isinstance(sel, dict):
+            raise MtftError(f"selection file {path} is not a JSON object")
         names = sel.get("selected")
         if not isinstance(names, list) or not names:
             raise MtftError(f"selection file {path} has no non-empty 'selected' list")
-        if target_task and sel.get("target") and get_task(sel["target"]).name != target_task.name:
-            raise MtftError(f"selection file {path} was made for target {sel['target']}, not {target_task.name}")
+        if target and sel.get("target") and get_task(sel["target"]).name != get_task(target).name:
+            raise MtftError(f"selection file {path} was made for target {sel['target']}, not {get_task(target).name}")
+        if not target and sel.get("target"):
+            target = sel["target"]
+            logger.info("target %s taken from the selection file %s", get_task(target).name, path)
+        made_on = (sel.get("split_seed"), sel.get("k_shot"))
+        wanted = ("pooled" if pool_seeds else split_seed, k_shot)
+        if None not in made_on and tuple(made_on) != wanted:
+            logger.warning("selection file %s was computed on split seed %s, K %s; this stage trains on split seed %s, "
+                           "K %s", path, *made_on, *wanted)
         out = [get_task(n).name for n in names]
         origin, selection = str(path), {k: sel.get(k) for k in ("method", "encoder", "target") if k in sel}
-    elif [s.lower() for s in sources] == ["all"]:
-        if target_task is None:
+    elif lowered == ["all"]:
+        if not target:
             raise MtftError("--sources all needs --target (leave-one-out)")
-        out = leave_one_out(target_task)
+        out = leave_one_out(get_task(target))
         origin, selection = "all", None
+    elif lowered == ["selected"]:
+        if not target:
+            raise MtftError("--sources selected needs --target (the task to select sources for)")
+        from .selection import select_tasks
+
+        result = select_tasks(target, data_dir=data_dir, split_seed=split_seed, k_shot=k_shot, pool_seeds=pool_seeds)
+        logger.warning("task selection for %s (Algorithm 1, encoder %s): %s", result.target, result.encoder,
+                       ", ".join(result.selected))
+        out = list(result.selected)
+        origin, selection = "selected", {"method": result.method, "encoder": result.encoder, "target": result.target}
+        result = result.to_dict()
     else:
         out = [get_task(s).name for s in sources]
         origin, selection = "list", None
+    target_task = get_task(target) if target else None
+    excluded = {n for n in available_tasks() if target_task and task_family(n) == task_family(target_task)}
     clash = [s for s in out if s in excluded]
     if clash:
         raise MtftError(f"sources {clash} are the target {target_task.name} or its variants")
@@ -97,7 +128,8 @@ def resolve_sources(target: Optional[str], sources: Sequence[str]) -> Dict[str, 
         raise MtftError(f"sources {regression} are regression tasks; the multitask stage uses classification tasks")
     if not out:
         raise MtftError("no source tasks")
-    return {"sources": list(dict.fromkeys(out)), "origin": origin, "selection": selection}
+    return {"sources": list(dict.fromkeys(out)), "origin": origin, "selection": selection,
+            "target": target_task.name if target_task else None, "selection_result": result}
 
 
 class MixedTaskDataset(Dataset):
@@ -149,9 +181,11 @@ def task_accuracy_metrics(eval_pred):
 
 class MultitaskMetricsCallback(TrainerCallback):
     """Collects the per-task dev loss and accuracy that the Trainer logs for each source
-    (``eval_<task>_loss``, ``eval_<task>_acc``) into ``history`` and logs their mean over the
-    tasks (``eval_mean_acc``, ``eval_mean_loss``) through the Trainer's logging, so it also
-    reaches ``report_to`` integrations. Usable with any Trainer whose ``eval_dataset`` is a dict.
+    (``eval_<task>_loss``, ``eval_<task>_acc``; the Trainer's own logging sends them to the console and
+    to ``report_to`` integrations) into ``history``, step -> task -> {loss, acc}, with their mean over
+    the tasks under ``"mean"``, and logs a one-line summary at INFO level (``--log_level info``).
+    Usable with any Trainer whose ``eval_dataset`` is a dict; :class:`MultitaskTrainer` also logs the
+    mean itself (``eval_mean_loss``, ``eval_mean_acc``) through ``Trainer.log``.
     """
 
     def __init__(self, task_names: Sequence[str]):
@@ -170,7 +204,6 @@ class MultitaskMetricsCallback(TrainerCallback):
             mean = {"loss": float(np.mean([v["loss"] for v in step.values()])),
                     "acc": float(np.mean([v["acc"] for v in step.values()]))}
             step["mean"] = mean
-            state.log_history.append({"step": state.global_step, "eval_mean_loss": mean["loss"], "eval_mean_acc": mean["acc"]})
             logger.info("step %d: mean source dev loss %.4f, acc %.4f (%s)", state.global_step, mean["loss"], mean["acc"],
                         ", ".join(f"{k} {v['acc']:.2f}" for k, v in step.items() if k != "mean"))
 
@@ -181,6 +214,7 @@ class SourceData:
     train: List[Dict]
     dev: List[Dict]
     overlap: Optional[Dict[str, object]]
+    dev_excluded: int = 0  # pooled train examples left out because they are in the held-out dev split
 
 
 def load_sources(args: MultitaskArguments, names: Sequence[str], target: Optional[TaskSpec]) -> List[SourceData]:
@@ -194,16 +228,23 @@ def load_sources(args: MultitaskArguments, names: Sequence[str], target: Optiona
     out = []
     for name in names:
         task = get_task(name)
-        train, dev, seen = [], [], set()
+        train, seen = [], set()
+        # the dev split of --source_seed is the held-out set the stage is scored on; pooled train sets of other
+        # seeds can contain its examples, which are then left out of training
+        dev = load_kshot(task, args.data_dir, args.source_seed, args.source_k, splits=("dev",))["dev"]
+        held_out = {(ex["text_a"], ex["text_b"]) for ex in dev}
+        n_held_out = 0
         for s in seeds:
-            parts = load_kshot(task, args.data_dir, s, args.source_k, splits=("train", "dev"))
-            for ex in parts["train"]:
+            for ex in load_kshot(task, args.data_dir, s, args.source_k, splits=("train",))["train"]:
                 key = (ex["text_a"], ex["text_b"], ex["label"])
-                if key not in seen:
+                if args.pool_seeds and key[:2] in held_out:
+                    n_held_out += 1
+                elif key not in seen:
                     seen.add(key)
                     train.append(ex)
-            if s == args.source_seed or not dev:
-                dev = parts["dev"]
+        if n_held_out:
+            logger.info("source %s: %d pooled train examples are in the seed-%d dev split; left out of training",
+                        task.name, n_held_out, args.source_seed)
         overlap = None
         if target_test is not None:
             overlap = text_overlap(target_test, train)
@@ -217,7 +258,7 @@ def load_sources(args: MultitaskArguments, names: Sequence[str], target: Optiona
             overlap = {k: v for k, v in overlap.items() if k != "indices"}
         if not train:
             raise MtftError(f"source {task.name}: no training examples left after removing overlap with the target")
-        out.append(SourceData(task, train, dev, overlap))
+        out.append(SourceData(task, train, dev, overlap, n_held_out))
     return out
 
 
@@ -225,8 +266,8 @@ def run_multitask(model_args: ModelArguments, args: MultitaskArguments, training
     """Finetune on the sources; save an HF masked-LM folder plus ``multitask_config.json``."""
     if not training_args.output_dir:
         raise MtftError("--output_dir is required")
-    target = get_task(args.target) if args.target else None
-    resolved = resolve_sources(args.target, args.sources)
+    resolved = resolve_sources(args.target, args.sources, args.data_dir, args.source_seed, args.source_k, args.pool_seeds)
+    target = get_task(resolved["target"]) if resolved["target"] else None
     world = max(1, training_args.world_size)
     per_step = world * training_args.gradient_accumulation_steps
     if args.examples_per_step % per_step:
@@ -269,7 +310,8 @@ def run_multitask(model_args: ModelArguments, args: MultitaskArguments, training
     meta = {
         "target": target.name if target else None,
         "sources": [{"task": s.task.name, "n_train": len(s.train), "n_dev": len(s.dev), "sampling_prob": float(p),
-                     "examples_drawn": int(c), "overlap_with_target_test": s.overlap}
+                     "examples_drawn": int(c), "overlap_with_target_test": s.overlap,
+                     **({"excluded_in_dev": s.dev_excluded} if args.pool_seeds else {})}
                     for s, p, c in zip(sources, probs, counts)],
         "sources_origin": resolved["origin"],
         "selection": resolved["selection"],
@@ -288,6 +330,8 @@ def run_multitask(model_args: ModelArguments, args: MultitaskArguments, training
         to_save = mlm.merge_and_unload() if model_args.use_lora and model_args.lora_merge else mlm
         to_save.save_pretrained(out)  # LoRA: the adapters (adapter_config.json names the base model)
         tokenizer.save_pretrained(out)
+        if resolved["selection_result"] is not None:  # --sources selected: the evidence for the choice
+            atomic_write_json(out / "selection.json", resolved["selection_result"])
         atomic_write_json(out / METADATA_FILE, meta)  # last: its presence marks a finished stage
     logger.info("multitask stage done in %.0fs: mean source dev loss %.4f -> %.4f", train_seconds,
                 before.get("mean", {}).get("loss", float("nan")), after.get("mean", {}).get("loss", float("nan")))
@@ -311,3 +355,18 @@ class MultitaskTrainer(PromptTrainer):
 
     def _get_train_sampler(self, train_dataset=None):
         return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+        """The Trainer's evaluation; on a dict of dev sets (one per source) it also logs the mean loss and
+        accuracy over the sources (``<prefix>_mean_loss``, ``<prefix>_mean_acc``) through ``Trainer.log``."""
+        metrics = super().evaluate(eval_dataset=eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+        sets = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if isinstance(sets, dict) and sets:
+            per_task = [(metrics.get(f"{metric_key_prefix}_{n}_loss"), metrics.get(f"{metric_key_prefix}_{n}_acc"))
+                        for n in sets]
+            if all(loss is not None and acc is not None for loss, acc in per_task):
+                mean = {f"{metric_key_prefix}_mean_loss": float(np.mean([x[0] for x in per_task])),
+                        f"{metric_key_prefix}_mean_acc": float(np.mean([x[1] for x in per_task]))}
+                self.log(mean)
+                metrics.update(mean)
+        return metrics

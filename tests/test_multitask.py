@@ -24,13 +24,35 @@ def test_leave_one_out_sources():
         resolve_sources("rte", ["sts-b"])
 
 
-def test_selection_file_as_sources(tmp_path):
+def test_selection_file_as_sources(tmp_path, caplog):
     sel = tmp_path / "sel.json"
-    sel.write_text(json.dumps({"target": "CR", "method": "selected", "selected": ["MR", "SST-2"]}))
+    sel.write_text(json.dumps({"target": "CR", "method": "selected", "selected": ["MR", "SST-2"], "split_seed": 42,
+                               "k_shot": 16}))
     r = resolve_sources("cr", [str(sel)])
-    assert r["sources"] == ["MR", "SST-2"] and r["selection"]["method"] == "selected"
+    assert r["sources"] == ["MR", "SST-2"] and r["selection"]["method"] == "selected" and r["target"] == "CR"
     with pytest.raises(MtftError, match="made for target CR"):
         resolve_sources("rte", [str(sel)])
+    # no --target: the file's target is used, so the leakage guard still has a test set to check
+    assert resolve_sources(None, [str(sel)])["target"] == "CR"
+    with caplog.at_level("WARNING", logger="mtft_nlp"):
+        resolve_sources("cr", [str(sel)], split_seed=13)
+    assert "computed on split seed 42, K 16; this stage trains on split seed 13, K 16" in caplog.text
+    with pytest.raises(MtftError, match="--sources selected needs --target"):
+        resolve_sources(None, ["selected"])
+
+
+def test_pooled_sources_keep_the_dev_split_held_out(data_dir):
+    from mtft_nlp.data import SEEDS, load_kshot
+
+    src = load_sources(MultitaskArguments(sources=["rte"], data_dir=str(data_dir), pool_seeds=True), ["RTE"], None)[0]
+    dev42 = load_kshot("rte", data_dir, 42, splits=("dev",))["dev"]
+    assert src.dev == dev42
+    dev_texts = {(ex["text_a"], ex["text_b"]) for ex in dev42}
+    assert not [ex for ex in src.train if (ex["text_a"], ex["text_b"]) in dev_texts]
+    pooled = [ex for s in SEEDS for ex in load_kshot("rte", data_dir, s, splits=("train",))["train"]]
+    in_dev = [ex for ex in pooled if (ex["text_a"], ex["text_b"]) in dev_texts]
+    assert src.dev_excluded == len(in_dev) > 0  # other seeds' train sets do draw from seed 42's dev examples
+    assert len(src.train) == len({(ex["text_a"], ex["text_b"], ex["label"]) for ex in pooled if ex not in in_dev})
 
 
 @pytest.mark.parametrize("sampler", ["uniform", "proportional", "temperature"])
@@ -99,8 +121,15 @@ def _mt(tmp_path, data_dir, name, *extra):
 
 @pytest.mark.slow
 def test_real_multitask_run_lowers_source_dev_loss_and_reloads(tmp_path, data_dir):
-    out = _mt(tmp_path, data_dir, "mt", "--max_steps", "30")
+    out = _mt(tmp_path, data_dir, "mt", "--max_steps", "30", "--save_strategy", "steps", "--save_steps", "30")
     meta = json.loads((out / "multitask_config.json").read_text())
+    # the mean over the sources goes through Trainer.log (console, report_to, trainer_state.json)
+    logs = json.loads((out / "checkpoint-30" / "trainer_state.json").read_text())["log_history"]
+    means = {e["step"]: e["eval_mean_acc"] for e in logs if "eval_mean_acc" in e}
+    assert sorted(means) == [10, 20, 30]
+    per_task = {(e["step"], k): v for e in logs for k, v in e.items() if k.endswith("_acc") and k != "eval_mean_acc"}
+    assert means[20] == pytest.approx(sum(v for (st, _), v in per_task.items() if st == 20) / 3)
+    assert means[20] == pytest.approx(meta["dev_history"]["20"]["mean"]["acc"])
     assert [s["task"] for s in meta["sources"]] == ["SST-2", "TREC", "MNLI"]
     assert sum(s["examples_drawn"] for s in meta["sources"]) == 300 and meta["sources"][0]["examples_drawn"] > 0
     assert meta["dev_after"]["mean"]["loss"] < meta["dev_before"]["mean"]["loss"]
@@ -169,3 +198,20 @@ def test_multitask_two_process_ddp(tmp_path, data_dir):
     meta = json.loads((out / "multitask_config.json").read_text())
     assert meta["world_size"] == 2 and meta["examples_per_step"] == 10  # 5 per process per step
     assert sum(s["examples_drawn"] for s in meta["sources"]) == 40
+
+
+@pytest.mark.slow
+def test_sources_selected_runs_task_selection(tmp_path, data_dir, monkeypatch):
+    from mtft_nlp.selection import select_tasks
+
+    monkeypatch.setenv("MTFT_NLP_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "mt-sel"
+    assert multitask_main(["--target", "cr", "--sources", "selected", "--data_dir", str(data_dir), "--max_steps", "2",
+                           "--eval_steps", "100", "--output_dir", str(out), "--disable_tqdm", "true"]) == 0
+    meta = json.loads((out / "multitask_config.json").read_text())
+    saved = json.loads((out / "selection.json").read_text())
+    expected = select_tasks("cr", data_dir=data_dir).selected  # from the cache the stage filled
+    assert [s["task"] for s in meta["sources"]] == saved["selected"] == expected
+    assert meta["sources_origin"] == "selected" and meta["selection"] == {"method": "selected", "encoder": "minilm",
+                                                                          "target": "CR"}
+    assert saved["target"] == "CR" and len(saved["candidates"]) == 13
