@@ -40,8 +40,8 @@ SAMPLERS = ("uniform", "proportional", "temperature")
 @dataclass
 class MultitaskArguments:
     target: Optional[str] = field(default=None, metadata={"help": "Target task: left out of the sources, and its test set is checked for overlap."})
-    sources: List[str] = field(default_factory=lambda: ["all"], metadata={"help": "'all' (leave-one-out over the classification tasks), 'selected' (run Algorithm 1 for --target with "
-                                                                                   "'mtft-nlp select''s defaults on the sources' split seed and K; the selection is saved next to the "
+    sources: List[str] = field(default_factory=lambda: ["all"], metadata={"help": "'all' (leave-one-out over the classification tasks), 'selected' (run Algorithm 1 for --target with the "
+                                                                                   "defaults of mtft-nlp select, on the sources' split seed and K; the selection is saved next to the "
                                                                                    "checkpoint as selection.json), task names, or a selection JSON written by 'mtft-nlp select'."})
     data_dir: str = field(default_factory=default_data_dir, metadata={"help": "Root holding original/ (default: $MTFT_NLP_DATA_DIR or ../shared/data)."})
     source_seed: int = field(default=42, metadata={"help": "Split seed of the sources' k-shot train sets (reference: 42)."})
