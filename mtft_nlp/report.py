@@ -233,19 +233,26 @@ def _stages_table(root: Path) -> List[str]:
             excluded = f"0 ({shared} kept)" if m.get("allow_overlap") else shared
             names = [s["task"] for s in m["sources"]]
             origin = _stage_origin(m, names, chosen)
+            # the evaluations during the stage (every --eval_steps), without the last one (= after)
+            during = ", ".join(f"{int(k)}: {v['mean']['acc']:.3f} / {v['mean']['loss']:.3f}"
+                               for k, v in sorted((m.get("dev_history") or {}).items(), key=lambda kv: int(kv[0]))
+                               if "mean" in v and 0 < int(k) < int(m.get("max_steps") or 0))
         except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
             continue
         lines.append((_column(m["target"]), m["target"], origin, len(names) if len(names) > 4 else ", ".join(names),
-                      m.get("max_steps"), m.get("learning_rate"), acc, loss, len(tasks), excluded))
+                      m.get("max_steps"), m.get("learning_rate"), acc, loss, during, excluded))
     if not lines:
         return []
+    show_during = any(line[8] for line in lines)
     out = ["| target | chosen by | sources | steps | lr | source dev acc before -> after | source dev loss before -> "
-           "after | excluded (overlap) |", "|---|---|---|---|---|---|---|---|"]
-    for _, t, origin, names, steps, lr, acc, loss, n, excl in sorted(lines, key=lambda x: (x[0], x[1], _method_key(x[2].split(", ")[0]))):
+           "after |" + (" during (step: acc / loss) |" if show_during else "") + " excluded (overlap) |",
+           "|---|---|---|---|---|---|---|---|" + ("---|" if show_during else "")]
+    for _, t, origin, names, steps, lr, acc, loss, during, excl in sorted(
+            lines, key=lambda x: (x[0], x[1], _method_key(x[2].split(", ")[0]))):
         out.append(f"| {t} | {origin} | {names} | {steps} | {lr:g} | {acc[0]:.3f} -> {acc[1]:.3f} | {loss[0]:.3f} -> "
-                   f"{loss[1]:.3f} | {excl} |")
+                   f"{loss[1]:.3f} |" + (f" {during or '-'} |" if show_during else "") + f" {excl} |")
     return out + ["", "Source dev accuracy and loss: means over the sources' k-shot dev splits (as many as the stage "
-                      "evaluated), before and after the stage."]
+                      "evaluated), before, during (every `--eval_steps`) and after the stage."]
 
 
 def _deltas(agg: List[Dict], pairs: Sequence[Sequence[str]]) -> List[str]:

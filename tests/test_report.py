@@ -40,7 +40,8 @@ def bench(tmp_path):
     atomic_write_json(root / "gpu" / "SST-2" / "multitask" / "multitask_config.json", {
         "target": "SST-2", "max_steps": 500, "learning_rate": 1e-5, "sources_origin": "all",
         "sources": [{"task": "TREC"}], "dev_before": {"TREC": {"acc": 0.2, "loss": 2.0}},
-        "dev_after": {"TREC": {"acc": 0.3, "loss": 1.0}}})
+        "dev_after": {"TREC": {"acc": 0.3, "loss": 1.0}},
+        "dev_history": {"0": {}, "250": {"mean": {"acc": 0.25, "loss": 0.9}}, "500": {"mean": {"acc": 0.3, "loss": 1.0}}}})
     atomic_write_json(root / "gpu" / "TREC" / "multitask" / "multitask_config.json", {
         "target": "TREC", "max_steps": 1000, "learning_rate": 1e-5,
         "sources": [{"task": "CoLA", "overlap_with_target_test": {"exact": 0, "normalized": 0}},
@@ -71,8 +72,8 @@ def test_spec_report_numbers(bench, tmp_path):
     assert "| Multitask prompt-based FT | **72.0 (2.0)** | 65.0 (5.0) |" in md
     assert "| +7.0 | -7.0 | +0.0 |" in md and "better than `pbft` on 1 of 2 targets (SST-2)" in md
     assert "| TREC | selected | CoLA, SST-2 | 2 |\n| TREC | random | MR | 1 |\n| TREC | no-diversity | SST-2, CoLA | 2 |" in md
-    assert "| SST-2 | all (leave-one-out) | TREC | 500 | 1e-05 | 0.200 -> 0.300 | 2.000 -> 1.000 | 0 |\n" \
-           "| TREC | selected, no-diversity | CoLA, SST-2 | 1000 | 1e-05 | 0.450 -> 0.700 | 1.500 -> 1.000 | 3 |" in md
+    assert "| SST-2 | all (leave-one-out) | TREC | 500 | 1e-05 | 0.200 -> 0.300 | 2.000 -> 1.000 | 250: 0.250 / 0.900 | 0 |\n" \
+           "| TREC | selected, no-diversity | CoLA, SST-2 | 1000 | 1e-05 | 0.450 -> 0.700 | 1.500 -> 1.000 | - | 3 |" in md
     assert "100 steps in 172 s" in md
     assert "| SST-2 | 64.0 |" in md
     assert "(1 pairs): median |difference| 4.0 points, max 4.0." in md
