@@ -37,7 +37,7 @@ def _protocol_lines(results: List[Dict]) -> List[str]:
     return lines
 
 
-def _env_values(results: List[Dict], key: str, missing: str = None) -> str:
+def _env_values(results: List[Dict], key: str, missing: Optional[str] = None) -> str:
     """The distinct values of one ``env`` field over the runs, sorted and comma-joined."""
     envs = [r.get("env") or {} for r in results]
     return ", ".join(sorted({str(e.get(key, missing)) for e in envs if key in e or missing is not None}))
@@ -205,12 +205,14 @@ def _selections_table(root: Path) -> List[str]:
 def _stage_origin(m: Dict, names: Sequence[str], chosen: Dict) -> str:
     """Who chose a stage's sources: ``all`` (leave-one-out), every selection method below the same folder
     that chose exactly these sources (methods choosing the same set share one stage), or ``list``."""
+    if m.get("sources_origin") == "all":
+        return "all (leave-one-out)"
+    if m.get("sources_origin") == "list":
+        return "list"
     methods = set(chosen.get((m["target"], frozenset(names)), ()))
     if (m.get("selection") or {}).get("method"):
         methods.add(m["selection"]["method"])
-    if methods:
-        return ", ".join(sorted(methods, key=_method_key))
-    return "all (leave-one-out)" if m.get("sources_origin") == "all" else "list"
+    return ", ".join(sorted(methods, key=_method_key)) or "selection file"
 
 
 def _stages_table(root: Path) -> List[str]:
