@@ -7,10 +7,13 @@ shared by its seeds); workers run concurrently on the GPU. Protocol: the issue-2
 prompt-FT protocol (200 steps, dev every 50, batch 8, lr 3e-4, test capped at 1000) and the reference
 multitask stage (leave-one-out sources, 10 examples per step drawn task-uniformly, 1000 steps, lr 1e-5).
 
-    python benchmarks/gpu_multitask.py OUT_DIR MODEL_DIR DATA_DIR [deadline_seconds]
+    python benchmarks/gpu_multitask.py OUT_DIR MODEL_DIR DATA_DIR [deadline_seconds] [--head_init identity]
+`--head_init identity` starts the MLM-head transform the packaged MiniLM lacks as the identity, in the
+stage and in single-task FT alike (issue-3 probe 4's setting, for all targets).
 Results: OUT_DIR/<target>/<row>/seed<seed>/results.json (+ multitask_config.json per target), tarred
 into OUT_DIR/../mtbench.tar.gz every 20 s so that partial results survive a time limit.
 """
+import argparse
 import multiprocessing as mp
 import os
 import subprocess
@@ -24,7 +27,7 @@ TARGETS = ["SST-2", "SST-5", "MR", "CR", "MPQA", "Subj", "TREC", "CoLA", "SNLI",
 SEEDS = [13, 21, 42, 87, 100]
 
 
-def worker(target, out, model, data, deadline):
+def worker(target, out, model, data, deadline, head_init):
     os.environ["OMP_NUM_THREADS"] = "1"
     import logging
 
@@ -38,7 +41,7 @@ def worker(target, out, model, data, deadline):
             return
         extra = {} if zero else {"max_steps": 200, "eval_steps": 50}
         targs = PromptTrainingArguments(output_dir=str(d), seed=seed, disable_tqdm=True, **extra)
-        run_prompt_experiment(ModelArguments(model_name_or_path=model_path),
+        run_prompt_experiment(ModelArguments(model_name_or_path=model_path, head_init=head_init),
                               PromptArguments(task_name=target, data_dir=data, zero_shot=zero, row=row,
                                               max_test_examples=1000, save_model=False), targs)
 
@@ -49,7 +52,7 @@ def worker(target, out, model, data, deadline):
         return
     mt_dir = Path(out) / target / "multitask"
     if not (mt_dir / "multitask_config.json").exists() and time.time() < deadline:
-        run_multitask(ModelArguments(model_name_or_path=model),
+        run_multitask(ModelArguments(model_name_or_path=model, head_init=head_init),
                       MultitaskArguments(target=target, sources=["all"], data_dir=data),
                       MultitaskTrainingArguments(output_dir=str(mt_dir), seed=42, disable_tqdm=True, eval_steps=500))
     if not (mt_dir / "multitask_config.json").exists():
@@ -60,11 +63,20 @@ def worker(target, out, model, data, deadline):
 
 
 def main():
-    out, model, data = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-    deadline = time.time() + (float(sys.argv[4]) if len(sys.argv) > 4 else 1e9)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path, help="output folder (resumable: finished cells are skipped)")
+    parser.add_argument("model", help="masked LM name or path (the packaged MiniLM's folder)")
+    parser.add_argument("data", help="data folder holding original/ (the shared data)")
+    parser.add_argument("deadline_seconds", nargs="?", type=float, default=1e9,
+                        help="start no new cell or stage after this many seconds")
+    parser.add_argument("--head_init", default="random", choices=["random", "identity"],
+                        help="initialisation of MLM-head weights the checkpoint lacks")
+    args = parser.parse_args()
+    out, model, data = args.out, args.model, args.data
+    deadline = time.time() + args.deadline_seconds
     out.mkdir(parents=True, exist_ok=True)
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=worker, args=(t, str(out), model, data, deadline)) for t in TARGETS]
+    procs = [ctx.Process(target=worker, args=(t, str(out), model, data, deadline, args.head_init)) for t in TARGETS]
     for p in procs:
         p.start()
     tar = out.parent / "mtbench.tar.gz"
