@@ -203,8 +203,10 @@ def _selections_table(root: Path) -> List[str]:
 
 
 def _stage_origin(m: Dict, names: Sequence[str], chosen: Dict) -> str:
-    """Who chose a stage's sources: ``all`` (leave-one-out), every selection method below the same folder
-    that chose exactly these sources (methods choosing the same set share one stage), or ``list``."""
+    """Who chose a stage's sources: its own origin first (``all`` = leave-one-out, or an explicit ``list``),
+    otherwise every selection method that chose exactly these sources (its own metadata's method and those of
+    the selection files below the same folder: methods choosing the same set share one stage), or
+    ``selection file`` when none names a method."""
     if m.get("sources_origin") == "all":
         return "all (leave-one-out)"
     if m.get("sources_origin") == "list":

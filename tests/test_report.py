@@ -103,3 +103,18 @@ def test_committed_results_document_is_regenerated_from_the_result_files(tmp_pat
         "docs/RESULTS.md is stale: run mtft-nlp report benchmarks/results --spec benchmarks/report.yaml --output docs"
     for path in files.values():  # and its CSV/LaTeX/PNG files are committed next to it
         assert (ROOT / "docs" / path.name).is_file(), path.name
+
+
+def test_stage_origin_prefers_the_stages_own_origin():
+    from mtft_nlp.report import _stage_origin
+
+    chosen = {("TREC", frozenset({"SST-2", "CoLA"})): ["no-diversity", "selected"]}
+    names = ["CoLA", "SST-2"]
+    # a leave-one-out or listed stage is never credited to a selection method that chose the same set
+    assert _stage_origin({"target": "TREC", "sources_origin": "all"}, names, chosen) == "all (leave-one-out)"
+    assert _stage_origin({"target": "TREC", "sources_origin": "list"}, names, chosen) == "list"
+    # a selection stage names every method that chose its set (its own and the files'), in the methods' order
+    m = {"target": "TREC", "sources_origin": "selected", "selection": {"method": "random"}}
+    assert _stage_origin(m, names, chosen) == "selected, random, no-diversity"
+    m = {"target": "TREC", "sources_origin": "/tmp/sel.json", "selection": {}}
+    assert _stage_origin(m, ["MR"], chosen) == "selection file"
