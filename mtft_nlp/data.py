@@ -44,6 +44,28 @@ class DataError(MtftError):
     """Data that cannot be used: the message names the file, row or class."""
 
 
+def data_dir_hint() -> str:
+    return "pass --data_dir or set MTFT_NLP_DATA_DIR"
+
+
+def check_k(k) -> int:
+    """``--k`` (examples per class) must be a positive integer."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise DataError(f"--k must be a positive number of examples per class, got {k!r}")
+    return int(k)
+
+
+def check_seed(seed) -> int:
+    """A split seed is an integer in [0, 2**32 - 1] (numpy's RandomState range)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise DataError(f"--seed must be an integer between 0 and {2**32 - 1} (it picks the k-shot split), got {seed!r}")
+    return int(seed)
+
+
+def _decode_error(path, exc: UnicodeDecodeError) -> DataError:
+    return DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})")
+
+
 # --------------------------------------------------------------------------- raw records
 
 
@@ -54,7 +76,9 @@ def _read_tsv_lines(path: Path) -> List[str]:
     except FileNotFoundError:
         raise DataError(f"data file not found: {path}") from None
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc})") from None
+        raise _decode_error(path, exc) from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
 
 
 def _read_csv_frame(path: Path, keep_default_na: bool = True):
@@ -67,7 +91,13 @@ def _read_csv_frame(path: Path, keep_default_na: bool = True):
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: empty file") from None
     except pd.errors.ParserError as exc:
-        raise DataError(f"{path}: malformed CSV ({exc})") from None
+        raise DataError(f"{path}: malformed CSV ({' '.join(str(exc).split())})") from None
+    except UnicodeDecodeError as exc:
+        raise _decode_error(path, exc) from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
+    except ValueError as exc:  # anything else pandas refuses
+        raise DataError(f"{path}: malformed CSV ({' '.join(str(exc).split())})") from None
 
 
 def _split_header(task: TaskSpec, lines: List[str]) -> Tuple[List[str], List[str]]:
@@ -175,6 +205,7 @@ class KShotSplitter:
 
     def __init__(self, task: TaskSpec | str, original_dir: str | os.PathLike, k: int = DEFAULT_K):
         self.task = get_task(task)
+        k = check_k(k)
         if self.task.split_of:
             self.task = get_task(self.task.split_of)
         if self.task.lmbff is None:
@@ -182,7 +213,7 @@ class KShotSplitter:
         self.k = k
         self.dir = Path(original_dir) / self.task.lmbff.dir
         if not self.dir.is_dir():
-            raise DataError(f"task {self.task.name}: folder {self.dir} not found")
+            raise DataError(f"task {self.task.name}: folder {self.dir} not found ({data_dir_hint()})")
         src = self.task.lmbff
         train_path = self.dir / src.train
         if src.format == "tsv":
@@ -218,12 +249,12 @@ class KShotSplitter:
 
     def split(self, seed: int) -> Dict[str, object]:
         """{"header", "train", "dev"} raw records for ``seed`` (LM-BFF's bucketing)."""
-        header, body = self._shuffled(seed)
+        header, body = self._shuffled(check_seed(seed))
         buckets: Dict[object, list] = {}
         for rec in body:
             try:
                 label = _bucket_label(self.task, rec)
-            except (IndexError, ValueError):
+            except (IndexError, ValueError, TypeError):
                 if self.task.lmbff.skip_malformed:
                     continue
                 raise DataError(f"{self.train_path}: a row has too few columns or an unreadable label: {str(rec)[:80]!r}") from None
@@ -232,10 +263,8 @@ class KShotSplitter:
                     continue
                 raise DataError(f"{self.train_path}: label {label!r} is not one of task {self.task.name}'s labels {self.task.labels}")
             buckets.setdefault(label, []).append(rec)
-        expected = 2 if self.task.is_regression else self.task.num_labels
         _check_bucket_sizes(buckets, self.k, str(self.train_path))
-        if len(buckets) < expected:
-            raise DataError(f"{self.train_path}: found {len(buckets)} classes, task {self.task.name} has {expected}")
+        _check_classes(self.task, buckets, str(self.train_path))
         train = [r for recs in buckets.values() for r in recs[: self.k]]
         dev = [r for recs in buckets.values() for r in recs[self.k : 2 * self.k]]
         return {"header": header, "train": train, "dev": dev}
@@ -333,6 +362,7 @@ def load_kshot(task: TaskSpec | str, data_dir: str | os.PathLike, seed: int, k: 
     from which the split for ``seed`` is made in memory, identical to ``mtft-nlp splits``.
     """
     task = get_task(task)
+    k, seed = check_k(k), check_seed(seed)
     out: Dict[str, List[Dict]] = {}
     if is_split_dir(data_dir, task):
         p = Path(data_dir)
@@ -347,7 +377,8 @@ def load_kshot(task: TaskSpec | str, data_dir: str | os.PathLike, seed: int, k: 
                 return load_kshot(task, kshot, seed, k, splits, max_test_examples)
             raise DataError(
                 f"task {task.name}: {data_dir} holds neither an LM-BFF split (train/dev files) nor "
-                f"original/{task.lmbff.dir if task.lmbff else task.name}/"
+                f"original/{task.lmbff.dir if task.lmbff else task.name}/; {data_dir_hint()} "
+                "(or use --train_file/--test_file)"
             )
         splitter = KShotSplitter(task, original, k)
         if "train" in splits or "dev" in splits:
@@ -363,7 +394,48 @@ def load_kshot(task: TaskSpec | str, data_dir: str | os.PathLike, seed: int, k: 
             out["test"] = read_lmbff_file(task, splitter.dir / orig[0])
     if "test" in out:
         out["test"] = cap_examples(out["test"], max_test_examples)
+    check_examples(task, out, str(data_dir))
     return out
+
+
+def _check_classes(task: TaskSpec, buckets: Dict, where: str):
+    """Every class of the task must be present (regression: both halves of the score range)."""
+    if task.is_regression:
+        if len(buckets) < 2:
+            raise DataError(f"{where}: every score falls on one side of {task.regression['bucket_threshold']}; "
+                            f"task {task.name} needs examples of both halves")
+        return
+    missing = [lab for lab in task.labels if lab not in {str(b) for b in buckets}]
+    if missing:
+        raise DataError(f"{where}: no examples of class {', '.join(map(repr, missing))}; task {task.name} has "
+                        f"{task.num_labels} classes {task.labels}")
+
+
+def _empty(text) -> bool:
+    return text is None or not str(text).strip()
+
+
+def check_examples(task: TaskSpec, parts: Dict[str, List[Dict]], source: str) -> None:
+    """The loaded splits must be usable: none empty, every class in train, texts not (all) empty.
+
+    A split whose every example has an empty text is an error; some empty texts are a warning with the count.
+    """
+    two = task.num_sentences == 2
+    for name, exs in parts.items():
+        if not exs:
+            raise DataError(f"{source}: the {name} set has no examples")
+        empty = [ex for ex in exs if _empty(ex["text_a"]) or (two and ex.get("text_b") is not None and _empty(ex["text_b"]))]
+        if len(empty) == len(exs):
+            raise DataError(f"{source}: every example of the {name} set has an empty text (first: {exs[0]['row']}); "
+                            "check the text column (--text_a_column / --text_b_column)")
+        if empty:
+            logger.warning("%s: %d of %d %s examples have an empty text (first: %s)", source, len(empty), len(exs), name,
+                           empty[0]["row"])
+    if "train" in parts:
+        buckets: Dict[object, list] = {}
+        for ex in parts["train"]:
+            buckets.setdefault(task.label_index(ex["label"]) if task.is_regression else ex["label"], []).append(ex)
+        _check_classes(task, buckets, f"{source} (train set)")
 
 
 def _check_bucket_sizes(buckets: Dict, k: int, where: str):
@@ -374,15 +446,18 @@ def _check_bucket_sizes(buckets: Dict, k: int, where: str):
                         f"K={k} train + dev")
 
 
-def sample_kshot(examples: List[Dict], task: TaskSpec, seed: int, k: int = DEFAULT_K) -> Dict[str, List[Dict]]:
+def sample_kshot(examples: List[Dict], task: TaskSpec, seed: int, k: int = DEFAULT_K,
+                 source: Optional[str] = None) -> Dict[str, List[Dict]]:
     """LM-BFF's sampling rule over already-parsed examples (Hub and CSV/JSONL sources)."""
+    k, seed = check_k(k), check_seed(seed)
     rows = list(examples)
     np.random.RandomState(seed).shuffle(rows)
     buckets: Dict[object, list] = {}
     for ex in rows:
         key = task.label_index(ex["label"]) if task.is_regression else ex["label"]
         buckets.setdefault(key, []).append(ex)
-    _check_bucket_sizes(buckets, k, f"task {task.name}")
+    _check_classes(task, buckets, source or f"task {task.name}")
+    _check_bucket_sizes(buckets, k, source or f"task {task.name}")
     return {"train": [r for b in buckets.values() for r in b[:k]], "dev": [r for b in buckets.values() for r in b[k : 2 * k]]}
 
 
@@ -390,6 +465,7 @@ def load_hub(task: TaskSpec | str, seed: int, k: int = DEFAULT_K, dataset_name: 
              dataset_config: Optional[str] = None, max_test_examples: Optional[int] = None) -> Dict[str, List[Dict]]:
     """k-shot split of the task's Hub dataset (``load_dataset``), or of a ``save_to_disk`` copy."""
     task = get_task(task)
+    k, seed = check_k(k), check_seed(seed)
     hub = task.hub
     if hub is None and dataset_name is None:
         raise TaskError(f"task {task.name} has no 'hub' source; pass --dataset_name")
@@ -418,29 +494,73 @@ def load_hub(task: TaskSpec | str, seed: int, k: int = DEFAULT_K, dataset_name: 
 
     train_split = hub.train_split if hub else "train"
     test_split = hub.test_split if hub else "test"
-    parts = sample_kshot(convert(train_split), task, seed, k)
+    parts = sample_kshot(convert(train_split), task, seed, k, source=f"{path}[{train_split}]")
     parts["test"] = cap_examples(convert(test_split), max_test_examples)
+    check_examples(task, parts, str(path))
     return parts
 
 
-def read_rows(path: str | os.PathLike) -> List[Dict]:
-    """Rows of a JSON Lines (.jsonl/.json) or a CSV/TSV file with a header, as dicts; errors name the line."""
+def read_rows_numbered(path: str | os.PathLike) -> List[Tuple[int, Dict]]:
+    """``(file line, row)`` pairs of a JSON Lines (.jsonl/.json) or a CSV/TSV file with a header.
+
+    Line numbers are the file's own (1-based, the header is line 1), as editors show them; every
+    problem (missing file, bytes that are not UTF-8, a line that is not a JSON object, malformed
+    CSV) is a :class:`DataError` naming the file and line.
+    """
     import json
 
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"data file not found: {p}")
-    with open(p, encoding="utf-8", newline="") as f:
-        if p.suffix in (".jsonl", ".json"):
-            rows = []
-            for i, line in enumerate(f, 1):
-                if line.strip():
+        raise DataError(f"data file not found: {p}" if not p.exists() else f"{p} is not a file")
+    rows: List[Tuple[int, Dict]] = []
+    try:
+        with open(p, encoding="utf-8", newline="") as f:
+            if p.suffix in (".jsonl", ".json"):
+                for i, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
                     try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise DataError(f"{p}:{i}: not valid JSON ({exc.msg})") from None
+                        obj = json.loads(line)
+                    except (json.JSONDecodeError, RecursionError) as exc:
+                        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+                        raise DataError(f"{p}:{i}: not valid JSON ({msg})") from None
+                    if not isinstance(obj, dict):
+                        raise DataError(f"{p}:{i}: expected a JSON object ({{\"text_a\": ..., \"label\": ...}}), "
+                                        f"got {type(obj).__name__}")
+                    rows.append((i, obj))
+                return rows
+            reader = csv.reader(f, delimiter="\t" if p.suffix == ".tsv" else ",")
+            header = None
+            start = 1
+            for fields in reader:
+                if header is None:
+                    if not fields:
+                        start = reader.line_num + 1
+                        continue
+                    header = fields
+                    if len(set(header)) != len(header):
+                        raise DataError(f"{p}:{reader.line_num}: duplicate column names in the header {header}")
+                    start = reader.line_num + 1
+                    continue
+                line = start
+                start = reader.line_num + 1
+                if not fields:
+                    continue
+                if len(fields) > len(header):
+                    raise DataError(f"{p}:{line}: {len(fields)} fields but the header has {len(header)} columns")
+                rows.append((line, dict(zip(header, fields + [None] * (len(header) - len(fields))))))
             return rows
-        return list(csv.DictReader(f, delimiter="\t" if p.suffix == ".tsv" else ","))
+    except UnicodeDecodeError as exc:
+        raise _decode_error(p, exc) from None
+    except csv.Error as exc:
+        raise DataError(f"{p}:{start}: malformed CSV ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"{p}: cannot be read ({exc.strerror})") from None
+
+
+def read_rows(path: str | os.PathLike) -> List[Dict]:
+    """Rows of a JSON Lines (.jsonl/.json) or a CSV/TSV file with a header, as dicts; errors name the line."""
+    return [row for _, row in read_rows_numbered(path)]
 
 
 def load_files(task: TaskSpec | str, seed: int, k: int = DEFAULT_K, train_file: Optional[str] = None,
@@ -453,18 +573,20 @@ def load_files(task: TaskSpec | str, seed: int, k: int = DEFAULT_K, train_file: 
     without one, the k-shot train and dev sets are sampled from the train file.
     """
     task = get_task(task)
+    k, seed = check_k(k), check_seed(seed)
 
     def read(path) -> List[Dict]:
         p = Path(path)
-        rows = read_rows(p)
         out = []
-        for i, row in enumerate(rows, 1):
-            where = f"{p}:{i}"
+        for line, row in read_rows_numbered(p):
+            where = f"{p}:{line}"
             for col in (text_a_column, label_column) + ((text_b_column,) if text_b_column else ()):
                 if col not in row:
-                    raise DataError(f"{where}: no column {col!r} (columns: {', '.join(row)})")
+                    raise DataError(f"{where}: no column {col!r} (columns: {', '.join(map(str, row))})")
             label = _check_label(task, row[label_column], where)
             out.append(_example(task, row[text_a_column], row[text_b_column] if text_b_column else None, label, where))
+        if not out:
+            raise DataError(f"{p}: no examples (the file is empty or holds only a header)")
         return out
 
     if train_file is None or test_file is None:
@@ -472,8 +594,9 @@ def load_files(task: TaskSpec | str, seed: int, k: int = DEFAULT_K, train_file: 
     if validation_file:
         parts = {"train": read(train_file), "dev": read(validation_file)}
     else:
-        parts = sample_kshot(read(train_file), task, seed, k)
+        parts = sample_kshot(read(train_file), task, seed, k, source=str(train_file))
     parts["test"] = cap_examples(read(test_file), max_test_examples)
+    check_examples(task, parts, str(train_file))
     return parts
 
 

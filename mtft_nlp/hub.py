@@ -58,7 +58,8 @@ class PromptClassifier:
         self.task = task
         self.prompt = prompt
         self.metadata = metadata
-        self.encoder = PromptEncoder(task, prompt, tokenizer)  # validates label words against this tokenizer
+        # validates label words against this tokenizer; long texts are shortened so that the prompt and its mask fit
+        self.encoder = PromptEncoder(task, prompt, tokenizer, fit_to_length=True)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -68,15 +69,30 @@ class PromptClassifier:
         from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 
         path = Path(path_or_repo)
+        name = str(path_or_repo)
+        if path.exists() and not path.is_dir():
+            raise MtftError(f"{name} is a file, not a saved classifier folder")
         if not path.is_dir():
+            if name.startswith((".", "/", "~")) or name.count("/") != 1 or os.sep != "/" and os.sep in name:
+                raise MtftError(f"model folder not found: {name}")
             from huggingface_hub import snapshot_download
 
-            path = Path(snapshot_download(str(path_or_repo), revision=revision, token=token,
-                                          allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.md"]))
+            try:
+                path = Path(snapshot_download(name, revision=revision, token=token,
+                                              allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.md"]))
+            except Exception as exc:  # invalid id, no network, no such repo: one clear line
+                first = " ".join(str(exc).split())[:200]
+                raise MtftError(f"{name}: not a local folder, and it could not be fetched from the Hub "
+                                f"({type(exc).__name__}: {first})") from None
         adapter = (path / "adapter_config.json").is_file()
         cfg_path = path / "config.json"
         if not cfg_path.is_file() and not adapter:
             raise MtftError(f"{path} is not a model folder (no config.json)")
+        if cfg_path.is_file():
+            try:
+                json.loads(cfg_path.read_text(encoding="utf-8"))
+            except (ValueError, OSError) as exc:
+                raise MtftError(f"{cfg_path}: not valid JSON ({' '.join(str(exc).split())[:200]})") from None
         if adapter:
             from peft import PeftConfig, PeftModel
 
@@ -90,8 +106,11 @@ class PromptClassifier:
             meta = getattr(config, CONFIG_KEY, None)
             if not any(path.glob("*.safetensors")):
                 raise MtftError(f"{path}: no safetensors weights (only safetensors are loaded)")
-            mlm, info = AutoModelForMaskedLM.from_pretrained(path, trust_remote_code=trust_remote_code,
-                                                             use_safetensors=True, output_loading_info=True)
+            from .modeling import quiet_load_report
+
+            with quiet_load_report():
+                mlm, info = AutoModelForMaskedLM.from_pretrained(path, trust_remote_code=trust_remote_code,
+                                                                 use_safetensors=True, output_loading_info=True)
             n_params = len(mlm.state_dict())
             missing = [k for k in info.get("missing_keys", []) if "predictions" not in k and "lm_head" not in k]
             if missing and len(missing) > n_params // 2:
@@ -115,7 +134,7 @@ class PromptClassifier:
 
     @torch.no_grad()
     def predict_logits(self, texts: Sequence[str], text_pairs: Optional[Sequence[Optional[str]]] = None,
-                       batch_size: int = 32) -> np.ndarray:
+                       batch_size: int = 32, row_names: Optional[Sequence[str]] = None) -> np.ndarray:
         """Label-word logits per input, in input order (batches are length-sorted)."""
         if isinstance(texts, str):
             texts = [texts]
@@ -123,7 +142,8 @@ class PromptClassifier:
             raise MtftError(f"{len(texts)} texts but {len(text_pairs)} text pairs")
         if self.task.num_sentences == 2 and text_pairs is None:
             raise MtftError(f"task {self.task.name} classifies sentence pairs: pass text_pairs")
-        feats = self.encoder.encode_batch(list(texts), list(text_pairs) if text_pairs is not None else None)
+        feats = self.encoder.encode_batch(list(texts), list(text_pairs) if text_pairs is not None else None,
+                                          row_names=row_names)
         for f in feats:
             f["label_word_ids"] = list(self.encoder.label_word_ids)
         order = sorted(range(len(feats)), key=lambda i: len(feats[i]["input_ids"]))
@@ -136,9 +156,10 @@ class PromptClassifier:
             out[idx] = self.model(**batch).logits.float().cpu().numpy()
         return out
 
-    def predict(self, texts, text_pairs=None, batch_size: int = 32, return_probabilities: bool = False):
+    def predict(self, texts, text_pairs=None, batch_size: int = 32, return_probabilities: bool = False,
+                row_names: Optional[Sequence[str]] = None):
         """Task labels (or regression scores); with ``return_probabilities``, also the class probabilities."""
-        logits = self.predict_logits(texts, text_pairs, batch_size)
+        logits = self.predict_logits(texts, text_pairs, batch_size, row_names=row_names)
         if self.task.is_regression:
             preds = [float(x) for x in predictions_from_logits(logits, True, self.task.regression["low"], self.task.regression["high"])]
         else:
@@ -147,6 +168,10 @@ class PromptClassifier:
             return preds
         probs = torch.softmax(torch.from_numpy(logits), -1).numpy()
         return preds, [dict(zip(self.task.labels, map(float, p))) for p in probs]
+
+    def label_word(self, label) -> Optional[str]:
+        """The verbaliser word of a task label (None for regression scores)."""
+        return None if self.task.is_regression else self.prompt.label_words.get(str(label))
 
     # ------------------------------------------------------------------ saving / sharing
     def save_pretrained(self, save_directory: Union[str, os.PathLike], model_card: bool = True):
@@ -191,6 +216,18 @@ def save_prompt_classifier(model: PromptForMaskedLM, tokenizer, task: TaskSpec, 
     if model_card:
         (out / CARD_NAME).write_text(model_card_text(meta), encoding="utf-8")
     return out
+
+
+def _card_predict_line(meta: Dict) -> str:
+    """The how-to-load call, with an input of the task's own kind (one text or a pair)."""
+    words = ", ".join(f"{k!r} ({v})" for k, v in meta["label_words"].items())
+    comment = f"  # -> one of the labels {words}" if not meta.get("regression") else "  # -> a score"
+    example = meta.get("example") or {}
+    a = json.dumps(example.get("text_a") or f"<a {meta['task']} input text>", ensure_ascii=False)
+    if meta.get("num_sentences") == 2:
+        b = json.dumps(example.get("text_b") or "<its second sentence>", ensure_ascii=False)
+        return f"clf.predict([{a}], text_pairs=[{b}], return_probabilities=True){comment}"
+    return f"clf.predict([{a}], return_probabilities=True){comment}"
 
 
 def model_card_text(meta: Dict) -> str:
@@ -239,7 +276,7 @@ def model_card_text(meta: Dict) -> str:
     lines += [
         "", "## How to load", "", "```python", "from mtft_nlp import PromptClassifier",
         "clf = PromptClassifier.from_pretrained(\"<this folder or repo id>\")",
-        "clf.predict([\"a gripping, funny film\"], return_probabilities=True)", "```", "",
+        _card_predict_line(meta), "```", "",
         "The folder is also a plain masked LM: `AutoModelForMaskedLM.from_pretrained(...)`.", "",
         "## Environment", "",
     ]

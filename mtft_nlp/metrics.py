@@ -1,76 +1,70 @@
 """Offline metrics (no ``evaluate.load``, no network): accuracy, F1, Matthews, Pearson, Spearman.
 
+The numbers come from scikit-learn (``accuracy_score``, ``f1_score``, ``matthews_corrcoef``) and
+scipy (``pearsonr``, ``spearmanr``); this module fixes the conventions around them.
+
 Every score is a plain float: a fraction for accuracy/F1, a value in [-1, 1] for Matthews
-and correlations. Degenerate inputs (a constant prediction) give 0.0 rather than NaN, as
-scikit-learn does for Matthews.
+and correlations. Degenerate inputs give 0.0 rather than NaN or an exception: a constant
+prediction (or constant labels) for Matthews and the correlations, fewer than two values for a
+correlation, an empty set for F1 and Matthews, a positive class absent from both predictions and
+labels for F1. Accuracy of an empty set is an error. A NaN among regression predictions gives a
+NaN correlation (Pearson and Spearman alike).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Dict
 
 import numpy as np
+from scipy import stats
+from sklearn import metrics as skm
 
 
 def accuracy(preds, labels) -> float:
     preds, labels = np.asarray(preds), np.asarray(labels)
     if len(labels) == 0:
         raise ValueError("accuracy of an empty set")
-    return float((preds == labels).mean())
+    return float(skm.accuracy_score(labels, preds))
 
 
 def f1_binary(preds, labels, pos_label: int = 1) -> float:
+    """F1 of ``pos_label`` against every other value (so labels need not be exactly two classes)."""
     preds, labels = np.asarray(preds), np.asarray(labels)
-    tp = float(((preds == pos_label) & (labels == pos_label)).sum())
-    fp = float(((preds == pos_label) & (labels != pos_label)).sum())
-    fn = float(((preds != pos_label) & (labels == pos_label)).sum())
-    denom = 2 * tp + fp + fn
-    return 0.0 if denom == 0 else 2 * tp / denom
+    if len(labels) == 0:
+        return 0.0
+    return float(skm.f1_score(labels == pos_label, preds == pos_label, zero_division=0.0))
 
 
 def matthews(preds, labels) -> float:
-    """Matthews correlation, multiclass form (Gorodkin 2004), equal to sklearn's."""
+    """Matthews correlation, multiclass form (Gorodkin 2004)."""
     preds, labels = np.asarray(preds), np.asarray(labels)
-    classes = np.union1d(preds, labels)
-    idx = {c: i for i, c in enumerate(classes)}
-    cm = np.zeros((len(classes), len(classes)), dtype=np.float64)
-    for y, p in zip(labels, preds):
-        cm[idx[y], idx[p]] += 1
-    t = cm.sum(axis=1)
-    p = cm.sum(axis=0)
-    c = np.trace(cm)
-    s = cm.sum()
-    cov_ytyp = c * s - np.dot(t, p)
-    cov_ypyp = s * s - np.dot(p, p)
-    cov_ytyt = s * s - np.dot(t, t)
-    denom = np.sqrt(cov_ytyt * cov_ypyp)
-    return 0.0 if denom == 0 else float(cov_ytyp / denom)
+    if len(labels) == 0:
+        return 0.0
+    return float(skm.matthews_corrcoef(labels, preds))
+
+
+def _correlation(fn, preds, labels) -> float:
+    x, y = np.asarray(preds, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    if len(x) < 2:
+        return 0.0
+    if np.isnan(x).any() or np.isnan(y).any():
+        return float("nan")
+    if np.all(x == x[0]) or np.all(y == y[0]):
+        return 0.0
+    with warnings.catch_warnings():  # near-constant input: scipy warns, the value is still defined
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        value = float(fn(x, y)[0])
+    return 0.0 if np.isnan(value) else value
 
 
 def pearson(preds, labels) -> float:
-    x, y = np.asarray(preds, dtype=np.float64), np.asarray(labels, dtype=np.float64)
-    xm, ym = x - x.mean(), y - y.mean()
-    denom = np.sqrt((xm * xm).sum() * (ym * ym).sum())
-    return 0.0 if denom == 0 else float((xm * ym).sum() / denom)
-
-
-def _rank(a: np.ndarray) -> np.ndarray:
-    """Average ranks (ties share the mean rank), as scipy.stats.rankdata."""
-    order = np.argsort(a, kind="mergesort")
-    ranks = np.empty(len(a), dtype=np.float64)
-    sa = a[order]
-    i = 0
-    while i < len(a):
-        j = i
-        while j + 1 < len(a) and sa[j + 1] == sa[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1
-        i = j + 1
-    return ranks
+    return _correlation(stats.pearsonr, preds, labels)
 
 
 def spearman(preds, labels) -> float:
-    return pearson(_rank(np.asarray(preds, dtype=np.float64)), _rank(np.asarray(labels, dtype=np.float64)))
+    """Spearman's rank correlation (ties share their mean rank)."""
+    return _correlation(stats.spearmanr, preds, labels)
 
 
 METRIC_FNS = {"acc": accuracy, "f1": f1_binary, "mcc": matthews, "pearson": pearson, "spearman": spearman}

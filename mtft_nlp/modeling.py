@@ -74,30 +74,45 @@ def multitask_metadata(name: Optional[str]) -> Optional[dict]:
         return json.load(f)
 
 
-def default_row(name: Optional[str], zero_shot: bool) -> str:
-    """Table row of a run: zero-shot / pbft, prefixed mt- (multitask checkpoint on listed or leave-one-out
-    sources), mt-sel- (sources chosen by task selection) or mt-random- / mt-nocon- / mt-nodiv- (sources
-    chosen by a selection ablation)."""
-    meta = multitask_metadata(name)
-    kind = "zero-shot" if zero_shot else "pbft"
-    if meta is None:
-        return kind
-    selection = meta.get("selection")
-    if not selection:
-        return f"mt-{kind}"
-    prefix = {"random": "random", "no-consistency": "nocon", "no-diversity": "nodiv"}.get(selection.get("method"), "sel")
-    return f"mt-{prefix}-{kind}"
+from .tasks import check_weights_format  # noqa: E402  (re-exported: pickled weights are refused by default)
 
 
-def load_masked_lm(name: Optional[str], head_init: str = "random", **kwargs):
+@contextlib.contextmanager
+def quiet_load_report():
+    """transformers logs a multi-line LOAD REPORT (missing/unexpected keys) as a warning on every load; it is
+    kept for ``--verbose`` ($MTFT_NLP_VERBOSE) and replaced by one line of ours otherwise."""
+    import logging
+
+    libs = [logging.getLogger(n) for n in ("transformers.modeling_utils", "transformers.distributed.tensor_parallel")]
+    if os.environ.get("MTFT_NLP_VERBOSE"):
+        yield
+        return
+    old = [lib.level for lib in libs]
+    for lib in libs:
+        lib.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lib, level in zip(libs, old):
+            lib.setLevel(level)
+
+
+def load_masked_lm(name: Optional[str], head_init: str = "random", allow_pickle: bool = False, **kwargs):
     """``(model, tokenizer)`` for a masked LM; ``kwargs`` go to ``from_pretrained`` (config overrides).
 
     ``head_init`` applies only to MLM-head weights the checkpoint lacks (the packaged MiniLM
     has no head transform): ``random`` keeps transformers' initialisation, ``identity`` sets a
     missing square dense transform to the identity so that, at the start, the mask's hidden
-    state is scored directly against the (tied) word embeddings.
+    state is scored directly against the (tied) word embeddings. Only safetensors weights are
+    loaded unless ``allow_pickle`` (see :func:`check_weights_format`).
     """
+    import logging
+
+    log = logging.getLogger("mtft_nlp.modeling")
     path = resolve_model_name(name)
+    check_weights_format(path, allow_pickle)
+    if not allow_pickle:
+        kwargs.setdefault("use_safetensors", True)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=kwargs.get("trust_remote_code", False))
     if os.path.isfile(os.path.join(path, "adapter_config.json")):
         # LoRA adapters (e.g. a multitask stage run with --use_lora): merged into their base model, which
@@ -105,11 +120,14 @@ def load_masked_lm(name: Optional[str], head_init: str = "random", **kwargs):
         from peft import PeftConfig, PeftModel
 
         base_name = PeftConfig.from_pretrained(path).base_model_name_or_path
-        base = AutoModelForMaskedLM.from_pretrained(base_name, **kwargs)
+        check_weights_format(base_name, allow_pickle)
+        with quiet_load_report():
+            base = AutoModelForMaskedLM.from_pretrained(base_name, **kwargs)
         merged = PeftModel.from_pretrained(base, path).merge_and_unload()
         merged.requires_grad_(True)  # peft froze the base weights; the merged model trains like any checkpoint
         return merged, tokenizer
-    model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True, **kwargs)
+    with quiet_load_report():
+        model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True, **kwargs)
     missing = set(info.get("missing_keys", []))
     if head_init == "identity":
         for name_, module in model.named_modules():
@@ -121,6 +139,21 @@ def load_masked_lm(name: Optional[str], head_init: str = "random", **kwargs):
                         module.bias.zero_()
     elif head_init != "random":
         raise ValueError(f"head_init must be 'random' or 'identity', got {head_init!r}")
+    if missing:
+        keys = sorted(missing)
+        parts = [k.split(".") for k in keys]
+        common = os.path.commonprefix(parts)[: min(len(p) for p in parts) - 1]
+        shown = [".".join(p[len(common):]) for p in parts]
+        groups = [(".".join(common) + ".{" + ", ".join(shown) + "}") if common and len(keys) > 1 else ", ".join(keys)]
+        log.warning("%s: %d tensor(s) missing from the checkpoint were initialised (%s, --head_init %s): %s%s "
+                    "(expected for a checkpoint without an MLM head, such as the packaged MiniLM; --verbose shows "
+                    "transformers' report)", type(model).__name__, len(missing),
+                    "identity where square, else random" if head_init == "identity" else "random", head_init,
+                    groups[0] if len(keys) <= 12 else f"{keys[0]} ...", "")
+    unexpected = info.get("unexpected_keys", [])
+    if unexpected:
+        log.info("%s: %d checkpoint tensor(s) not used by the masked LM (e.g. a pooler)", type(model).__name__,
+                 len(unexpected))
     return model, tokenizer
 
 

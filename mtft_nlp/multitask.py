@@ -17,7 +17,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset, SequentialSampler
@@ -27,6 +27,7 @@ from .data import DEFAULT_K, SEEDS, DataError, default_data_dir, load_kshot, tex
 from .features import FeatureDataset, PromptCollator, build_features
 from .metrics import accuracy
 from .modeling import MULTITASK_METADATA as METADATA_FILE, PromptForMaskedLM, resolve_model_name
+from .methods import resolve_method
 from .results import atomic_write_json, environment
 from .tasks import MtftError, TaskSpec, available_tasks, get_task, leave_one_out, task_family
 from .templates import PromptEncoder, load_prompt
@@ -65,7 +66,8 @@ class MultitaskTrainingArguments(PromptTrainingArguments):
 
 
 def resolve_sources(target: Optional[str], sources: Sequence[str], data_dir=None, split_seed: int = 42,
-                    k_shot: int = DEFAULT_K, pool_seeds: bool = False) -> Dict[str, object]:
+                    k_shot: int = DEFAULT_K, pool_seeds: bool = False,
+                    model_name_or_path: Optional[str] = None) -> Dict[str, object]:
     """``{"sources": [...], "origin": "all" | "selected" | "list" | <selection file>, "selection": {...},
     "target": name or None, "selection_result": dict or None}``.
 
@@ -109,7 +111,8 @@ def resolve_sources(target: Optional[str], sources: Sequence[str], data_dir=None
             raise MtftError("--sources selected needs --target (the task to select sources for)")
         from .selection import select_tasks
 
-        result = select_tasks(target, data_dir=data_dir, split_seed=split_seed, k_shot=k_shot, pool_seeds=pool_seeds)
+        result = select_tasks(target, data_dir=data_dir, split_seed=split_seed, k_shot=k_shot, pool_seeds=pool_seeds,
+                              model_name_or_path=model_name_or_path)
         logger.warning("task selection for %s (Algorithm 1, encoder %s): %s", result.target, result.encoder,
                        ", ".join(result.selected))
         out = list(result.selected)
@@ -266,7 +269,8 @@ def run_multitask(model_args: ModelArguments, args: MultitaskArguments, training
     """Finetune on the sources; save an HF masked-LM folder plus ``multitask_config.json``."""
     if not training_args.output_dir:
         raise MtftError("--output_dir is required")
-    resolved = resolve_sources(args.target, args.sources, args.data_dir, args.source_seed, args.source_k, args.pool_seeds)
+    resolved = resolve_sources(args.target, args.sources, args.data_dir, args.source_seed, args.source_k, args.pool_seeds,
+                               model_args.model_name_or_path)
     target = get_task(resolved["target"]) if resolved["target"] else None
     world = max(1, training_args.world_size)
     per_step = world * training_args.gradient_accumulation_steps
@@ -276,30 +280,29 @@ def run_multitask(model_args: ModelArguments, args: MultitaskArguments, training
     training_args.per_device_train_batch_size = args.examples_per_step // per_step
     training_args.label_names = ["labels"]
     sources = load_sources(args, resolved["sources"], target)
+    method = resolve_method(model_args.method, model_args.model_name_or_path)
+    if method == "embedding":
+        from .embedding_training import embedding_stage
 
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(model_args.model_name_or_path),
-                                              trust_remote_code=model_args.trust_remote_code)
-    train_feats, dev_sets = [], {}
-    for tid, src in enumerate(sources):
-        enc = PromptEncoder(src.task, load_prompt(src.task), tokenizer)  # each task's own limits and words
-        train_feats.append(build_features(enc, src.train, task_id=tid))
-        if not args.eval_tasks or tid < args.eval_tasks:
-            dev_sets[src.task.name] = FeatureDataset(build_features(enc, src.dev, task_id=tid), sort_by_length=True)
+        stage = embedding_stage(model_args, sources, args.eval_tasks, training_args.seed)
+    elif method == "prompt":
+        stage = prompt_stage(model_args, sources, args.eval_tasks, training_args.seed)
+    else:
+        raise MtftError(f"--method {method} has no multitask stage; use prompt or embedding")
+    train_feats, dev_sets = stage.train_features, stage.dev_sets
     probs = sampling_probs([len(f) for f in train_feats], args.sampler, args.temperature)
     total = training_args.max_steps * args.examples_per_step
     dataset = MixedTaskDataset(train_feats, probs, total, training_args.seed)
-    logger.info("multitask stage: %d sources %s, %s sampler, %d steps x %d examples", len(sources),
+    logger.info("multitask stage (%s method): %d sources %s, %s sampler, %d steps x %d examples", method, len(sources),
                 [s.task.name for s in sources], args.sampler, training_args.max_steps, args.examples_per_step)
 
-    set_seed(training_args.seed)
-    mlm = load_model(model_args)
-    model = PromptForMaskedLM(mlm)
     callback = MultitaskMetricsCallback(list(dev_sets))
-    trainer = MultitaskTrainer(model=model, args=training_args, train_dataset=dataset, eval_dataset=dev_sets or None,
-                               data_collator=PromptCollator(tokenizer.pad_token_id),
-                               compute_metrics=task_accuracy_metrics, callbacks=[callback], processing_class=tokenizer)
+    optimizer = stage.make_optimizer(training_args.learning_rate, training_args.weight_decay) \
+        if stage.make_optimizer else None
+    trainer = MultitaskTrainer(model=stage.model, args=training_args, train_dataset=dataset,
+                               eval_dataset=dev_sets or None, data_collator=stage.collator,
+                               compute_metrics=task_accuracy_metrics, callbacks=[callback],
+                               processing_class=stage.tokenizer, optimizers=(optimizer, None))
     before = _dev_summary(trainer, dev_sets)
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
@@ -320,22 +323,58 @@ def run_multitask(model_args: ModelArguments, args: MultitaskArguments, training
         "learning_rate": training_args.learning_rate, "seed": training_args.seed,
         "split_seed": "pooled" if args.pool_seeds else args.source_seed, "k": args.source_k,
         "allow_overlap": args.allow_overlap,
-        "base_model": model_args.model_name_or_path, "base_model_path": resolve_model_name(model_args.model_name_or_path),
+        "method": method, "base_model": model_args.model_name_or_path, "base_model_path": resolve_model_name(model_args.model_name_or_path),
         "dev_before": before, "dev_after": after, "dev_history": {str(k): v for k, v in callback.history.items()},
         "train_seconds": train_seconds, "world_size": world, "env": environment(),
     }
     if trainer.is_world_process_zero():
         out = Path(training_args.output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        to_save = mlm.merge_and_unload() if model_args.use_lora and model_args.lora_merge else mlm
-        to_save.save_pretrained(out)  # LoRA: the adapters (adapter_config.json names the base model)
-        tokenizer.save_pretrained(out)
+        stage.save(out)
         if resolved["selection_result"] is not None:  # --sources selected: the evidence for the choice
             atomic_write_json(out / "selection.json", resolved["selection_result"])
         atomic_write_json(out / METADATA_FILE, meta)  # last: its presence marks a finished stage
     logger.info("multitask stage done in %.0fs: mean source dev loss %.4f -> %.4f", train_seconds,
                 before.get("mean", {}).get("loss", float("nan")), after.get("mean", {}).get("loss", float("nan")))
     return meta
+
+
+@dataclass
+class StageParts:
+    """What a method contributes to the multitask stage: per-source features, the model, how to save it."""
+
+    model: object
+    tokenizer: object
+    collator: object
+    train_features: List[List[Dict]]
+    dev_sets: Dict[str, FeatureDataset]
+    save: Callable[[Path], None]
+    # (learning_rate, weight_decay) -> optimizer; None: the Trainer's own AdamW at --learning_rate
+    make_optimizer: Optional[Callable] = None
+
+
+def prompt_stage(model_args: ModelArguments, sources: Sequence[SourceData], eval_tasks: int, seed: int) -> StageParts:
+    """The prompt method's stage: each source rendered with its own prompt, scored over its own label words."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(model_args.model_name_or_path),
+                                              trust_remote_code=model_args.trust_remote_code)
+    train_feats, dev_sets = [], {}
+    for tid, src in enumerate(sources):
+        enc = PromptEncoder(src.task, load_prompt(src.task), tokenizer)  # each task's own limits and words
+        train_feats.append(build_features(enc, src.train, task_id=tid))
+        if not eval_tasks or tid < eval_tasks:
+            dev_sets[src.task.name] = FeatureDataset(build_features(enc, src.dev, task_id=tid), sort_by_length=True)
+    set_seed(seed)
+    mlm = load_model(model_args)
+
+    def save(out: Path):
+        to_save = mlm.merge_and_unload() if model_args.use_lora and model_args.lora_merge else mlm
+        to_save.save_pretrained(out)  # LoRA: the adapters (adapter_config.json names the base model)
+        tokenizer.save_pretrained(out)
+
+    return StageParts(PromptForMaskedLM(mlm), tokenizer, PromptCollator(tokenizer.pad_token_id), train_feats, dev_sets,
+                      save)
 
 
 def _dev_summary(trainer, dev_sets) -> Dict[str, Dict[str, float]]:

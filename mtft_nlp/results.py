@@ -20,33 +20,41 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
 from .metrics import METRIC_NAMES
+from .rows import ROW_ORDER, ROW_TITLES  # row order and long names live in rows.py
 
 REQUIRED_KEYS = ("task", "row", "seed", "metric", "dev_score", "test_score", "zero_shot", "model", "prompt")
-ROW_ORDER = ("zero-shot", "mt-zero-shot", "mt-sel-zero-shot", "pbft", "mt-pbft", "mt-sel-pbft",
-             "mt-random-zero-shot", "mt-nocon-zero-shot", "mt-nodiv-zero-shot",
-             "mt-random-pbft", "mt-nocon-pbft", "mt-nodiv-pbft")
-ROW_TITLES = {
-    "zero-shot": "Prompt-based zero-shot",
-    "mt-zero-shot": "Multitask FT zero-shot",
-    "mt-sel-zero-shot": "+ task selection (zero-shot)",
-    "pbft": "Prompt-based FT",
-    "mt-pbft": "Multitask prompt-based FT",
-    "mt-sel-pbft": "+ task selection (prompt-based FT)",
-    # the selection ablations of the paper's Table 1 (multitask FT on the sources each method chose)
-    "mt-random-zero-shot": "Random tasks (zero-shot)",
-    "mt-nocon-zero-shot": "No consistency (zero-shot)",
-    "mt-nodiv-zero-shot": "No diversity (zero-shot)",
-    "mt-random-pbft": "Random tasks (prompt-based FT)",
-    "mt-nocon-pbft": "No consistency (prompt-based FT)",
-    "mt-nodiv-pbft": "No diversity (prompt-based FT)",
-}
+
+
+def _umask() -> int:
+    """The process umask (read without changing it where /proc allows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _mkstemp_like_open(path: Path):
+    """A temporary file next to ``path`` with the mode ``open()`` would give it (0666 minus the umask),
+    not mkstemp's 0600, so the renamed file is readable like any other."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+    except OSError:
+        pass
+    return fd, tmp
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
     """Write JSON to a temporary file in the same folder, then rename: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = _mkstemp_like_open(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(obj, f, indent=2, sort_keys=False, default=str)
@@ -64,7 +72,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write text via a temporary file and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = _mkstemp_like_open(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)

@@ -37,6 +37,9 @@ class Prompt:
     label_words: Dict[str, str]  # task label -> word
     name: str = "custom"
     description: str = ""
+    # optional text per class (task label -> text) for embedding-based zero-shot; without it the template is
+    # rendered with each label word and no input (mtft_nlp.embedding.class_descriptions)
+    descriptions: Optional[Dict[str, str]] = None
 
     def words_in_order(self, task: TaskSpec) -> List[str]:
         """Label words in the task's label order (never in file order)."""
@@ -50,36 +53,95 @@ class Prompt:
         return [self.label_words[lab] for lab in task.labels]
 
     def to_dict(self) -> Dict:
-        return {"name": self.name, "template": self.template, "label_words": dict(self.label_words)}
+        out = {"name": self.name, "template": self.template, "label_words": dict(self.label_words)}
+        if self.descriptions:
+            out["descriptions"] = dict(self.descriptions)
+        return out
 
 
 def load_prompt(task: TaskSpec | str, name: Optional[str] = None, prompt_file: Optional[str] = None) -> Prompt:
     """The named prompt (default: the file's ``default``) of ``prompts/<task>.yaml`` or ``prompt_file``."""
     task = get_task(task)
-    path = Path(prompt_file) if prompt_file else prompts_dir() / f"{task.prompt_file or task.name}.yaml"
+    path = Path(prompt_file) if prompt_file else task_prompt_path(task)
     try:
         with open(path, encoding="utf-8") as f:
             d = yaml.safe_load(f)
     except FileNotFoundError:
-        raise PromptError(f"prompt file not found: {path}") from None
+        if prompt_file or task.prompt_file:
+            raise PromptError(f"prompt file not found: {path}") from None
+        raise PromptError(f"task {task.name} has no prompt file ({path} not found): pass --prompt_file, or "
+                          "--template and --label_words, or set prompt_file: in the task file "
+                          "(docs/TASKS.md)") from None
+    except UnicodeDecodeError as exc:
+        raise PromptError(f"prompt file {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except IsADirectoryError:
+        raise PromptError(f"prompt file {path} is a folder, not a YAML file") from None
     except yaml.YAMLError as exc:
-        raise PromptError(f"prompt file {path} is not valid YAML: {exc}") from None
-    prompts = (d or {}).get("prompts")
+        raise PromptError(f"prompt file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    prompts = d.get("prompts") if isinstance(d, dict) else None
     if not isinstance(prompts, dict) or not prompts:
         raise PromptError(f"prompt file {path} has no 'prompts' mapping")
     name = name or d.get("default") or next(iter(prompts))
     if name not in prompts:
         raise PromptError(f"prompt {name!r} not in {path}; available: {', '.join(prompts)}")
     p = prompts[name]
-    if "template" not in p or "label_words" not in p:
+    if not isinstance(p, dict) or "template" not in p or "label_words" not in p:
         raise PromptError(f"prompt {name!r} in {path} needs 'template' and 'label_words'")
+    if not isinstance(p["template"], str):
+        raise PromptError(f"prompt {name!r} in {path}: 'template' must be a string, got {p['template']!r}")
+    if not isinstance(p["label_words"], dict):
+        raise PromptError(f"prompt {name!r} in {path}: 'label_words' must be a mapping label: word, "
+                          f"got {p['label_words']!r}")
     for k, v in p["label_words"].items():
         if not isinstance(v, str):  # YAML 1.1 reads unquoted No/Yes as booleans
             raise PromptError(f"prompt {name!r} in {path}: label word for {k!r} was read as {v!r}; quote it (\"No\")")
     words = {str(k): v for k, v in p["label_words"].items()}
-    prompt = Prompt(template=str(p["template"]), label_words=words, name=name, description=p.get("description", ""))
+    prompt = Prompt(template=str(p["template"]), label_words=words, name=name, description=p.get("description", ""),
+                    descriptions=_descriptions(p.get("descriptions"), task, f"prompt {name!r} in {path}"))
     prompt.words_in_order(task)  # validate the label set now
     return prompt
+
+
+def task_prompt_path(task: TaskSpec) -> Path:
+    """The prompt file of a task: its ``prompt_file`` (a user task's is resolved against the task
+    file's folder first, with or without ``.yaml``), else ``prompts/<name>.yaml``."""
+    packaged = prompts_dir()
+    name = task.prompt_file or task.name
+    candidates = []
+    if task.prompt_file and task.source_file:
+        here = Path(task.source_file).resolve().parent
+        try:
+            from .tasks import tasks_dir
+
+            is_packaged = here == tasks_dir().resolve()
+        except MtftError:
+            is_packaged = False
+        if not is_packaged:
+            candidates += [here / name, here / f"{name}.yaml"]
+    candidates += [packaged / name, packaged / f"{name}.yaml"]
+    for c in candidates:
+        if c.suffix in (".yaml", ".yml") and c.is_file():
+            return c
+    return candidates[-1] if not name.endswith((".yaml", ".yml")) else candidates[0]
+
+
+def _descriptions(value, task: TaskSpec, where: str) -> Optional[Dict[str, str]]:
+    """A prompt's ``descriptions:``: a mapping label -> text, or a list in the task's label order."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        if len(value) != len(task.labels):
+            raise PromptError(f"{where}: 'descriptions' has {len(value)} entries, the task has {len(task.labels)} "
+                              f"labels {task.labels}")
+        value = dict(zip(task.labels, value))
+    if not isinstance(value, dict):
+        raise PromptError(f"{where}: 'descriptions' must be a list or a label -> text mapping")
+    out = {str(k): v for k, v in value.items()}
+    bad = [k for k, v in out.items() if not isinstance(v, str) or not v.strip()]
+    if set(out) != set(task.labels) or bad:
+        raise PromptError(f"{where}: 'descriptions' must give one non-empty text for each label {task.labels}; "
+                          f"got {sorted(out)}{', empty or not text: ' + str(bad) if bad else ''}")
+    return out
 
 
 _SENT = re.compile(r"^(\+)?sent([lu])?(-)?_(\d+)$")
@@ -162,7 +224,7 @@ class PromptEncoder:
 
     def __init__(self, task: TaskSpec | str, prompt: Prompt, tokenizer, max_seq_length: Optional[int] = None,
                  first_sent_limit: Optional[int] = None, other_sent_limit: Optional[int] = None,
-                 truncate_head: bool = False):
+                 truncate_head: bool = False, fit_to_length: bool = False):
         self.task = get_task(task)
         self.prompt = prompt
         self.tokenizer = tokenizer
@@ -170,6 +232,8 @@ class PromptEncoder:
         self.first_sent_limit = first_sent_limit if first_sent_limit is not None else self.task.first_sent_limit
         self.other_sent_limit = other_sent_limit if other_sent_limit is not None else self.task.other_sent_limit
         self.truncate_head = truncate_head
+        # prediction on raw texts: shorten the longest sentence instead of cutting the prompt (and its mask)
+        self.fit_to_length = fit_to_length
         self.pieces = parse_template(prompt.template)
         n_sent = self.task.num_sentences
         for p in self.pieces:
@@ -223,7 +287,7 @@ class PromptEncoder:
             for j in range(n):
                 t = col[j]
                 if t is None:
-                    where = row_names[j] if row_names else f"example {j}"
+                    where = row_names[j] if row_names else f"example {j + 1}"
                     raise PromptError(f"{where}: template {self.prompt.template!r} needs sentence {p.sent_id}, which is missing")
                 texts.append(transform_sentence(str(t), p))
             ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
@@ -237,8 +301,16 @@ class PromptEncoder:
             input_ids: List[int] = []
             token_types: List[int] = []
             segment = 0
+            sent_ids = {i: ids[j] for i, ids in piece_ids.items()}
+            if self.fit_to_length:
+                total = sum(len(v) for v in self._fixed.values()) + sum(len(v) for v in sent_ids.values())
+                excess = total - self.max_seq_length
+                while excess > 0 and any(sent_ids.values()):
+                    longest = max(sent_ids, key=lambda i: len(sent_ids[i]))
+                    sent_ids[longest] = sent_ids[longest][:-1]
+                    excess -= 1
             for i, p in enumerate(self.pieces):
-                new = piece_ids[i][j] if p.kind == "sent" else self._fixed[i]
+                new = sent_ids[i] if p.kind == "sent" else self._fixed[i]
                 input_ids += new
                 token_types += [segment] * len(new)
                 if p.new_segment:
@@ -249,10 +321,12 @@ class PromptEncoder:
                 else:
                     input_ids, token_types = input_ids[: self.max_seq_length], token_types[: self.max_seq_length]
             if mask_id not in input_ids:
-                where = row_names[j] if row_names else f"example {j}"
+                where = row_names[j] if row_names else f"example {j + 1}"
+                if self.fit_to_length:
+                    raise PromptError(f"{where}: the prompt alone is longer than max_seq_length {self.max_seq_length}")
                 raise PromptError(
                     f"{where}: the mask token was truncated away (max_seq_length {self.max_seq_length}); "
-                    "raise --max_seq_length or set a sentence limit (first_sent_limit/other_sent_limit)"
+                    "raise --max_seq_length or set a sentence limit (--first_sent_limit/--other_sent_limit)"
                 )
             feat = {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "mask_pos": input_ids.index(mask_id)}
             if self.use_token_types:

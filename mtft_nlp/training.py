@@ -25,11 +25,12 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import EvalLoopOutput, EvalPrediction
 
-from .data import DEFAULT_K, default_data_dir, load_files, load_hub, load_kshot
+from .data import DEFAULT_K, check_k, check_seed, default_data_dir, load_files, load_hub, load_kshot
 from .features import FeatureDataset, PromptCollator, build_features
 from .metrics import compute_metrics
-from .modeling import (PromptForMaskedLM, apply_lora, default_row, is_default_model, load_masked_lm, multitask_metadata,
+from .modeling import (PromptForMaskedLM, apply_lora, is_default_model, load_masked_lm, multitask_metadata,
                        predictions_from_logits, resolve_model_name)
+from .rows import row_for_start
 from .results import atomic_write_json, environment
 from .tasks import MtftError, TaskSpec, get_task
 from .templates import Prompt, PromptEncoder, load_prompt
@@ -54,6 +55,8 @@ def _default_ddp_backend() -> Optional[str]:
 
 @dataclass
 class ModelArguments:
+    _argument_group_name = "Model (mtft-nlp)"
+
     model_name_or_path: str = field(
         default="minilm",
         metadata={"help": "Masked LM: a Hub id (roberta-large), a local folder, or 'minilm' for the packaged "
@@ -70,11 +73,15 @@ class ModelArguments:
     lora_target_modules: Optional[str] = field(default=None, metadata={"help": "Comma-separated modules to adapt (default: peft's default for the architecture, e.g. query,value)."})
     lora_modules_to_save: Optional[str] = field(default=None, metadata={"help": "Comma-separated modules trained in full next to the adapters, e.g. 'cls.predictions.transform' for the MiniLM's untrained head."})
     lora_merge: bool = field(default=False, metadata={"help": "Save the model with the adapters merged into the weights (a plain HF folder) instead of adapters only."})
+    method: str = field(default="auto", metadata={"help": "Adaptation method: 'prompt' (LM-BFF, through the masked LM's head), 'embedding' (a linear head on a sentence encoder's embedding), 'setfit' (the SetFit peer), or 'auto': embedding for a sentence-transformers model (the packaged MiniLM), prompt otherwise.", "choices": ["auto", "prompt", "embedding", "setfit"]})
     head_init: str = field(default="random", metadata={"help": "Initialisation of MLM-head weights missing from the checkpoint (the packaged MiniLM has none): 'random' or 'identity'.", "choices": ["random", "identity"]})
+    allow_pickle: bool = field(default=False, metadata={"help": "Also load pickled weights (pytorch_model.bin) from a model folder without safetensors; refused by default."})
 
 
 @dataclass
 class PromptArguments:
+    _argument_group_name = "Task, prompt and data (mtft-nlp)"
+
     task_name: Optional[str] = field(default=None, metadata={"help": "Task name (case-insensitive): SST-2, sst-5, mr, cr, mpqa, subj, trec, CoLA, MNLI, MNLI-mm, SNLI, QNLI, RTE, MRPC, QQP, STS-B."})
     task_file: Optional[str] = field(default=None, metadata={"help": "A task YAML file (docs/TASKS.md) instead of a packaged task."})
     prompt: Optional[str] = field(default=None, metadata={"help": "Name of a prompt in the task's prompt file (default: its 'default')."})
@@ -107,6 +114,9 @@ class PromptArguments:
 class PromptTrainingArguments(TrainingArguments):
     """``TrainingArguments`` with the LM-BFF protocol as defaults; every Trainer flag still works."""
 
+    _argument_group_name = "Training (transformers TrainingArguments, LM-BFF defaults)"
+
+    seed: int = field(default=42, metadata={"help": "Split seed: picks the k-shot train/dev split (LM-BFF: 13 21 42 87 100) and seeds training."})
     max_steps: int = field(default=1000, metadata={"help": "Optimizer steps (LM-BFF: 1000)."})
     learning_rate: float = field(default=DEFAULT_LR, metadata={"help": f"AdamW learning rate (default {DEFAULT_LR}, chosen for the embedded MiniLM on dev sets; paper: 1e-5)."})
     per_device_train_batch_size: int = field(default=DEFAULT_BATCH, metadata={"help": f"Batch size per device (default {DEFAULT_BATCH}; paper: 2)."})
@@ -294,7 +304,8 @@ def _config_kwargs(model_args: ModelArguments) -> Dict:
 
 def load_model(model_args: ModelArguments):
     """The masked LM of ``model_args``, with LoRA adapters when ``--use_lora``."""
-    mlm, _ = load_masked_lm(model_args.model_name_or_path, model_args.head_init, **_config_kwargs(model_args))
+    mlm, _ = load_masked_lm(model_args.model_name_or_path, model_args.head_init,
+                            allow_pickle=getattr(model_args, "allow_pickle", False), **_config_kwargs(model_args))
     if model_args.use_lora:
         mlm = apply_lora(mlm, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout,
                          model_args.lora_target_modules, model_args.lora_modules_to_save)
@@ -326,18 +337,51 @@ class PreparedRun:
     test: FeatureDataset
 
 
+def load_tokenizer_checked(model_args: ModelArguments):
+    """The tokenizer of ``--model_name_or_path``; a missing or broken model folder is an :class:`MtftError`."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from .modeling import check_weights_format
+
+    name = model_args.model_name_or_path
+    path = resolve_model_name(name)
+    local = os.path.exists(path) or path.startswith((".", "/", "~")) or path.count("/") > 1
+    if local and not os.path.isdir(path):
+        raise MtftError(f"--model_name_or_path {name}: folder not found" if not os.path.exists(path)
+                        else f"--model_name_or_path {name}: not a folder")
+    check_weights_format(path, getattr(model_args, "allow_pickle", False))
+    try:
+        if local and not os.path.isfile(os.path.join(path, "config.json")) and \
+                not os.path.isfile(os.path.join(path, "adapter_config.json")):
+            raise MtftError(f"--model_name_or_path {name}: no config.json in the folder (not a HF model folder)")
+        if local and os.path.isfile(os.path.join(path, "config.json")):
+            AutoConfig.from_pretrained(path, trust_remote_code=model_args.trust_remote_code)
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=model_args.trust_remote_code)
+    except MtftError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        first = " ".join(str(exc).split())[:300]
+        where = "the folder" if local else "the Hub id (no network, or no such repo?)"
+        raise MtftError(f"--model_name_or_path {name}: cannot load the model from {where}: {first}") from None
+
+
 def prepare(model_args: ModelArguments, args: PromptArguments, seed: int, tokenizer=None) -> PreparedRun:
     """Everything that can fail on bad input, before a model is loaded or a file is written."""
     if not args.task_name and not args.task_file:
         raise MtftError("--task_name (or --task_file) is required")
     task = get_task(args.task_file or args.task_name)
+    check_k(args.k)
+    check_seed(seed)
+    overrides = {k: v for k, v in (("max_seq_length", args.max_seq_length), ("first_sent_limit", args.first_sent_limit),
+                                    ("other_sent_limit", args.other_sent_limit)) if v is not None}
+    if any(v < 1 for v in overrides.values()):
+        raise MtftError(f"length limits must be positive: {overrides}")
+    if overrides:  # carried by the task, so that the saved classifier records them
+        task = dataclasses.replace(task, **overrides)
     prompt = resolve_prompt(task, args)
     if tokenizer is None:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(model_args.model_name_or_path),
-                                                  trust_remote_code=model_args.trust_remote_code)
-    encoder = PromptEncoder(task, prompt, tokenizer, args.max_seq_length, args.first_sent_limit, args.other_sent_limit)
+        tokenizer = load_tokenizer_checked(model_args)
+    encoder = PromptEncoder(task, prompt, tokenizer)
     data = load_task_data(task, args, seed)
     feats = {name: build_features(encoder, exs) for name, exs in data.items()}
     return PreparedRun(task, prompt, tokenizer, encoder,
@@ -382,7 +426,8 @@ def train_and_evaluate(model_args: ModelArguments, args: PromptArguments, traini
     test_metrics = {k[len("test_"):]: v for k, v in test_out.metrics.items() if k.startswith("test_")}
     record = {
         "task": task.name,
-        "row": args.row or default_row(model_args.model_name_or_path, args.zero_shot),
+        "row": args.row or row_for_start("zero-shot" if args.zero_shot else "pbft",
+                                         multitask_metadata(model_args.model_name_or_path)),
         "multitask": _multitask_summary(model_args.model_name_or_path),
         "seed": training_args.seed,
         "k": args.k,
@@ -440,6 +485,10 @@ def run_prompt_experiment(model_args: ModelArguments, args: PromptArguments, tra
     """The whole single-task run; writes ``<output_dir>/results.json`` last, only on success."""
     if not training_args.output_dir:
         raise MtftError("--output_dir is required")
+    if os.path.exists(training_args.output_dir) and not os.path.isdir(training_args.output_dir):
+        raise MtftError(f"--output_dir {training_args.output_dir} is an existing file, not a folder")
+    if training_args.max_steps == 0 and not args.zero_shot:
+        raise MtftError("--max_steps 0 would train nothing: use --zero_shot to evaluate the prompt without training")
     if args.paper_hparams:
         training_args.learning_rate, training_args.per_device_train_batch_size = PAPER_LR, PAPER_BATCH
     # --push_to_hub uploads the best-dev classifier folder at the end (not Trainer checkpoints)

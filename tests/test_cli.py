@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _run(args, tmp_path, data_dir, capsys):
     out = tmp_path / "out"
-    rc = run_glue_main(["--output_dir", str(out), "--data_dir", str(data_dir), "--max_steps", "1", *args])
+    rc = run_glue_main(["--output_dir", str(out), "--data_dir", str(data_dir), "--max_steps", "1", "--method", "prompt",
+                        *args])
     err = capsys.readouterr().err
     return rc, err, out
 
@@ -60,3 +61,85 @@ def test_splits_command(tmp_path, data_dir, capsys):
     assert main(["splits", "--data_dir", str(data_dir / "original"), "--output_dir", str(tmp_path),
                  "--tasks", "rte", "--seeds", "13"]) == 0
     assert sorted(p.name for p in (tmp_path / "RTE" / "16-13").iterdir()) == ["dev.tsv", "test.tsv", "train.tsv"]
+
+
+def test_step_progress_lines(capsys):
+    """The multitask stage prints a progress line every few steps; `mtft-nlp run` shows the newest of each job."""
+    from types import SimpleNamespace
+
+    from mtft_nlp.cli import format_progress, step_progress_callback
+
+    assert format_progress(50, 1000, 61, 1159, 0.5) == "progress: step 50/1000 (5%), loss 0.5000, 0:01:01 elapsed, ETA 0:19:19"
+    cb = step_progress_callback(every=2)
+    state = SimpleNamespace(max_steps=4, global_step=0, is_world_process_zero=True)
+    cb.on_train_begin(None, state, None)
+    for step in range(1, 5):
+        state.global_step = step
+        cb.on_log(None, state, None, logs={"loss": 1.0 / step})
+        cb.on_step_end(None, state, None)
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split(",")[0] for ln in lines] == ["progress: step 2/4 (50%)", "progress: step 4/4 (100%)"]
+    assert "loss 0.2500" in lines[1] and "ETA 0:00:00" in lines[1]
+
+
+def test_run_shows_multitask_progress(tmp_path):
+    import concurrent.futures as cf
+    import threading
+
+    from mtft_nlp.experiments import _unit_results
+
+    job = {"dir": tmp_path / "mt", "target": "RTE"}
+    log = job["dir"].with_suffix(".log")
+    log.write_text("noise\nprogress: step 10/100 (10%), loss 1.0000, 0:00:05 elapsed, ETA 0:00:45\n")
+    release = threading.Event()
+    with cf.ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(lambda: (release.wait(5), (0, 1.0))[1])
+        written = []
+
+        def write(msg):
+            written.append(msg)
+            release.set()
+
+        results = list(_unit_results({fut: [job]}, write))
+    assert written == ["RTE multitask: step 10/100 (10%), loss 1.0000, 0:00:05 elapsed, ETA 0:00:45"]
+    assert results[0][1] is job and results[0][2] == 0
+
+
+def test_version_and_verbose_flags(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.startswith("mtft-nlp ")
+
+
+def test_help_lists_project_options_first():
+    h = subprocess.run([sys.executable, "run_glue_fewshot.py", "--help"], capture_output=True, text=True, cwd=ROOT).stdout
+    model, prompt, training = (h.index(g) for g in ("Model (mtft-nlp):", "Task, prompt and data (mtft-nlp):",
+                                                    "Training (transformers TrainingArguments"))
+    assert model < prompt < training and h.index("  --task_name") < training and h.index("  --learning_rate") > training
+    assert "picks the k-shot train/dev split" in h
+
+
+def test_data_error_names_data_dir_option(tmp_path, capsys):
+    rc = run_glue_main(["--output_dir", str(tmp_path / "o"), "--data_dir", str(tmp_path), "--task_name", "rte"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--data_dir" in err and "MTFT_NLP_DATA_DIR" in err
+
+
+def test_predict_writes_label_and_word(tmp_path, bert_tokenizer, capsys):
+    import json
+
+    from mtft_nlp.hub import PromptClassifier, prompt_metadata
+    from mtft_nlp.modeling import PromptForMaskedLM, load_masked_lm
+    from mtft_nlp.tasks import get_task
+    from mtft_nlp.templates import load_prompt
+
+    task = get_task("sst-2")
+    prompt = load_prompt(task)
+    mlm, tok = load_masked_lm(None)
+    PromptClassifier(PromptForMaskedLM(mlm), tok, task, prompt, prompt_metadata(task, prompt)).save_pretrained(tmp_path / "m")
+    (tmp_path / "in.txt").write_text("a fine film\n\nawful " + "very " * 300 + "\n")
+    assert main(["predict", "--model", str(tmp_path / "m"), "--input", str(tmp_path / "in.txt"),
+                 "--output", str(tmp_path / "p.jsonl")]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(r["label_word"] == prompt.label_words[r["prediction"]] for r in rows)
+    assert "LOAD REPORT" not in capsys.readouterr().err

@@ -129,7 +129,7 @@ def test_bad_folders_are_refused(tmp_path, bert_tokenizer, saved):
 
 def test_lora_trains_only_adapters_and_reloads(tmp_path, data_dir):
     out = tmp_path / "lora"
-    assert run_glue_main(["--task_name", "sst-2", "--seed", "13", "--use_lora", "--lora_r", "4", "--max_steps", "6",
+    assert run_glue_main(["--method", "prompt", "--task_name", "sst-2", "--seed", "13", "--use_lora", "--lora_r", "4", "--max_steps", "6",
                           "--eval_steps", "3", "--max_test_examples", "40", "--data_dir", str(data_dir),
                           "--output_dir", str(out), "--disable_tqdm", "true", "--learning_rate", "1e-3"]) == 0
     best = out / "best"
@@ -157,7 +157,7 @@ def test_training_push_to_hub_uploads_the_best_folder(tmp_path, data_dir, monkey
     api = FakeHfApi()
     monkeypatch.setattr(huggingface_hub, "HfApi", lambda token=None: api)
     out = tmp_path / "run"
-    assert run_glue_main(["--task_name", "sst-2", "--seed", "13", "--max_steps", "2", "--eval_steps", "1",
+    assert run_glue_main(["--method", "prompt", "--task_name", "sst-2", "--seed", "13", "--max_steps", "2", "--eval_steps", "1",
                           "--max_test_examples", "20", "--data_dir", str(data_dir), "--output_dir", str(out),
                           "--disable_tqdm", "true", "--push_to_hub", "--hub_model_id", "user/sst2-tiny"]) == 0
     assert api.calls[0] == ("create_repo", "user/sst2-tiny", False, True)
@@ -168,7 +168,7 @@ def test_training_push_to_hub_uploads_the_best_folder(tmp_path, data_dir, monkey
 
 def test_lora_merge_saves_a_plain_model(tmp_path, data_dir):
     out = tmp_path / "merged"
-    assert run_glue_main(["--task_name", "sst-2", "--seed", "13", "--use_lora", "--lora_merge", "--max_steps", "2",
+    assert run_glue_main(["--method", "prompt", "--task_name", "sst-2", "--seed", "13", "--use_lora", "--lora_merge", "--max_steps", "2",
                           "--eval_steps", "1", "--max_test_examples", "20", "--data_dir", str(data_dir),
                           "--output_dir", str(out), "--disable_tqdm", "true"]) == 0
     best = out / "best"

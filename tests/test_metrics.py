@@ -1,4 +1,5 @@
 """Offline metrics against scikit-learn and scipy."""
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -42,3 +43,17 @@ def test_compute_metrics_score_key():
     assert compute_metrics("acc", p, y) == {"acc": 0.75, "score": 0.75}
     r = compute_metrics("pearson", [1.0, 2.0, 3.5], [1.0, 2.5, 3.0])
     assert r["score"] == r["pearson"] and "spearman" in r
+
+
+def test_degenerate_inputs_keep_their_conventions():
+    assert pearson([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) == 0.0  # constant prediction: 0, not NaN
+    assert spearman([1.0, 2.0, 3.0], [2.0, 2.0, 2.0]) == 0.0
+    assert pearson([1.0], [2.0]) == 0.0 and spearman([], []) == 0.0  # fewer than two values
+    assert np.isnan(pearson([1.0, np.nan, 3.0], [1.0, 2.0, 3.0]))  # a NaN prediction is not hidden
+    assert np.isnan(spearman([1.0, np.nan, 3.0], [1.0, 2.0, 3.0]))
+    assert f1_binary([], []) == 0.0 and matthews([], []) == 0.0
+    assert f1_binary([0, 0, 2], [0, 2, 2]) == 0.0  # positive class absent
+    assert f1_binary([1, 0, 2], [1, 2, 2]) == pytest.approx(1.0)  # one class against the rest
+    with pytest.raises(ValueError, match="empty"):
+        accuracy([], [])
+    assert all(isinstance(v, float) for v in compute_metrics("mcc", [0, 1, 1], [0, 1, 0]).values())

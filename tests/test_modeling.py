@@ -91,16 +91,3 @@ def test_regression_loss_is_kl_to_target_distribution():
     assert loss.item() == pytest.approx(expected / 2, rel=1e-5)
     preds = predictions_from_logits(logits, True, 0.0, 5.0)
     assert preds[1] == pytest.approx(5 * F.softmax(logits[1], -1)[1].item())
-
-
-def test_default_row_names_the_multitask_sources(tmp_path):
-    import json
-
-    from mtft_nlp.modeling import default_row
-
-    assert default_row(str(tmp_path), zero_shot=True) == "zero-shot"
-    meta = tmp_path / "multitask_config.json"
-    for selection, row in ((None, "mt-pbft"), ({"method": "selected"}, "mt-sel-pbft"), ({"method": "random"}, "mt-random-pbft"),
-                           ({"method": "no-consistency"}, "mt-nocon-pbft"), ({"method": "no-diversity"}, "mt-nodiv-pbft")):
-        meta.write_text(json.dumps({"target": "CR", "selection": selection}))
-        assert default_row(str(tmp_path), zero_shot=False) == row

@@ -1,0 +1,291 @@
+"""The embedding-based method's runs: zero-shot from class descriptions, adaptation of a linear head on the frozen
+encoder, and finetuning of encoder and head together (rows ``embed-zero-shot``, ``embed-adapt``, ``embed-ft``,
+and their ``mt-*`` forms when the encoder comes from a multitask stage).
+
+The paper's Table 2 rows: *Adaptation* is ``embed-adapt`` (a linear head fitted on the k-shot train split with
+phi frozen: logistic regression or class prototypes interpolated with the description embeddings, chosen on
+dev), *Standard FT* is ``embed-ft`` (phi and a head initialised from the description embeddings, trained with
+the HF ``Trainer``, the best dev weights kept by :class:`~mtft_nlp.training.BestDevCallback`), *Ours* is the
+same after the multitask stage (``mtft-nlp multitask --method embedding``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from transformers import set_seed
+
+from .embedding import (ClassHead, EmbeddingCollator, EmbeddingForClassification, build_embedding_features,
+                        class_descriptions, encode_texts, load_sentence_encoder, pooling_of)
+from .features import FeatureDataset
+from .metrics import compute_metrics
+from .modeling import is_default_model, multitask_metadata, resolve_model_name
+from .results import atomic_write_json, environment
+from .rows import row_for_start
+from .tasks import MtftError, TaskSpec, get_task
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EmbeddingArguments", "EMBEDDING_DEFAULTS", "run_embedding_experiment", "fit_adaptation_head",
+           "embedding_optimizer"]
+
+# TrainingArguments defaults of the embedding method (the CLI applies them unless a flag is given); chosen on
+# the k-shot dev sets, see docs/RESULTS.md
+EMBEDDING_DEFAULTS = {"learning_rate": 2e-5, "per_device_train_batch_size": 16, "max_steps": 100, "eval_steps": 20,
+                      "logging_steps": 20}
+LOGREG_C = (0.1, 1.0, 10.0, 100.0)
+PROTOTYPE_ALPHA = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass
+class EmbeddingArguments:
+    frozen_encoder: bool = field(default=False, metadata={
+        "help": "Embedding method: fit only a linear head on the frozen encoder (row embed-adapt; logistic regression "
+                "or description-interpolated class prototypes, chosen on dev) instead of finetuning it."})
+    head_learning_rate: float = field(default=1e-2, metadata={
+        "help": "Embedding method: learning rate of the class head(s) (the encoder uses --learning_rate)."})
+    head_scale: float = field(default=20.0, metadata={
+        "help": "Embedding method: scale (1/temperature) of the cosine head initialised from the class descriptions."})
+
+
+def _text_key(examples: Sequence[Dict]) -> str:
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(repr((ex["text_a"], ex["text_b"])).encode())
+    return h.hexdigest()
+
+
+_FROZEN_CACHE: Dict[Tuple[str, str, str], torch.Tensor] = {}
+
+
+def frozen_embeddings(model_path: str, encoder, task: TaskSpec, examples: Sequence[Dict]) -> torch.Tensor:
+    """Embeddings of ``examples`` by the *unchanged* encoder loaded from ``model_path``, cached in memory for the
+    process (zero-shot and adaptation runs of several seeds share the test set's)."""
+    key = (model_path, task.name, _text_key(examples))
+    if key not in _FROZEN_CACHE:
+        if len(_FROZEN_CACHE) > 64:
+            _FROZEN_CACHE.clear()
+        b = [ex["text_b"] for ex in examples]
+        _FROZEN_CACHE[key] = encode_texts(encoder, [ex["text_a"] for ex in examples],
+                                          b if any(x is not None for x in b) else None, task=task)
+    return _FROZEN_CACHE[key]
+
+
+def _labels(examples: Sequence[Dict]) -> np.ndarray:
+    return np.array([int(ex["label_id"]) for ex in examples])
+
+
+def _score(task: TaskSpec, logits: torch.Tensor, examples: Sequence[Dict]) -> Dict[str, float]:
+    return compute_metrics(task.metric, logits.argmax(-1).numpy(), _labels(examples))
+
+
+def fit_adaptation_head(task: TaskSpec, z_train: torch.Tensor, y_train: np.ndarray, z_dev: torch.Tensor,
+                        dev: Sequence[Dict], description_emb: torch.Tensor, scale: float = 20.0
+                        ) -> Tuple[ClassHead, str, List[Dict]]:
+    """The paper's *Adaptation*: a linear head on frozen embeddings, chosen on dev among logistic regression
+    (C in :data:`LOGREG_C`) and class prototypes ``normalize(a * mean_c(train) + (1 - a) * description_c)``
+    (a in :data:`PROTOTYPE_ALPHA`; a = 0 is zero-shot). Returns (head, its description, every candidate's dev
+    score). Ties keep the earlier candidate (prototypes first, then increasing C)."""
+    from sklearn.linear_model import LogisticRegression
+
+    n_cls = description_emb.shape[0]
+    means = torch.stack([z_train[torch.as_tensor(y_train == c)].mean(0) for c in range(n_cls)])
+    desc = torch.nn.functional.normalize(description_emb.float(), dim=-1)
+    candidates: List[Tuple[str, ClassHead]] = []
+    for a in PROTOTYPE_ALPHA:
+        w = torch.nn.functional.normalize(a * torch.nn.functional.normalize(means, dim=-1) + (1 - a) * desc, dim=-1)
+        candidates.append((f"prototypes alpha={a}", ClassHead(w, None, scale)))
+    for c in LOGREG_C:
+        clf = LogisticRegression(C=c, max_iter=2000).fit(z_train.numpy(), y_train)
+        coef, bias = torch.as_tensor(clf.coef_, dtype=torch.float32), torch.as_tensor(clf.intercept_, dtype=torch.float32)
+        if n_cls == 2:  # sklearn's binary model: one row for class 1
+            coef, bias = torch.cat([torch.zeros_like(coef), coef]), torch.cat([torch.zeros_like(bias), bias])
+        full_w = torch.zeros((n_cls, coef.shape[1]))
+        full_b = torch.full((n_cls,), -1e4)  # a class absent from train is never predicted
+        full_w[torch.as_tensor(clf.classes_)] = coef
+        full_b[torch.as_tensor(clf.classes_)] = bias
+        candidates.append((f"logistic regression C={c}", ClassHead(full_w, full_b, 1.0)))
+    scored, best = [], None
+    for name, head in candidates:
+        with torch.no_grad():
+            s = float(_score(task, head(z_dev), dev)["score"])
+        scored.append({"head": name, "dev_score": s})
+        if best is None or s > best[0]:
+            best = (s, name, head)
+    return best[2], best[1], scored
+
+
+def embedding_optimizer(model: EmbeddingForClassification, lr: float, head_lr: float, weight_decay: float = 0.0):
+    """AdamW with the encoder at ``lr`` and the heads at ``head_lr`` (handed to ``Trainer(optimizers=...)``; the
+    Trainer builds the learning-rate schedule over both groups)."""
+    groups = [{"params": [p for p in model.encoder.parameters() if p.requires_grad], "lr": lr},
+              {"params": list(model.heads.parameters()), "lr": head_lr}]
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+
+
+def _finetune(model, task, prep, training_args, emb_args):
+    from .training import BestDevCallback, PromptTrainer, make_compute_metrics
+
+    collate = EmbeddingCollator(model.encoder.tokenizer.pad_token_id)
+    feats = {k: build_embedding_features(model.encoder, task, v) for k, v in prep["data"].items()}
+    train = FeatureDataset(feats["train"])
+    dev, test = (FeatureDataset(feats[k], sort_by_length=True) for k in ("dev", "test"))
+    best = BestDevCallback()
+    training_args.label_names = ["labels"]
+    optimizer = embedding_optimizer(model, training_args.learning_rate, emb_args.head_learning_rate,
+                                    training_args.weight_decay)
+    trainer = PromptTrainer(model=model, args=training_args, train_dataset=train, eval_dataset=dev,
+                            data_collator=collate, compute_metrics=make_compute_metrics(task), callbacks=[best],
+                            optimizers=(optimizer, None))
+    t0 = time.perf_counter()
+    if not training_args.resume_from_checkpoint:
+        trainer.evaluate()  # step 0, the description-initialised head: best on dev includes not moving at all
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    train_seconds = time.perf_counter() - t0
+    if best.best_score is None:  # no evaluation happened: score the final weights
+        best.on_evaluate(training_args, trainer.state, None, trainer.evaluate(), model)
+    t0 = time.perf_counter()
+    out = trainer.predict(test, metric_key_prefix="test")
+    logits = torch.as_tensor(out.predictions)
+    logits = torch.stack(test.unsort(list(logits)))
+    return {"dev_score": float(best.best_score), "test_logits": logits, "best_step": best.best_step,
+            "dev_history": best.history, "train_seconds": train_seconds, "eval_seconds": time.perf_counter() - t0,
+            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+
+
+def _prepare(model_args, args, seed: int) -> Dict:
+    """Task, prompt, descriptions and data: everything that can fail on bad input, before the model loads."""
+    from .training import load_task_data, resolve_prompt
+
+    if not args.task_name and not args.task_file:
+        raise MtftError("--task_name (or --task_file) is required")
+    task = get_task(args.task_file or args.task_name)
+    if task.is_regression:
+        raise MtftError(f"task {task.name} is a regression task; the embedding method classifies (use --method prompt)")
+    prompt = resolve_prompt(task, args)
+    descriptions = class_descriptions(task, prompt)
+    data = load_task_data(task, args, seed)
+    return {"task": task, "prompt": prompt, "descriptions": descriptions, "data": data}
+
+
+def _kind(args, emb_args) -> str:
+    return "embed-zero-shot" if args.zero_shot else "embed-adapt" if emb_args.frozen_encoder else "embed-ft"
+
+
+def run_embedding_experiment(model_args, args, training_args, emb_args: Optional[EmbeddingArguments] = None) -> Dict:
+    """One embedding-method run (zero-shot, adaptation or finetuning); writes ``results.json`` last, on success."""
+    emb_args = emb_args or EmbeddingArguments()
+    if not training_args.output_dir:
+        raise MtftError("--output_dir is required")
+    prep = _prepare(model_args, args, training_args.seed)
+    task, data = prep["task"], prep["data"]
+    kind = _kind(args, emb_args)
+    set_seed(training_args.seed)
+    model_path = resolve_model_name(model_args.model_name_or_path)
+    encoder = load_sentence_encoder(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
+    desc_emb = encode_texts(encoder, prep["descriptions"])
+    head = ClassHead.from_descriptions(desc_emb, emb_args.head_scale)
+    info: Dict = {"best_step": None, "dev_history": [], "train_seconds": 0.0, "trainable_parameters": 0}
+    t0 = time.perf_counter()
+    if kind == "embed-ft":
+        model = EmbeddingForClassification(encoder, [head])
+        info = _finetune(model, task, prep, training_args, emb_args)
+        test_logits, dev_score = info.pop("test_logits"), info.pop("dev_score")
+    else:
+        z = {k: frozen_embeddings(model_path, encoder, task, v) for k, v in data.items()}
+        if kind == "embed-adapt":
+            head, chosen, scored = fit_adaptation_head(task, z["train"], _labels(data["train"]), z["dev"], data["dev"],
+                                                       desc_emb, emb_args.head_scale)
+            info.update(adaptation_head=chosen, adaptation_candidates=scored,
+                        trainable_parameters=sum(p.numel() for p in head.parameters()))
+        with torch.no_grad():
+            dev_score = float(_score(task, head(z["dev"]), data["dev"])["score"])
+            test_logits = head(z["test"])
+        model = EmbeddingForClassification(encoder, [head])
+        info["eval_seconds"] = time.perf_counter() - t0
+    test_metrics = _score(task, test_logits, data["test"])
+    record = {
+        "task": task.name, "row": args.row or row_for_start(kind, multitask_metadata(model_args.model_name_or_path)),
+        "method": "embedding", "multitask": _multitask_summary(model_args.model_name_or_path),
+        "seed": training_args.seed, "k": args.k, "metric": task.metric,
+        "dev_score": dev_score, "test_score": float(test_metrics["score"]),
+        "test_metrics": {k: float(v) for k, v in test_metrics.items() if k != "score"},
+        "zero_shot": kind == "embed-zero-shot", "model": model_args.model_name_or_path, "model_path": model_path,
+        "embedded_default_model": is_default_model(model_args.model_name_or_path), "pooling": pooling_of(encoder),
+        "prompt": prep["prompt"].to_dict(), "descriptions": prep["descriptions"],
+        "n_train": len(data["train"]), "n_dev": len(data["dev"]), "n_test": len(data["test"]),
+        "learning_rate": training_args.learning_rate if kind == "embed-ft" else None,
+        "head_learning_rate": emb_args.head_learning_rate if kind == "embed-ft" else None,
+        "train_batch_size": training_args.per_device_train_batch_size * max(1, training_args.world_size),
+        "max_steps": training_args.max_steps if kind == "embed-ft" else 0,
+        "world_size": training_args.world_size, **info,
+    }
+    record["args"] = {"model": dataclasses.asdict(model_args), "prompt": dataclasses.asdict(args),
+                      "embedding": dataclasses.asdict(emb_args),
+                      "training": {k: v for k, v in training_args.to_dict().items() if not k.startswith("_")}}
+    record["env"] = environment()
+    out = Path(training_args.output_dir)
+    if training_args.process_index == 0:
+        if args.save_predictions:
+            _write_predictions(out, task, test_logits)
+        if args.save_model and kind != "embed-zero-shot":
+            from .embedding_classifier import save_embedding_classifier
+
+            save_embedding_classifier(model, task, prep["prompt"], prep["descriptions"], out / "best", record)
+        atomic_write_json(out / "results.json", record)
+    logger.info("%s %s seed %s: dev %.4f test %.4f (%s)", record["task"], record["row"], record["seed"],
+                record["dev_score"], record["test_score"], record["metric"])
+    return record
+
+
+def _write_predictions(out: Path, task: TaskSpec, logits: torch.Tensor):
+    import json
+
+    from .results import atomic_write_text
+
+    lines = [json.dumps({"prediction": task.labels[int(i)]}) for i in logits.argmax(-1).tolist()]
+    atomic_write_text(out / "test_predictions.jsonl", "\n".join(lines) + "\n")
+
+
+def _multitask_summary(model_name: Optional[str]) -> Optional[Dict]:
+    from .training import _multitask_summary as summary
+
+    return summary(model_name)
+
+
+def embedding_stage(model_args, sources, eval_tasks: int, seed: int, head_learning_rate: float = 1e-3,
+                    head_scale: float = 20.0):
+    """The embedding method's multitask stage (the paper's objective): a shared encoder phi with one linear head per
+    source task, each initialised from that source's class descriptions; saved as a plain sentence-transformers
+    folder (the heads are not kept for the target)."""
+    from .multitask import StageParts
+    from .templates import load_prompt
+
+    set_seed(seed)
+    encoder = load_sentence_encoder(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
+    heads, train_feats, dev_sets = [], [], {}
+    for tid, src in enumerate(sources):
+        desc = class_descriptions(src.task, load_prompt(src.task))
+        heads.append(ClassHead.from_descriptions(encode_texts(encoder, desc), head_scale))
+        train_feats.append(build_embedding_features(encoder, src.task, src.train, task_id=tid))
+        if not eval_tasks or tid < eval_tasks:
+            dev_sets[src.task.name] = FeatureDataset(build_embedding_features(encoder, src.task, src.dev, task_id=tid),
+                                                     sort_by_length=True)
+    model = EmbeddingForClassification(encoder, heads)
+
+    def save(out: Path):
+        encoder.save(str(out))
+
+    def optimizer(lr: float, weight_decay: float):
+        return embedding_optimizer(model, lr, head_learning_rate, weight_decay)
+
+    return StageParts(model, encoder.tokenizer, EmbeddingCollator(encoder.tokenizer.pad_token_id), train_feats,
+                      dev_sets, save, make_optimizer=optimizer)

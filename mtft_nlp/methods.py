@@ -1,0 +1,66 @@
+"""Adaptation methods: which one a model gets, and the one entry point per step that dispatches to it.
+
+* ``prompt``: LM-BFF prompt-based finetuning through a masked LM's head (:mod:`mtft_nlp.training`); the method
+  for MLM checkpoints (RoBERTa-large, BERT).
+* ``embedding``: a linear head on a sentence encoder's embedding (:mod:`mtft_nlp.embedding_training`); the
+  method for sentence-transformers models (the packaged all-MiniLM-L6-v2) and the paper's own setting.
+* ``setfit``: the SetFit peer (:mod:`mtft_nlp.peers`), run for comparison when the ``setfit`` package is
+  installed.
+
+``--method auto`` (the default) picks ``embedding`` for a sentence-transformers model (a folder with
+``modules.json``, or a ``sentence-transformers/`` Hub id) and ``prompt`` otherwise. A method adds itself here:
+one ``run_*_experiment(model_args, prompt_args, training_args[, embedding_args])`` for single runs and, if it has
+one, a multitask stage.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, Optional
+
+from .tasks import MtftError
+
+__all__ = ["METHODS", "resolve_method", "method_defaults", "run_experiment"]
+
+METHODS = ("auto", "prompt", "embedding", "setfit")
+
+
+def resolve_method(method: Optional[str], model_name: Optional[str]) -> str:
+    """``prompt``, ``embedding`` or ``setfit`` for ``--method`` and ``--model_name_or_path``."""
+    method = (method or "auto").lower()
+    if method not in METHODS:
+        raise MtftError(f"--method {method!r}: choose from {', '.join(METHODS)}")
+    if method != "auto":
+        return method
+    from .modeling import resolve_model_name
+
+    path = resolve_model_name(model_name)
+    if os.path.isdir(path):
+        return "embedding" if os.path.isfile(os.path.join(path, "modules.json")) else "prompt"
+    return "embedding" if str(path).startswith("sentence-transformers/") else "prompt"
+
+
+def method_defaults(method: str) -> Dict:
+    """``TrainingArguments`` defaults that differ by method (the prompt method's are the dataclass defaults)."""
+    if method in ("embedding", "setfit"):
+        from .embedding_training import EMBEDDING_DEFAULTS
+
+        return dict(EMBEDDING_DEFAULTS)
+    return {}
+
+
+def run_experiment(model_args, prompt_args, embedding_args, training_args) -> Dict:
+    """One run of ``run_glue_fewshot.py`` / ``mtft-nlp train`` with the method the arguments resolve to (the
+    argument dataclasses in the command line parser's order)."""
+    method = resolve_method(model_args.method, model_args.model_name_or_path)
+    if method == "embedding":
+        from .embedding_training import run_embedding_experiment
+
+        return run_embedding_experiment(model_args, prompt_args, training_args, embedding_args)
+    if method == "setfit":
+        from .peers import run_setfit_experiment
+
+        return run_setfit_experiment(model_args, prompt_args, training_args)
+    from .training import run_prompt_experiment
+
+    return run_prompt_experiment(model_args, prompt_args, training_args)

@@ -1,0 +1,76 @@
+"""benchmarks/: every grid config loads in `mtft-nlp run --config`, every command docs/RESULTS.md prints for it
+parses, and paper_grid_estimate.py runs in its CPU smoke form (--tiny)."""
+
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mtft_nlp.cli import build_parser
+from mtft_nlp.experiments import Plan, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = sorted((ROOT / "benchmarks" / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "benchmarks" / "configs")))
+def test_benchmark_configs_load(path):
+    cfg = load_config(str(path))
+    assert Plan(cfg).cells()
+
+
+def _report_commands():
+    spec = yaml.safe_load((ROOT / "benchmarks" / "report.yaml").read_text())
+    for section in spec["sections"]:
+        yield from section.get("commands", [])
+
+
+def test_report_commands_name_existing_configs_and_parse():
+    runs = 0
+    for command in _report_commands():
+        words = shlex.split(command.split("#")[0])
+        assert "run_cells.py" not in command and "gpu_multitask.py" not in command
+        for w in words:
+            if w.startswith("benchmarks/") and not w.startswith("benchmarks/results"):
+                assert list(ROOT.glob(w.rstrip(";"))), f"{command}: {w} does not exist"
+        if "mtft-nlp" in words and words[words.index("mtft-nlp") + 1] == "run" and "for" not in words:
+            a = build_parser().parse_args(words[words.index("mtft-nlp") + 1 :])
+            cfg = load_config(a.config, targets=a.targets, rows=a.rows, seeds=a.seeds, workers=a.workers)
+            assert Plan(cfg).cells()
+            runs += 1
+    assert runs >= 10
+
+
+def test_paper_grid_estimate_tiny(tmp_path):
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "paper_grid_estimate.py"),
+            str(tmp_path),
+            "--tiny",
+            "--cells",
+            "1",
+            "2",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = json.loads((tmp_path / "paper_grid_estimate.json").read_text())
+    assert report["tiny"] and set(report["levels"]) == {"1", "2"}
+    for n in ("1", "2"):
+        level = report["levels"][n]
+        assert "error" not in level and len(level["processes"]) == int(n)
+        assert level["step_s"] > 0 and level["test_examples_per_s"] > 0
+        proj = level["projection"]
+        assert (
+            proj["cells"] == 12 * 6 * 5 and proj["stages"] == 24 and report["projection_hours"][n] == proj["hours"] > 0
+        )
+    assert report["levels"]["1"]["eval_examples_per_s"] and report["levels"]["1"]["mt_step_s"] > 0
