@@ -1,37 +1,58 @@
-"""mtft-nlp: prompt-based few-shot finetuning (LM-BFF), multitask finetuning and task selection
-for HuggingFace masked language models."""
+"""mtft-nlp: few-shot text classification for HuggingFace models: prompt-based finetuning (LM-BFF) of masked LMs,
+embedding-based adaptation of sentence encoders, multitask finetuning and task selection (Xu et al. 2024).
+
+The light names (tasks, prompts, rows) import at once; the rest (torch, transformers) on first use, but every
+public name is listed in ``__all__`` and ``dir(mtft_nlp)``.
+"""
 
 __version__ = "0.1.0"
 
+from .rows import ROWS, parse_row  # noqa: E402
 from .tasks import MtftError, TaskSpec, available_tasks, get_task  # noqa: E402
 from .templates import Prompt, PromptEncoder, load_prompt  # noqa: E402
 
-__all__ = ["MtftError", "TaskSpec", "available_tasks", "get_task", "Prompt", "PromptEncoder", "load_prompt",
-           "__version__"]
+# public name -> module that defines it (imported when first asked for)
+_LAZY = {
+    "PromptForMaskedLM": "modeling",
+    "PromptClassifier": "hub",
+    "EmbeddingClassifier": "embedding_classifier",
+    "EmbeddingForClassification": "embedding",
+    "ClassHead": "embedding",
+    "class_descriptions": "embedding",
+    "load_sentence_encoder": "embedding",
+    "EmbeddingArguments": "embedding_training",
+    "run_embedding_experiment": "embedding_training",
+    "run_experiment": "methods",
+    "resolve_method": "methods",
+    "load_classifier": "methods",
+    "run_setfit_experiment": "peers",
+    "run_multitask": "multitask",
+    "MultitaskArguments": "multitask",
+    "MultitaskTrainingArguments": "multitask",
+    "MultitaskMetricsCallback": "multitask",
+    "PromptTrainer": "training",
+    "select_tasks": "selection",
+    "BestDevCallback": "training",
+    "run_prompt_experiment": "training",
+    "ModelArguments": "training",
+    "PromptArguments": "training",
+    "PromptTrainingArguments": "training",
+    "load_kshot": "data",
+    "load_kshot_dataset": "data",
+    "write_splits": "data",
+}
+
+__all__ = ["__version__", "MtftError", "TaskSpec", "available_tasks", "get_task", "Prompt", "PromptEncoder",
+           "load_prompt", "ROWS", "parse_row", *_LAZY]
 
 
-def __getattr__(name):  # heavy (torch/transformers) imports only when asked for
-    lazy = {
-        "PromptForMaskedLM": ("modeling", "PromptForMaskedLM"),
-        "PromptClassifier": ("hub", "PromptClassifier"),
-        "run_multitask": ("multitask", "run_multitask"),
-        "MultitaskArguments": ("multitask", "MultitaskArguments"),
-        "MultitaskTrainingArguments": ("multitask", "MultitaskTrainingArguments"),
-        "MultitaskMetricsCallback": ("multitask", "MultitaskMetricsCallback"),
-        "PromptTrainer": ("training", "PromptTrainer"),
-        "select_tasks": ("selection", "select_tasks"),
-        "BestDevCallback": ("training", "BestDevCallback"),
-        "run_prompt_experiment": ("training", "run_prompt_experiment"),
-        "ModelArguments": ("training", "ModelArguments"),
-        "PromptArguments": ("training", "PromptArguments"),
-        "PromptTrainingArguments": ("training", "PromptTrainingArguments"),
-        "load_kshot": ("data", "load_kshot"),
-        "load_kshot_dataset": ("data", "load_kshot_dataset"),
-        "write_splits": ("data", "write_splits"),
-    }
-    if name in lazy:
+def __getattr__(name):
+    if name in _LAZY:
         import importlib
 
-        mod, attr = lazy[name]
-        return getattr(importlib.import_module(f".{mod}", __name__), attr)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'mtft_nlp' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

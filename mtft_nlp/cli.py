@@ -324,13 +324,13 @@ def _read_inputs(path: str, with_rows: bool = False):
 
 
 def cmd_predict(a) -> int:
-    from .hub import PromptClassifier
+    from .methods import load_classifier
     from .results import atomic_write_text
 
     texts, pairs, names = _read_inputs(a.input, with_rows=True)  # bad input fails before the model loads
     if os.path.isdir(a.output):
         raise MtftError(f"--output {a.output} is a folder; name a .jsonl file")
-    clf = PromptClassifier.from_pretrained(a.model, device=a.device)
+    clf = load_classifier(a.model, device=a.device)  # a prompt or an embedding classifier
     out = clf.predict(texts, pairs, batch_size=a.batch_size, return_probabilities=a.probabilities, row_names=names)
     preds, probs = out if a.probabilities else (out, None)
     import json

@@ -77,7 +77,7 @@ def is_sentence_encoder(path: str) -> bool:
 
 
 def load_sentence_encoder(name: str, device: Optional[str] = None, trust_remote_code: bool = False,
-                          allow_mean_pooling: bool = True):
+                          allow_mean_pooling: bool = True, allow_pickle: bool = False):
     """A ``SentenceTransformer`` from a local folder or Hub id.
 
     A checkpoint that is not a sentence-transformers model (a plain ``*ForMaskedLM`` folder) has no pooling
@@ -93,6 +93,10 @@ def load_sentence_encoder(name: str, device: Optional[str] = None, trust_remote_
     if local and not os.path.isfile(os.path.join(path, "config.json")) and not is_sentence_encoder(path):
         raise MtftError(f"--model_name_or_path {name}: {path} holds neither a sentence-transformers model "
                         "(modules.json) nor a transformers model (config.json)")
+    if local:
+        from .tasks import check_weights_format
+
+        check_weights_format(path, allow_pickle)  # safetensors only, unless --allow_pickle
     if local and not is_sentence_encoder(path):
         if not allow_mean_pooling:
             raise MtftError(f"--model_name_or_path {name} is not a sentence encoder (no modules.json)")

@@ -133,8 +133,10 @@ class EmbeddingClassifier:
         return self.model.heads[0](z).cpu()
 
     def predict(self, texts: Sequence[str], text_pairs: Optional[Sequence[str]] = None, batch_size: int = 64,
-                return_probabilities: bool = False):
-        """Task labels (and, with ``return_probabilities``, a dict label -> probability per text)."""
+                return_probabilities: bool = False, row_names: Optional[Sequence[str]] = None):
+        """Task labels (and, with ``return_probabilities``, a dict label -> probability per text). ``row_names`` (where
+        each text came from) is accepted for the interface of :class:`~mtft_nlp.hub.PromptClassifier`; texts longer
+        than the encoder's limit are truncated, so no text can fail."""
         logits = self.logits(texts, text_pairs, batch_size)
         preds = [self.labels[i] for i in logits.argmax(-1).tolist()]
         if not return_probabilities:

@@ -47,6 +47,8 @@ PROTOTYPE_ALPHA = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 @dataclass
 class EmbeddingArguments:
+    _argument_group_name = "Embedding method (mtft-nlp; --method embedding)"
+
     frozen_encoder: bool = field(default=False, metadata={
         "help": "Embedding method: fit only a linear head on the frozen encoder (row embed-adapt; logistic regression "
                 "or description-interpolated class prototypes, chosen on dev) instead of finetuning it."})
@@ -190,7 +192,8 @@ def run_embedding_experiment(model_args, args, training_args, emb_args: Optional
     kind = _kind(args, emb_args)
     set_seed(training_args.seed)
     model_path = resolve_model_name(model_args.model_name_or_path)
-    encoder = load_sentence_encoder(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
+    encoder = load_sentence_encoder(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code,
+                                    allow_pickle=getattr(model_args, "allow_pickle", False))
     desc_emb = encode_texts(encoder, prep["descriptions"])
     head = ClassHead.from_descriptions(desc_emb, emb_args.head_scale)
     info: Dict = {"best_step": None, "dev_history": [], "train_seconds": 0.0, "trainable_parameters": 0}
@@ -270,7 +273,8 @@ def embedding_stage(model_args, sources, eval_tasks: int, seed: int, head_learni
     from .templates import load_prompt
 
     set_seed(seed)
-    encoder = load_sentence_encoder(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
+    encoder = load_sentence_encoder(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code,
+                                    allow_pickle=getattr(model_args, "allow_pickle", False))
     heads, train_feats, dev_sets = [], [], {}
     for tid, src in enumerate(sources):
         desc = class_descriptions(src.task, load_prompt(src.task))

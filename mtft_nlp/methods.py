@@ -20,7 +20,7 @@ from typing import Dict, Optional
 
 from .tasks import MtftError
 
-__all__ = ["METHODS", "resolve_method", "method_defaults", "run_experiment"]
+__all__ = ["METHODS", "resolve_method", "method_defaults", "run_experiment", "load_classifier"]
 
 METHODS = ("auto", "prompt", "embedding", "setfit")
 
@@ -64,3 +64,24 @@ def run_experiment(model_args, prompt_args, embedding_args, training_args) -> Di
     from .training import run_prompt_experiment
 
     return run_prompt_experiment(model_args, prompt_args, training_args)
+
+
+def load_classifier(name_or_path: str, device: Optional[str] = None, **kwargs):
+    """A saved classifier of either method: :class:`~mtft_nlp.embedding_classifier.EmbeddingClassifier` for a folder
+    (or Hub repo) with ``embedding_classifier.json``, :class:`~mtft_nlp.hub.PromptClassifier` otherwise."""
+    from .embedding_classifier import METADATA_FILE, EmbeddingClassifier, is_embedding_classifier
+
+    path = str(name_or_path)
+    embedding = is_embedding_classifier(path)
+    if not embedding and not os.path.exists(path) and path.count("/") == 1:  # a Hub repo id
+        try:
+            from huggingface_hub import file_exists
+
+            embedding = file_exists(path, METADATA_FILE, token=kwargs.get("token"))
+        except Exception:  # offline or unknown repo: the prompt classifier's loader reports it
+            embedding = False
+    if embedding:
+        return EmbeddingClassifier.from_pretrained(path, device=device, **kwargs)
+    from .hub import PromptClassifier
+
+    return PromptClassifier.from_pretrained(path, device=device, **kwargs)

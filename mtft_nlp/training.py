@@ -361,7 +361,7 @@ def load_tokenizer_checked(model_args: ModelArguments):
         raise
     except (OSError, ValueError, KeyError, TypeError) as exc:
         first = " ".join(str(exc).split())[:300]
-        where = "the folder" if local else "the Hub id (no network, or no such repo?)"
+        where = "the folder" if local else "the Hub (it is not a local folder; no network, or no such repo?)"
         raise MtftError(f"--model_name_or_path {name}: cannot load the model from {where}: {first}") from None
 
 

@@ -162,11 +162,15 @@ def test_ablation_rows_end_to_end(tmp_path, tiny_model, data_dir):
 
 
 def test_presets_load():
-    for preset in ("demo", "minilm", "paper"):
+    from mtft_nlp.rows import EMBEDDING_ROWS, PAPER_ROWS
+
+    for preset in ("demo", "minilm", "paper", "embedding"):
         cfg = load_config(None, preset)
-        assert cfg["targets"] and set(cfg["rows"]) <= {"zero-shot", "mt-zero-shot", "mt-sel-zero-shot", "pbft", "mt-pbft",
-                                                       "mt-sel-pbft"}
+        assert cfg["targets"] and set(cfg["rows"]) <= set(PAPER_ROWS) | set(EMBEDDING_ROWS)
     assert load_config(None, "paper")["model"] == "roberta-large"
+    assert load_config(None, "embedding")["rows"] == list(EMBEDDING_ROWS)
+    demo = load_config(None, "demo")
+    assert {"pbft", "embed-ft", "mt-embed-ft"} <= set(demo["rows"])  # both methods side by side
 
 
 @pytest.mark.slow
@@ -225,3 +229,53 @@ def test_cells_per_device_option(tmp_path):
     assert a.cells_per_device == 4 and a.workers == 2
     assert load_config(None, "minilm")["cells_per_device"] == 1
     assert load_config(None, "minilm", cells_per_device=4)["cells_per_device"] == 4
+
+
+def test_embedding_rows_plan_their_method_and_own_stage(tmp_path):
+    cfg = load_config(None, "embedding", targets=["CR"], seeds=[13], output_dir=str(tmp_path / "e"),
+                      rows=["pbft", "mt-pbft", "embed-adapt", "mt-embed-ft", "mt-embed-zero-shot", "setfit"])
+    plan = Plan(cfg)
+    cells = {c["row"]: c for c in plan.cells()}
+    flag = {r: c["args"][c["args"].index("--method") + 1] for r, c in cells.items()}
+    assert flag == {"pbft": "prompt", "mt-pbft": "prompt", "embed-adapt": "embedding", "mt-embed-ft": "embedding",
+                    "mt-embed-zero-shot": "embedding", "setfit": "setfit"}
+    assert "--frozen_encoder" in cells["embed-adapt"]["args"] and "--zero_shot" in cells["mt-embed-zero-shot"]["args"]
+    # the two methods' stages are different checkpoints; the embedding rows share theirs
+    assert plan.multitask_dir("CR", "all", "embedding") != plan.multitask_dir("CR", "all", "prompt")
+    jobs = plan.multitask_jobs()
+    assert sorted(j["method"] for j in jobs) == ["embedding", "prompt"]
+    emb = [j for j in jobs if j["method"] == "embedding"][0]
+    assert emb["args"][emb["args"].index("--max_steps") + 1] == str(cfg["embedding_multitask"]["max_steps"])
+    # zero-shot and finetuning from the same stage are different runs
+    assert cells["mt-embed-ft"]["computes"] != cells["mt-embed-zero-shot"]["computes"]
+
+
+def test_batches_group_consecutive_cells_of_one_target_and_method(tmp_path):
+    from mtft_nlp.experiments import _batches
+
+    cfg = load_config(None, "embedding", targets=["CR", "MR"], seeds=[13, 21], output_dir=str(tmp_path / "b"),
+                      rows=["pbft", "embed-zero-shot", "embed-ft"])
+    units = _batches(Plan(cfg).cells(), 3, tmp_path)
+    shapes = [[(c["target"], c["row"]) for c in u] for u in units]
+    assert shapes[0] == [("CR", "pbft"), ("CR", "pbft")]
+    assert shapes[1] == [("CR", "embed-zero-shot")] * 2 + [("CR", "embed-ft")]
+    assert all(len({t for t, _ in u}) == 1 and len(u) <= 3 for u in shapes)
+    assert sum(map(len, units)) == 12
+    spec = json.loads(units[1][0]["batch_file"].read_text())
+    assert [s["args"][-1] for s in spec] == [str(c["dir"]) for c in units[1]]
+
+
+@pytest.mark.slow
+def test_embedding_grid_in_batches_end_to_end(tmp_path, tiny_model, data_dir):
+    cfg = load_config(None, "embedding", model=str(tiny_model), targets=["SST-2"], seeds=[13, 21],
+                      data_dir=str(data_dir), output_dir=str(tmp_path / "g"),
+                      rows=["embed-zero-shot", "embed-adapt", "embed-ft", "mt-embed-ft"])
+    cfg.update(workers=1, cells_per_process=8, embedding={"max_steps": 2, "eval_steps": 1, "max_test_examples": 30},
+               embedding_multitask={"max_steps": 2, "eval_steps": 2, "eval_tasks": 1, "examples_per_step": 4})
+    counts = run_plan(cfg, progress=False)
+    assert counts["ran"] == 8 and counts["multitask_ran"] == 1
+    assert len(list((tmp_path / "g" / "batches").glob("*.json"))) == 1  # the 8 cells ran in one process
+    results = find_results(tmp_path / "g")
+    assert sorted({r["row"] for r in results}) == ["embed-adapt", "embed-ft", "embed-zero-shot", "mt-embed-ft"]
+    assert all(r["method"] == "embedding" and r["pooling"] == "mean" for r in results)  # MLM folder: mean pooling
+    assert run_plan(cfg, progress=False)["ran"] == 0  # resumable

@@ -22,7 +22,8 @@ def _results(d: Path) -> dict:
 @pytest.mark.slow
 def test_prompt_finetuning_beats_chance_on_real_sst2(tmp_path, data_dir):
     out = tmp_path / "sst2-13"
-    rc = run_glue_main(["--task_name", "sst-2", "--seed", "13", "--data_dir", str(data_dir), "--output_dir", str(out),
+    rc = run_glue_main(["--method", "prompt", "--task_name", "sst-2", "--seed", "13", "--data_dir", str(data_dir),
+                        "--output_dir", str(out),
                         "--max_steps", "150", "--eval_steps", "50", "--disable_tqdm", "true"])
     assert rc == 0
     r = _results(out)
@@ -43,7 +44,8 @@ def test_prompt_finetuning_beats_chance_on_real_sst2(tmp_path, data_dir):
 
 def test_zero_shot_writes_results(tmp_path, data_dir):
     out = tmp_path / "rte-zs"
-    assert run_glue_main(["--task_name", "rte", "--seed", "42", "--zero_shot", "--data_dir", str(data_dir),
+    assert run_glue_main(["--method", "prompt", "--task_name", "rte", "--seed", "42", "--zero_shot", "--data_dir",
+                          str(data_dir),
                           "--output_dir", str(out), "--disable_tqdm", "true"]) == 0
     r = _results(out)
     assert r["zero_shot"] is True and r["row"] == "zero-shot" and r["train_seconds"] == 0
@@ -76,7 +78,8 @@ def test_two_process_ddp_matches_one_process(tmp_path, data_dir):
 
 def test_lmbff_grid_picks_the_best_dev_config(tmp_path, data_dir):
     out = tmp_path / "grid"
-    assert run_glue_main(["--task_name", "sst-2", "--seed", "13", "--lmbff_grid", "--max_steps", "2", "--eval_steps", "1",
+    assert run_glue_main(["--method", "prompt", "--task_name", "sst-2", "--seed", "13", "--lmbff_grid", "--max_steps",
+                          "2", "--eval_steps", "1",
                           "--max_test_examples", "20", "--data_dir", str(data_dir), "--output_dir", str(out),
                           "--save_model", "false", "--disable_tqdm", "true"]) == 0
     r = _results(out)
