@@ -15,7 +15,6 @@ import dataclasses
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -25,37 +24,25 @@ from transformers import set_seed
 
 from .embedding import (ClassHead, EmbeddingCollator, EmbeddingForClassification, build_embedding_features,
                         class_descriptions, encode_texts, load_sentence_encoder, pooling_of)
+from .callbacks import BestDevCallback
 from .features import FeatureDataset
 from .metrics import compute_metrics
 from .modeling import is_default_model, multitask_metadata, resolve_model_name
-from .results import atomic_write_json, environment
+from .results import environment
+from .records import write_run_record
+from .run_inputs import load_task_data, multitask_summary, resolve_prompt
 from .rows import row_for_start
 from .tasks import MtftError, TaskSpec, get_task
+from .trainer import build_trainer, make_compute_metrics
+from .training_args import EMBEDDING_DEFAULTS, EmbeddingArguments  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["EmbeddingArguments", "EMBEDDING_DEFAULTS", "run_embedding_experiment", "fit_adaptation_head",
            "embedding_optimizer"]
 
-# TrainingArguments defaults of the embedding method (the CLI applies them unless a flag is given); chosen on
-# the k-shot dev sets, see docs/RESULTS.md
-EMBEDDING_DEFAULTS = {"learning_rate": 2e-5, "per_device_train_batch_size": 16, "max_steps": 100, "eval_steps": 20,
-                      "logging_steps": 20}
 LOGREG_C = (0.1, 1.0, 10.0, 100.0)
 PROTOTYPE_ALPHA = (0.0, 0.25, 0.5, 0.75, 1.0)
-
-
-@dataclass
-class EmbeddingArguments:
-    _argument_group_name = "Embedding method (mtft-nlp; --method embedding)"
-
-    frozen_encoder: bool = field(default=False, metadata={
-        "help": "Embedding method: fit only a linear head on the frozen encoder (row embed-adapt; logistic regression "
-                "or description-interpolated class prototypes, chosen on dev) instead of finetuning it."})
-    head_learning_rate: float = field(default=1e-2, metadata={
-        "help": "Embedding method: learning rate of the class head(s) (the encoder uses --learning_rate)."})
-    head_scale: float = field(default=20.0, metadata={
-        "help": "Embedding method: scale (1/temperature) of the cosine head initialised from the class descriptions."})
 
 
 def _text_key(examples: Sequence[Dict]) -> str:
@@ -134,19 +121,14 @@ def embedding_optimizer(model: EmbeddingForClassification, lr: float, head_lr: f
 
 
 def _finetune(model, task, prep, training_args, emb_args):
-    from .training import BestDevCallback, PromptTrainer, make_compute_metrics
-
     collate = EmbeddingCollator(model.encoder.tokenizer.pad_token_id)
     feats = {k: build_embedding_features(model.encoder, task, v) for k, v in prep["data"].items()}
     train = FeatureDataset(feats["train"])
     dev, test = (FeatureDataset(feats[k], sort_by_length=True) for k in ("dev", "test"))
     best = BestDevCallback()
-    training_args.label_names = ["labels"]
     optimizer = embedding_optimizer(model, training_args.learning_rate, emb_args.head_learning_rate,
                                     training_args.weight_decay)
-    trainer = PromptTrainer(model=model, args=training_args, train_dataset=train, eval_dataset=dev,
-                            data_collator=collate, compute_metrics=make_compute_metrics(task), callbacks=[best],
-                            optimizers=(optimizer, None))
+    trainer = build_trainer(model, training_args, train, dev, collate, make_compute_metrics(task), [best], optimizer)
     t0 = time.perf_counter()
     if not training_args.resume_from_checkpoint:
         trainer.evaluate()  # step 0, the description-initialised head: best on dev includes not moving at all
@@ -165,8 +147,6 @@ def _finetune(model, task, prep, training_args, emb_args):
 
 def _prepare(model_args, args, seed: int) -> Dict:
     """Task, prompt, descriptions and data: everything that can fail on bad input, before the model loads."""
-    from .training import load_task_data, resolve_prompt
-
     if not args.task_name and not args.task_file:
         raise MtftError("--task_name (or --task_file) is required")
     task = get_task(args.task_file or args.task_name)
@@ -217,7 +197,7 @@ def run_embedding_experiment(model_args, args, training_args, emb_args: Optional
     test_metrics = _score(task, test_logits, data["test"])
     record = {
         "task": task.name, "row": args.row or row_for_start(kind, multitask_metadata(model_args.model_name_or_path)),
-        "method": "embedding", "multitask": _multitask_summary(model_args.model_name_or_path),
+        "method": "embedding", "multitask": multitask_summary(model_args.model_name_or_path),
         "seed": training_args.seed, "k": args.k, "metric": task.metric,
         "dev_score": dev_score, "test_score": float(test_metrics["score"]),
         "test_metrics": {k: float(v) for k, v in test_metrics.items() if k != "score"},
@@ -243,7 +223,7 @@ def run_embedding_experiment(model_args, args, training_args, emb_args: Optional
             from .embedding_classifier import save_embedding_classifier
 
             save_embedding_classifier(model, task, prep["prompt"], prep["descriptions"], out / "best", record)
-        atomic_write_json(out / "results.json", record)
+        write_run_record(out / "results.json", record)
     logger.info("%s %s seed %s: dev %.4f test %.4f (%s)", record["task"], record["row"], record["seed"],
                 record["dev_score"], record["test_score"], record["metric"])
     return record
@@ -256,40 +236,3 @@ def _write_predictions(out: Path, task: TaskSpec, logits: torch.Tensor):
 
     lines = [json.dumps({"prediction": task.labels[int(i)]}) for i in logits.argmax(-1).tolist()]
     atomic_write_text(out / "test_predictions.jsonl", "\n".join(lines) + "\n")
-
-
-def _multitask_summary(model_name: Optional[str]) -> Optional[Dict]:
-    from .training import _multitask_summary as summary
-
-    return summary(model_name)
-
-
-def embedding_stage(model_args, sources, eval_tasks: int, seed: int, head_learning_rate: float = 1e-3,
-                    head_scale: float = 20.0):
-    """The embedding method's multitask stage (the paper's objective): a shared encoder phi with one linear head per
-    source task, each initialised from that source's class descriptions; saved as a plain sentence-transformers
-    folder (the heads are not kept for the target)."""
-    from .multitask import StageParts
-    from .templates import load_prompt
-
-    set_seed(seed)
-    encoder = load_sentence_encoder(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code,
-                                    allow_pickle=getattr(model_args, "allow_pickle", False))
-    heads, train_feats, dev_sets = [], [], {}
-    for tid, src in enumerate(sources):
-        desc = class_descriptions(src.task, load_prompt(src.task))
-        heads.append(ClassHead.from_descriptions(encode_texts(encoder, desc), head_scale))
-        train_feats.append(build_embedding_features(encoder, src.task, src.train, task_id=tid))
-        if not eval_tasks or tid < eval_tasks:
-            dev_sets[src.task.name] = FeatureDataset(build_embedding_features(encoder, src.task, src.dev, task_id=tid),
-                                                     sort_by_length=True)
-    model = EmbeddingForClassification(encoder, heads)
-
-    def save(out: Path):
-        encoder.save(str(out))
-
-    def optimizer(lr: float, weight_decay: float):
-        return embedding_optimizer(model, lr, head_learning_rate, weight_decay)
-
-    return StageParts(model, encoder.tokenizer, EmbeddingCollator(encoder.tokenizer.pad_token_id), train_feats,
-                      dev_sets, save, make_optimizer=optimizer)

@@ -38,6 +38,7 @@ import yaml
 
 from .data import SEEDS, default_data_dir
 from . import rows as _rows
+from .records import ExperimentConfig
 from .results import atomic_write_json, atomic_write_text
 from .tasks import MtftError, get_task
 
@@ -57,24 +58,8 @@ SELECTION_VERSION = 2
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
-DEFAULTS: Dict = {
-    "model": "minilm",
-    "targets": ["SST-2", "RTE"],
-    "rows": list(PAPER_ROWS),
-    "seeds": list(SEEDS),
-    "data_dir": None,  # $MTFT_NLP_DATA_DIR or ../shared/data
-    "output_dir": "runs/experiment",
-    "workers": 1,
-    "cells_per_device": 1,  # cell processes packed onto each visible GPU (see assign_devices)
-    "train": {},  # run_glue_fewshot.py flags for prompt-based FT cells, e.g. {max_steps: 1000}
-    "zero_shot": {},  # flags for zero-shot cells, e.g. {max_test_examples: 1000}
-    "multitask": {},  # mtft-nlp multitask flags, e.g. {max_steps: 1000, learning_rate: 1e-5}
-    "selection": {},  # select_tasks options, e.g. {method: selected}
-    "embedding": {},  # flags for the embedding method's cells (embed-*), e.g. {max_steps: 100}
-    "embedding_multitask": {},  # mtft-nlp multitask --method embedding flags for embed-* rows' stages
-    "setfit": {},  # flags for the setfit peer's cells
-    "cells_per_process": 1,  # >1: consecutive cells of one target and method share a process (no re-imports)
-}
+# the configuration's fields, types and defaults: records.ExperimentConfig
+DEFAULTS: Dict = ExperimentConfig(rows=list(PAPER_ROWS), seeds=list(SEEDS)).to_dict()
 
 
 def load_config(path: Optional[str] = None, preset: Optional[str] = None, **overrides) -> Dict:
@@ -88,13 +73,13 @@ def load_config(path: Optional[str] = None, preset: Optional[str] = None, **over
             loaded = yaml.safe_load(src.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             raise MtftError(f"config {src} is not valid YAML: {exc}") from None
-        unknown = set(loaded) - set(DEFAULTS)
-        if unknown:
-            raise MtftError(f"config {src}: unknown keys {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+        if not isinstance(loaded, dict):
+            raise MtftError(f"config {src}: expected a mapping of settings, got {type(loaded).__name__}")
         cfg.update(loaded)
     for k, v in overrides.items():
         if v is not None:
             cfg[k] = v
+    cfg = ExperimentConfig.from_dict(cfg, f"config {src}" if src else "config").to_dict()  # types checked
     cfg["rows"] = _rows.expand_rows(cfg["rows"])
     bad = [r for r in cfg["rows"] if r not in ROWS]
     if bad:

@@ -43,7 +43,7 @@ def resolve_method(method: Optional[str], model_name: Optional[str]) -> str:
 def method_defaults(method: str) -> Dict:
     """``TrainingArguments`` defaults that differ by method (the prompt method's are the dataclass defaults)."""
     if method in ("embedding", "setfit"):
-        from .embedding_training import EMBEDDING_DEFAULTS
+        from .training_args import EMBEDDING_DEFAULTS
 
         return dict(EMBEDDING_DEFAULTS)
     return {}

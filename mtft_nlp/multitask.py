@@ -15,55 +15,34 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
-from torch.utils.data import Dataset, SequentialSampler
-from transformers import TrainerCallback, set_seed
+from torch.utils.data import Dataset
+from transformers import set_seed
 
-from .data import DEFAULT_K, SEEDS, DataError, default_data_dir, load_kshot, text_overlap
+from .data import DEFAULT_K, SEEDS, DataError, load_kshot, text_overlap
 from .features import FeatureDataset, PromptCollator, build_features
 from .metrics import accuracy
 from .modeling import MULTITASK_METADATA as METADATA_FILE, PromptForMaskedLM, resolve_model_name
 from .methods import resolve_method
 from .results import atomic_write_json, environment
+from .records import write_stage_record
 from .tasks import MtftError, TaskSpec, available_tasks, get_task, leave_one_out, task_family
 from .templates import PromptEncoder, load_prompt
-from .training import ModelArguments, PromptTrainer, PromptTrainingArguments, load_model
+from .callbacks import MultitaskMetricsCallback
+from .trainer import MultitaskTrainer, build_trainer
+from .training import load_model
+from .training_args import SAMPLERS, ModelArguments, MultitaskArguments, MultitaskTrainingArguments
 
 logger = logging.getLogger(__name__)
 
-SAMPLERS = ("uniform", "proportional", "temperature")
-
-
-@dataclass
-class MultitaskArguments:
-    target: Optional[str] = field(default=None, metadata={"help": "Target task: left out of the sources, and its test set is checked for overlap."})
-    sources: List[str] = field(default_factory=lambda: ["all"], metadata={"help": "'all' (leave-one-out over the classification tasks), 'selected' (run Algorithm 1 for --target with the "
-                                                                                   "defaults of mtft-nlp select, on the sources' split seed and K; the selection is saved next to the "
-                                                                                   "checkpoint as selection.json), task names, or a selection JSON written by 'mtft-nlp select'."})
-    data_dir: str = field(default_factory=default_data_dir, metadata={"help": "Root holding original/ (default: $MTFT_NLP_DATA_DIR or ../shared/data)."})
-    source_seed: int = field(default=42, metadata={"help": "Split seed of the sources' k-shot train sets (reference: 42)."})
-    pool_seeds: bool = field(default=False, metadata={"help": "Pool the k-shot train sets of the 5 split seeds (13, 21, 42, 87, 100), duplicates removed."})
-    source_k: int = field(default=DEFAULT_K, metadata={"help": "Examples per class of each source's train set."})
-    sampler: str = field(default="uniform", metadata={"help": "Task sampling per example: uniform (reference), proportional (to train size) or temperature.", "choices": list(SAMPLERS)})
-    temperature: float = field(default=2.0, metadata={"help": "Temperature T of the temperature sampler: p ~ size^(1/T)."})
-    examples_per_step: int = field(default=10, metadata={"help": "Examples per optimizer step, over all processes and accumulation steps (reference: 10)."})
-    allow_overlap: bool = field(default=False, metadata={"help": "Keep source examples that share text with the target's test set (excluded by default)."})
-    eval_tasks: int = field(default=0, metadata={"help": "Evaluate only the first N sources' dev sets every eval_steps (0 = all)."})
-
-
-@dataclass
-class MultitaskTrainingArguments(PromptTrainingArguments):
-    """The reference multitask stage: AdamW lr 1e-5, linear decay, no warmup, 1000 steps."""
-
-    learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate (reference: 1e-5)."})
-    max_steps: int = field(default=1000, metadata={"help": "Optimizer steps (reference: 1000)."})
-    per_device_train_batch_size: int = field(default=0, metadata={"help": "Derived from --examples_per_step, processes and accumulation steps; leave at 0."})
-    eval_steps: Optional[float] = field(default=100, metadata={"help": "Per-task dev loss/accuracy of the sources every N steps."})
-
+__all__ = ["run_multitask", "resolve_sources", "MixedTaskDataset", "sampling_probs", "StageParts", "prompt_stage",
+           # re-exported from their own modules
+           "MultitaskArguments", "MultitaskTrainingArguments", "MultitaskMetricsCallback", "MultitaskTrainer",
+           "SAMPLERS"]
 
 def resolve_sources(target: Optional[str], sources: Sequence[str], data_dir=None, split_seed: int = 42,
                     k_shot: int = DEFAULT_K, pool_seeds: bool = False,
@@ -182,35 +161,6 @@ def task_accuracy_metrics(eval_pred):
     return {"acc": accuracy(np.asarray(logits).argmax(-1), eval_pred.label_ids)}
 
 
-class MultitaskMetricsCallback(TrainerCallback):
-    """Collects the per-task dev loss and accuracy that the Trainer logs for each source
-    (``eval_<task>_loss``, ``eval_<task>_acc``; the Trainer's own logging sends them to the console and
-    to ``report_to`` integrations) into ``history``, step -> task -> {loss, acc}, with their mean over
-    the tasks under ``"mean"``, and logs a one-line summary at INFO level (``--log_level info``).
-    Usable with any Trainer whose ``eval_dataset`` is a dict; :class:`MultitaskTrainer` also logs the
-    mean itself (``eval_mean_loss``, ``eval_mean_acc``) through ``Trainer.log``.
-    """
-
-    def __init__(self, task_names: Sequence[str]):
-        self.task_names = list(task_names)
-        self.history: Dict[int, Dict[str, Dict[str, float]]] = {}
-
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if not metrics:
-            return
-        step = self.history.setdefault(state.global_step, {})
-        for name in self.task_names:
-            loss, acc = metrics.get(f"eval_{name}_loss"), metrics.get(f"eval_{name}_acc")
-            if acc is not None:
-                step[name] = {"loss": float(loss), "acc": float(acc)}
-        if len(step) == len(self.task_names) and "mean" not in step:
-            mean = {"loss": float(np.mean([v["loss"] for v in step.values()])),
-                    "acc": float(np.mean([v["acc"] for v in step.values()]))}
-            step["mean"] = mean
-            logger.info("step %d: mean source dev loss %.4f, acc %.4f (%s)", state.global_step, mean["loss"], mean["acc"],
-                        ", ".join(f"{k} {v['acc']:.2f}" for k, v in step.items() if k != "mean"))
-
-
 @dataclass
 class SourceData:
     task: TaskSpec
@@ -299,10 +249,8 @@ def run_multitask(model_args: ModelArguments, args: MultitaskArguments, training
     callback = MultitaskMetricsCallback(list(dev_sets))
     optimizer = stage.make_optimizer(training_args.learning_rate, training_args.weight_decay) \
         if stage.make_optimizer else None
-    trainer = MultitaskTrainer(model=stage.model, args=training_args, train_dataset=dataset,
-                               eval_dataset=dev_sets or None, data_collator=stage.collator,
-                               compute_metrics=task_accuracy_metrics, callbacks=[callback],
-                               processing_class=stage.tokenizer, optimizers=(optimizer, None))
+    trainer = build_trainer(stage.model, training_args, dataset, dev_sets or None, stage.collator,
+                            task_accuracy_metrics, [callback], optimizer, stage.tokenizer, MultitaskTrainer)
     before = _dev_summary(trainer, dev_sets)
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
@@ -333,7 +281,7 @@ def run_multitask(model_args: ModelArguments, args: MultitaskArguments, training
         stage.save(out)
         if resolved["selection_result"] is not None:  # --sources selected: the evidence for the choice
             atomic_write_json(out / "selection.json", resolved["selection_result"])
-        atomic_write_json(out / METADATA_FILE, meta)  # last: its presence marks a finished stage
+        write_stage_record(out / METADATA_FILE, meta)  # last: its presence marks a finished stage
     logger.info("multitask stage done in %.0fs: mean source dev loss %.4f -> %.4f", train_seconds,
                 before.get("mean", {}).get("loss", float("nan")), after.get("mean", {}).get("loss", float("nan")))
     return meta
@@ -386,26 +334,3 @@ def _dev_summary(trainer, dev_sets) -> Dict[str, Dict[str, float]]:
         out["mean"] = {"loss": float(np.mean([v["loss"] for v in out.values()])),
                        "acc": float(np.mean([v["acc"] for v in out.values()]))}
     return out
-
-
-class MultitaskTrainer(PromptTrainer):
-    """The mixed-task dataset is already in sampling order: read it sequentially (accelerate
-    hands consecutive batches to the processes, so each sees a disjoint share of every step)."""
-
-    def _get_train_sampler(self, train_dataset=None):
-        return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
-
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
-        """The Trainer's evaluation; on a dict of dev sets (one per source) it also logs the mean loss and
-        accuracy over the sources (``<prefix>_mean_loss``, ``<prefix>_mean_acc``) through ``Trainer.log``."""
-        metrics = super().evaluate(eval_dataset=eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
-        sets = eval_dataset if eval_dataset is not None else self.eval_dataset
-        if isinstance(sets, dict) and sets:
-            per_task = [(metrics.get(f"{metric_key_prefix}_{n}_loss"), metrics.get(f"{metric_key_prefix}_{n}_acc"))
-                        for n in sets]
-            if all(loss is not None and acc is not None for loss, acc in per_task):
-                mean = {f"{metric_key_prefix}_mean_loss": float(np.mean([x[0] for x in per_task])),
-                        f"{metric_key_prefix}_mean_acc": float(np.mean([x[1] for x in per_task]))}
-                self.log(mean)
-                metrics.update(mean)
-        return metrics

@@ -20,7 +20,8 @@ import numpy as np
 
 from .metrics import compute_metrics
 from .modeling import is_default_model, resolve_model_name
-from .results import atomic_write_json, environment
+from .results import environment
+from .records import write_run_record
 from .tasks import MtftError
 
 logger = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def run_setfit_experiment(model_args, args, training_args) -> Dict:
     import setfit
 
     record["env"]["setfit"] = setfit.__version__
-    atomic_write_json(Path(training_args.output_dir) / "results.json", record)
+    write_run_record(Path(training_args.output_dir) / "results.json", record)
     logger.info("%s setfit seed %s: dev %.4f test %.4f (%s)", task.name, record["seed"], record["dev_score"],
                 record["test_score"], record["metric"])
     return record

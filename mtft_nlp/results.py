@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
 from .metrics import METRIC_NAMES
+from .records import RecordError, RunRecord
 from .rows import ROW_ORDER, ROW_TITLES  # row order and long names live in rows.py
 
+# the fields every results.json has (records.RunRecord's schema)
 REQUIRED_KEYS = ("task", "row", "seed", "metric", "dev_score", "test_score", "zero_shot", "model", "prompt")
 
 
@@ -124,9 +126,12 @@ def find_results(root: str | os.PathLike) -> List[Dict]:
                 r = json.load(f)
         except (OSError, json.JSONDecodeError):
             continue
-        if isinstance(r, dict) and all(k in r for k in ("task", "row", "test_score", "metric")):
-            r["_path"] = str(p)
-            out.append(r)
+        try:
+            RunRecord.from_dict(r, str(p))
+        except RecordError:  # incomplete or not a run's results: not a cell of any table
+            continue
+        r["_path"] = str(p)
+        out.append(r)
     return out
 
 

@@ -1,13 +1,9 @@
-"""Zero-shot evaluation and prompt-based finetuning through HuggingFace ``Trainer``.
+"""The prompt-based method's runs (LM-BFF): zero-shot evaluation and prompt-based finetuning of a masked LM.
 
-The training loop is the ``Trainer``'s own; this module adds
-
-* :class:`BestDevCallback`: keeps an in-memory copy of the weights with the best dev score
-  (strict improvement, compared as numbers) and restores it when training ends, so no
-  checkpoint is written per evaluation;
-* argument dataclasses with the LM-BFF protocol as defaults (``max_steps`` 1000, dev
-  evaluation every 100 steps, AdamW, linear decay, no warmup, weight decay 0);
-* :func:`run_prompt_experiment`: data -> features -> model -> Trainer -> ``results.json``.
+:func:`run_prompt_experiment`: task and prompt resolved once -> data -> features -> model -> the Trainer of
+:func:`~mtft_nlp.trainer.build_trainer` -> ``results.json`` (written atomically, last). Argument dataclasses live in
+:mod:`mtft_nlp.training_args`, the Trainer and callbacks in :mod:`mtft_nlp.trainer` and :mod:`mtft_nlp.callbacks`;
+they are re-exported here for scripts written against earlier versions.
 """
 
 from __future__ import annotations
@@ -17,274 +13,37 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict
 
-import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
-from transformers.trainer_utils import EvalLoopOutput, EvalPrediction
+from transformers import set_seed
 
-from .data import DEFAULT_K, check_k, check_seed, default_data_dir, load_files, load_hub, load_kshot
+from .callbacks import BestDevCallback
+from .data import check_k, check_seed
 from .features import FeatureDataset, PromptCollator, build_features
-from .metrics import compute_metrics
 from .modeling import (PromptForMaskedLM, apply_lora, is_default_model, load_masked_lm, multitask_metadata,
                        predictions_from_logits, resolve_model_name)
+from .results import environment
+from .records import write_run_record
 from .rows import row_for_start
-from .results import atomic_write_json, environment
+from .run_inputs import load_task_data, multitask_summary, parse_label_words, resolve_prompt
 from .tasks import MtftError, TaskSpec, get_task
-from .templates import Prompt, PromptEncoder, load_prompt
+from .templates import Prompt, PromptEncoder
+from .trainer import PromptTrainer, SeededEpochSampler, build_trainer, make_compute_metrics, peak_memory_mb
+from .training_args import (DEFAULT_BATCH, DEFAULT_LR, LMBFF_GRID, PAPER_BATCH, PAPER_LR, ModelArguments,
+                            PromptArguments, PromptTrainingArguments)
+
+__all__ = ["run_prompt_experiment", "train_and_evaluate", "prepare", "PreparedRun", "load_model",
+           "load_tokenizer_checked", "save_prompt_model",
+           # re-exported from their own modules
+           "ModelArguments", "PromptArguments", "PromptTrainingArguments", "BestDevCallback", "PromptTrainer",
+           "SeededEpochSampler", "build_trainer", "make_compute_metrics", "peak_memory_mb", "resolve_prompt",
+           "load_task_data", "parse_label_words", "DEFAULT_LR", "DEFAULT_BATCH", "PAPER_LR", "PAPER_BATCH",
+           "LMBFF_GRID"]
+
 
 logger = logging.getLogger(__name__)
-
-# Defaults for the embedded MiniLM, chosen on the k-shot *dev* sets (docs/RESULTS.md, "Choosing
-# the defaults"); the paper's settings are --paper_hparams (batch 2, lr 1e-5).
-DEFAULT_LR = 3e-4
-DEFAULT_BATCH = 8
-PAPER_LR = 1e-5
-PAPER_BATCH = 2
-LMBFF_GRID = [(lr, bs) for lr in (1e-5, 2e-5, 5e-5) for bs in (2, 4, 8)]
-
-
-def _default_ddp_backend() -> Optional[str]:
-    """torchrun on CPU: without an explicit backend accelerate may start independent processes."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
-        return "gloo"
-    return None
-
-
-@dataclass
-class ModelArguments:
-    _argument_group_name = "Model (mtft-nlp)"
-
-    model_name_or_path: str = field(
-        default="minilm",
-        metadata={"help": "Masked LM: a Hub id (roberta-large), a local folder, or 'minilm' for the packaged "
-                          "all-MiniLM-L6-v2 (no pretrained MLM head: zero-shot is at chance with it)."})
-    config_overrides: Optional[str] = field(
-        default=None,
-        metadata={"help": "Config overrides as 'key=value,key=value', e.g. "
-                          "'hidden_dropout_prob=0,attention_probs_dropout_prob=0'."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom modelling code from the Hub (off by default)."})
-    use_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (peft) instead of all weights."})
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
-    lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout."})
-    lora_target_modules: Optional[str] = field(default=None, metadata={"help": "Comma-separated modules to adapt (default: peft's default for the architecture, e.g. query,value)."})
-    lora_modules_to_save: Optional[str] = field(default=None, metadata={"help": "Comma-separated modules trained in full next to the adapters, e.g. 'cls.predictions.transform' for the MiniLM's untrained head."})
-    lora_merge: bool = field(default=False, metadata={"help": "Save the model with the adapters merged into the weights (a plain HF folder) instead of adapters only."})
-    method: str = field(default="auto", metadata={"help": "Adaptation method: 'prompt' (LM-BFF, through the masked LM's head), 'embedding' (a linear head on a sentence encoder's embedding), 'setfit' (the SetFit peer), or 'auto': embedding for a sentence-transformers model (the packaged MiniLM), prompt otherwise.", "choices": ["auto", "prompt", "embedding", "setfit"]})
-    head_init: str = field(default="random", metadata={"help": "Initialisation of MLM-head weights missing from the checkpoint (the packaged MiniLM has none): 'random' or 'identity'.", "choices": ["random", "identity"]})
-    allow_pickle: bool = field(default=False, metadata={"help": "Also load pickled weights (pytorch_model.bin) from a model folder without safetensors; refused by default."})
-
-
-@dataclass
-class PromptArguments:
-    _argument_group_name = "Task, prompt and data (mtft-nlp)"
-
-    task_name: Optional[str] = field(default=None, metadata={"help": "Task name (case-insensitive): SST-2, sst-5, mr, cr, mpqa, subj, trec, CoLA, MNLI, MNLI-mm, SNLI, QNLI, RTE, MRPC, QQP, STS-B."})
-    task_file: Optional[str] = field(default=None, metadata={"help": "A task YAML file (docs/TASKS.md) instead of a packaged task."})
-    prompt: Optional[str] = field(default=None, metadata={"help": "Name of a prompt in the task's prompt file (default: its 'default')."})
-    prompt_file: Optional[str] = field(default=None, metadata={"help": "A prompt YAML file (docs/PROMPTS.md) instead of prompts/<task>.yaml."})
-    template: Optional[str] = field(default=None, metadata={"help": "Override the template, e.g. '*cls**sent_0*_It_was*mask*.*sep+*'."})
-    label_words: Optional[str] = field(default=None, metadata={"help": "Override the label words: 'label:word,label:word', e.g. '0:terrible,1:great'."})
-    data_dir: str = field(default_factory=default_data_dir, metadata={"help": "A root holding original/ (the split for --seed is made in memory), or an LM-BFF k-shot split folder with train/dev/test files (used as is). Default: $MTFT_NLP_DATA_DIR or ../shared/data."})
-    k: int = field(default=DEFAULT_K, metadata={"help": "Examples per class in the k-shot train and dev sets."})
-    dataset_name: Optional[str] = field(default=None, metadata={"help": "Read the task from the Hub ('hub' uses the task file's Hub source) or from a save_to_disk folder."})
-    dataset_config_name: Optional[str] = field(default=None, metadata={"help": "Hub dataset configuration."})
-    train_file: Optional[str] = field(default=None, metadata={"help": "CSV/TSV (with header) or JSONL training file."})
-    validation_file: Optional[str] = field(default=None, metadata={"help": "CSV/JSONL dev file; without it the k-shot dev set is sampled from --train_file."})
-    test_file: Optional[str] = field(default=None, metadata={"help": "CSV/JSONL test file."})
-    text_a_column: str = field(default="text_a", metadata={"help": "Column of the first sentence in CSV/JSONL files."})
-    text_b_column: Optional[str] = field(default=None, metadata={"help": "Column of the second sentence in CSV/JSONL files."})
-    label_column: str = field(default="label", metadata={"help": "Column of the label in CSV/JSONL files."})
-    max_seq_length: Optional[int] = field(default=None, metadata={"help": "Override the task's max_seq_length."})
-    first_sent_limit: Optional[int] = field(default=None, metadata={"help": "Override the task's token limit for sentence 0."})
-    other_sent_limit: Optional[int] = field(default=None, metadata={"help": "Override the task's token limit for other sentences."})
-    max_test_examples: Optional[int] = field(default=None, metadata={"help": "Evaluate on a fixed random subset of the test set (same subset for every seed)."})
-    zero_shot: bool = field(default=False, metadata={"help": "Evaluate the prompt without training."})
-    row: Optional[str] = field(default=None, metadata={"help": "Table row recorded in results.json (default: zero-shot or pbft)."})
-    paper_hparams: bool = field(default=False, metadata={"help": "The multitask study's settings: batch 2, learning rate 1e-5 (overrides both)."})
-    lmbff_grid: bool = field(default=False, metadata={"help": "LM-BFF's grid: lr {1e-5,2e-5,5e-5} x batch {2,4,8}, best on dev per seed."})
-    save_model: bool = field(default=True, metadata={"help": "Save the best-dev model to <output_dir>/best (HF folder + prompt)."})
-    save_predictions: bool = field(default=False, metadata={"help": "Write test predictions to <output_dir>/test_predictions.jsonl."})
-
-
-@dataclass
-class PromptTrainingArguments(TrainingArguments):
-    """``TrainingArguments`` with the LM-BFF protocol as defaults; every Trainer flag still works."""
-
-    _argument_group_name = "Training (transformers TrainingArguments, LM-BFF defaults)"
-
-    seed: int = field(default=42, metadata={"help": "Split seed: picks the k-shot train/dev split (LM-BFF: 13 21 42 87 100) and seeds training."})
-    max_steps: int = field(default=1000, metadata={"help": "Optimizer steps (LM-BFF: 1000)."})
-    learning_rate: float = field(default=DEFAULT_LR, metadata={"help": f"AdamW learning rate (default {DEFAULT_LR}, chosen for the embedded MiniLM on dev sets; paper: 1e-5)."})
-    per_device_train_batch_size: int = field(default=DEFAULT_BATCH, metadata={"help": f"Batch size per device (default {DEFAULT_BATCH}; paper: 2)."})
-    per_device_eval_batch_size: int = field(default=32, metadata={"help": "Evaluation batch size per device (length-sorted batches)."})
-    eval_strategy: str = field(default="steps", metadata={"help": "Evaluate on the k-shot dev set every eval_steps."})
-    eval_steps: Optional[float] = field(default=100, metadata={"help": "Dev evaluation interval (LM-BFF: 100)."})
-    save_strategy: str = field(default="no", metadata={"help": "The best-dev weights are kept in memory; set 'steps' to also write checkpoints (needed for --resume_from_checkpoint)."})
-    logging_steps: float = field(default=100, metadata={"help": "Log the training loss every N steps."})
-    warmup_steps: float = field(default=0, metadata={"help": "No warmup (LM-BFF)."})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (LM-BFF: 0)."})
-    report_to: Optional[str] = field(default="none", metadata={"help": "Trainer integrations (tensorboard, wandb, ...)."})
-
-    def __post_init__(self):
-        # torchrun on CPU: accelerate only sets up real DDP (gloo) when told to use the CPU; otherwise
-        # the processes would train independently.
-        if _default_ddp_backend() == "gloo":
-            self.use_cpu = True
-            self.ddp_backend = self.ddp_backend or "gloo"
-        if not torch.cuda.is_available():
-            self.dataloader_pin_memory = False
-        super().__post_init__()
-
-
-class BestDevCallback(TrainerCallback):
-    """Keep the weights with the best dev score in memory; restore them at the end of training.
-
-    Improvement is strict and numeric (``score > best``), so a negative Matthews correlation
-    is compared correctly and ties keep the earlier checkpoint. Works on any Trainer whose
-    ``compute_metrics`` reports ``metric_name``.
-    """
-
-    def __init__(self, metric_name: str = "eval_score"):
-        self.metric_name = metric_name
-        self.best_score: Optional[float] = None
-        self.best_step: Optional[int] = None
-        self._state: Optional[Dict[str, torch.Tensor]] = None
-        self.history: List[Dict[str, float]] = []
-
-    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-        if not metrics or self.metric_name not in metrics or model is None:
-            return
-        score = float(metrics[self.metric_name])
-        self.history.append({"step": state.global_step, "score": score})
-        if self.best_score is None or score > self.best_score:
-            self.best_score, self.best_step = score, state.global_step
-            self._state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-    def on_train_end(self, args, state, control, model=None, **kwargs):
-        self.restore(model)
-
-    def restore(self, model):
-        if self._state is not None and model is not None:
-            model.load_state_dict(self._state)
-
-
-class SeededEpochSampler(torch.utils.data.Sampler):
-    """A fresh seeded permutation each epoch, identical in every process.
-
-    Under DDP, accelerate hands consecutive batches of this order to the processes, so a
-    global step sees the same examples whatever the number of processes (N processes x
-    batch b = one process x batch N*b).
-    """
-
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int):
-        self.epoch = int(epoch)
-
-    def __len__(self):
-        return self.n
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
-
-
-class PromptTrainer(Trainer):
-    """``Trainer`` with a process-count-independent train order and exact distributed metrics.
-
-    The loop is the Trainer's own. Evaluation drops the samples that distributed sharding
-    repeats to even out the last batches before metrics are computed, so the dev/test
-    metrics of a 2-process run are computed over exactly the dataset.
-    """
-
-    def _save(self, output_dir=None, state_dict=None):
-        """A prompt model's checkpoint is its masked LM as a standard HF folder (tied weights kept)."""
-        inner = self.accelerator.unwrap_model(self.model)
-        if not isinstance(inner, PromptForMaskedLM):
-            return super()._save(output_dir, state_dict)
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if self.args.should_save:
-            os.makedirs(output_dir, exist_ok=True)
-            inner.mlm.save_pretrained(output_dir)
-            if self.processing_class is not None:
-                self.processing_class.save_pretrained(output_dir)
-
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        inner = self.accelerator.unwrap_model(model if model is not None else self.model)
-        if not isinstance(inner, PromptForMaskedLM):
-            return super()._load_from_checkpoint(resume_from_checkpoint, model)
-        from transformers import AutoModelForMaskedLM
-
-        saved = AutoModelForMaskedLM.from_pretrained(resume_from_checkpoint)
-        inner.mlm.load_state_dict(saved.state_dict())
-
-    def _get_train_sampler(self, train_dataset=None):
-        ds = train_dataset if train_dataset is not None else self.train_dataset
-        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return SeededEpochSampler(len(ds), seed)
-
-    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
-                        metric_key_prefix="eval"):
-        compute, self.compute_metrics = self.compute_metrics, None
-        try:
-            out = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
-        finally:
-            self.compute_metrics = compute
-        n = len(dataloader.dataset)
-        preds = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
-        preds = preds[:n] if preds is not None else None
-        labels = out.label_ids[:n] if out.label_ids is not None else None
-        metrics = dict(out.metrics)
-        if compute is not None and preds is not None and labels is not None:
-            for k, v in compute(EvalPrediction(predictions=preds, label_ids=labels)).items():
-                metrics[f"{metric_key_prefix}_{k}"] = v
-        return EvalLoopOutput(predictions=preds, label_ids=labels, metrics=metrics, num_samples=n)
-
-
-def peak_memory_mb() -> float:
-    """Peak GPU memory allocated (CUDA) or peak resident memory of this process (CPU), in MiB."""
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def parse_label_words(spec: str) -> Dict[str, str]:
-    out = {}
-    for item in spec.split(","):
-        if ":" not in item:
-            raise MtftError(f"--label_words: expected 'label:word' items, got {item!r}")
-        lab, word = item.split(":", 1)
-        out[lab.strip()] = word.strip()
-    return out
-
-
-def resolve_prompt(task: TaskSpec, args: PromptArguments) -> Prompt:
-    if args.template or args.label_words:
-        base = load_prompt(task, args.prompt, args.prompt_file) if not (args.template and args.label_words) else None
-        prompt = Prompt(template=args.template or base.template,
-                        label_words=parse_label_words(args.label_words) if args.label_words else base.label_words,
-                        name="command-line")
-        prompt.words_in_order(task)
-        return prompt
-    return load_prompt(task, args.prompt, args.prompt_file)
-
-
-def load_task_data(task: TaskSpec, args: PromptArguments, seed: int) -> Dict[str, List[Dict]]:
-    if args.train_file or args.test_file:
-        return load_files(task, seed, args.k, args.train_file, args.validation_file, args.test_file,
-                          args.text_a_column, args.text_b_column, args.label_column, args.max_test_examples)
-    if args.dataset_name:
-        return load_hub(task, seed, args.k, None if args.dataset_name == "hub" else args.dataset_name,
-                        args.dataset_config_name, args.max_test_examples)
-    return load_kshot(task, args.data_dir, seed, args.k, max_test_examples=args.max_test_examples)
-
 
 def _config_kwargs(model_args: ModelArguments) -> Dict:
     kwargs = {}
@@ -313,17 +72,6 @@ def load_model(model_args: ModelArguments):
         total = sum(p.numel() for p in mlm.parameters())
         logger.info("LoRA: %d of %d parameters trainable (%.2f%%)", trainable, total, 100 * trainable / total)
     return mlm
-
-
-def make_compute_metrics(task: TaskSpec):
-    low, high = (task.regression["low"], task.regression["high"]) if task.is_regression else (0.0, 1.0)
-
-    def compute(eval_pred):
-        logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
-        preds = predictions_from_logits(logits, task.is_regression, low, high)
-        return compute_metrics(task.metric, preds, eval_pred.label_ids)
-
-    return compute
 
 
 @dataclass
@@ -398,16 +146,9 @@ def train_and_evaluate(model_args: ModelArguments, args: PromptArguments, traini
     mlm = load_model(model_args)
     model = PromptForMaskedLM(mlm)
     best = BestDevCallback()
-    training_args.label_names = ["labels"]  # not label_word_ids, which Trainer would guess from the signature
-    trainer = PromptTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=prep.train if not args.zero_shot else None,
-        eval_dataset=prep.dev,
-        data_collator=PromptCollator(prep.tokenizer.pad_token_id),
-        compute_metrics=make_compute_metrics(task),
-        callbacks=[best] + list(callbacks or []),
-    )
+    trainer = build_trainer(model, training_args, prep.train if not args.zero_shot else None, prep.dev,
+                            PromptCollator(prep.tokenizer.pad_token_id), make_compute_metrics(task),
+                            [best] + list(callbacks or []))
     train_seconds = 0.0
     if not args.zero_shot:
         t0 = time.perf_counter()
@@ -428,7 +169,7 @@ def train_and_evaluate(model_args: ModelArguments, args: PromptArguments, traini
         "task": task.name,
         "row": args.row or row_for_start("zero-shot" if args.zero_shot else "pbft",
                                          multitask_metadata(model_args.model_name_or_path)),
-        "multitask": _multitask_summary(model_args.model_name_or_path),
+        "multitask": multitask_summary(model_args.model_name_or_path),
         "seed": training_args.seed,
         "k": args.k,
         "metric": task.metric,
@@ -455,16 +196,6 @@ def train_and_evaluate(model_args: ModelArguments, args: PromptArguments, traini
     }
     logits = test_out.predictions[0] if isinstance(test_out.predictions, tuple) else test_out.predictions
     return {"record": record, "trainer": trainer, "model": model, "test_logits": logits}
-
-
-def _multitask_summary(model_name: Optional[str]) -> Optional[Dict]:
-    """What results.json and the model card record of a multitask starting point."""
-    meta = multitask_metadata(model_name)
-    if meta is None:
-        return None
-    out = {k: meta.get(k) for k in ("target", "sources_origin", "sampler", "max_steps", "learning_rate", "split_seed")}
-    out["sources"] = [s["task"] for s in meta.get("sources", [])]
-    return out
 
 
 def save_prompt_model(model: PromptForMaskedLM, tokenizer, task: TaskSpec, prompt: Prompt, out_dir: Path, record: Dict,
@@ -539,7 +270,7 @@ def run_prompt_experiment(model_args: ModelArguments, args: PromptArguments, tra
         if args.save_model and not args.zero_shot:
             save_prompt_model(best_run["model"], prep.tokenizer, prep.task, prep.prompt, out / "best", record,
                               merge_lora=model_args.lora_merge)
-        atomic_write_json(out / "results.json", record)
+        write_run_record(out / "results.json", record)
         if push_repo:
             from .hub import push_folder
 

@@ -61,3 +61,47 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     atomic_write_json(tmp_path / "results.json", {"a": 1})
     assert json.loads((tmp_path / "results.json").read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_records_check_their_schema_and_round_trip(tmp_path):
+    import json
+
+    import pytest
+
+    from mtft_nlp.records import ExperimentConfig, RecordError, RunRecord, StageRecord, write_run_record
+
+    rec = {"task": "SST-2", "row": "embed-ft", "seed": 13, "metric": "acc", "dev_score": 0.8, "test_score": 0.75,
+           "zero_shot": False, "model": "minilm", "prompt": {"template": "*cls*"}, "n_test": 872}
+    assert RunRecord.from_dict(rec).to_dict() == rec
+    write_run_record(tmp_path / "r" / "results.json", rec)
+    assert json.loads((tmp_path / "r" / "results.json").read_text()) == rec
+    for key, value, msg in (("seed", "13", "'seed' is str"), ("zero_shot", 1, "'zero_shot' is int"),
+                            ("test_score", None, "'test_score' is NoneType")):
+        with pytest.raises(RecordError, match=msg):
+            write_run_record(tmp_path / "bad" / "results.json", {**rec, key: value})
+    with pytest.raises(RecordError, match="missing field 'prompt'"):
+        RunRecord.from_dict({k: v for k, v in rec.items() if k != "prompt"})
+    assert not (tmp_path / "bad").exists()  # nothing written
+    with pytest.raises(RecordError, match=r"sources\[1\]: missing field 'task'"):
+        StageRecord.from_dict({"target": "CR", "sources": [{"task": "MR"}, {}], "sources_origin": "all",
+                               "max_steps": 10, "learning_rate": 1e-5, "base_model": "minilm"})
+    with pytest.raises(RecordError, match="'workers' is str"):
+        ExperimentConfig.from_dict({"workers": "2"})
+    with pytest.raises(RecordError, match="unknown keys"):
+        ExperimentConfig.from_dict({"wrokers": 2})
+
+
+def test_every_committed_result_file_matches_its_record(tmp_path):
+    import json
+    from pathlib import Path
+
+    from mtft_nlp.records import RunRecord, StageRecord
+
+    root = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+    runs = sorted(root.rglob("results.json"))
+    stages = sorted(root.rglob("multitask_config*.json"))
+    assert len(runs) > 1000 and len(stages) > 50
+    for p in runs:
+        RunRecord.from_dict(json.loads(p.read_text(encoding="utf-8")), str(p))
+    for p in stages:
+        StageRecord.from_dict(json.loads(p.read_text(encoding="utf-8")), str(p))

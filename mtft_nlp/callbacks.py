@@ -1,0 +1,75 @@
+"""Trainer callbacks: the best-dev checkpoint kept in memory, per-task dev metrics of the multitask stage."""
+
+from __future__ import annotations
+
+import logging
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from transformers import TrainerCallback
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BestDevCallback", "MultitaskMetricsCallback"]
+
+
+class BestDevCallback(TrainerCallback):
+    """Keep the weights with the best dev score in memory; restore them at the end of training.
+
+    Improvement is strict and numeric (``score > best``), so a negative Matthews correlation
+    is compared correctly and ties keep the earlier checkpoint. Works on any Trainer whose
+    ``compute_metrics`` reports ``metric_name``.
+    """
+
+    def __init__(self, metric_name: str = "eval_score"):
+        self.metric_name = metric_name
+        self.best_score: Optional[float] = None
+        self.best_step: Optional[int] = None
+        self._state: Optional[Dict[str, torch.Tensor]] = None
+        self.history: List[Dict[str, float]] = []
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        if not metrics or self.metric_name not in metrics or model is None:
+            return
+        score = float(metrics[self.metric_name])
+        self.history.append({"step": state.global_step, "score": score})
+        if self.best_score is None or score > self.best_score:
+            self.best_score, self.best_step = score, state.global_step
+            self._state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.restore(model)
+
+    def restore(self, model):
+        if self._state is not None and model is not None:
+            model.load_state_dict(self._state)
+
+
+class MultitaskMetricsCallback(TrainerCallback):
+    """Collects the per-task dev loss and accuracy that the Trainer logs for each source
+    (``eval_<task>_loss``, ``eval_<task>_acc``; the Trainer's own logging sends them to the console and
+    to ``report_to`` integrations) into ``history``, step -> task -> {loss, acc}, with their mean over
+    the tasks under ``"mean"``, and logs a one-line summary at INFO level (``--log_level info``).
+    Usable with any Trainer whose ``eval_dataset`` is a dict; :class:`MultitaskTrainer` also logs the
+    mean itself (``eval_mean_loss``, ``eval_mean_acc``) through ``Trainer.log``.
+    """
+
+    def __init__(self, task_names: Sequence[str]):
+        self.task_names = list(task_names)
+        self.history: Dict[int, Dict[str, Dict[str, float]]] = {}
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if not metrics:
+            return
+        step = self.history.setdefault(state.global_step, {})
+        for name in self.task_names:
+            loss, acc = metrics.get(f"eval_{name}_loss"), metrics.get(f"eval_{name}_acc")
+            if acc is not None:
+                step[name] = {"loss": float(loss), "acc": float(acc)}
+        if len(step) == len(self.task_names) and "mean" not in step:
+            mean = {"loss": float(np.mean([v["loss"] for v in step.values()])),
+                    "acc": float(np.mean([v["acc"] for v in step.values()]))}
+            step["mean"] = mean
+            logger.info("step %d: mean source dev loss %.4f, acc %.4f (%s)", state.global_step, mean["loss"], mean["acc"],
+                        ", ".join(f"{k} {v['acc']:.2f}" for k, v in step.items() if k != "mean"))

@@ -1,0 +1,165 @@
+"""Typed records: what a run writes to ``results.json``, what a multitask stage writes to ``multitask_config.json``,
+and the experiment configuration of ``mtft-nlp run``.
+
+Each record is a dataclass with ``from_dict`` (schema check: every required field present with its type, the
+field's name in the error) and ``to_dict``. Writers go through :func:`write_run_record` /
+:func:`write_stage_record`, so no file is written that the report could not read. The JSON on disk is unchanged:
+required fields are top-level keys and everything else a method records travels in ``extra``, flattened back into
+the same object, so committed result files load as they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+from .tasks import MtftError
+
+__all__ = ["RecordError", "RunRecord", "StageRecord", "ExperimentConfig", "write_run_record", "write_stage_record"]
+
+
+class RecordError(MtftError):
+    """A record that does not match its schema."""
+
+
+def _check(d: Dict, fields: Tuple[Tuple[str, Any], ...], what: str) -> None:
+    if not isinstance(d, dict):
+        raise RecordError(f"{what}: expected a JSON object, got {type(d).__name__}")
+    for name, types in fields:
+        if name not in d:
+            raise RecordError(f"{what}: missing field {name!r}")
+        if not isinstance(d[name], types) or (isinstance(d[name], bool) and bool not in _as_tuple(types)):
+            raise RecordError(f"{what}: field {name!r} is {type(d[name]).__name__} {d[name]!r}, expected "
+                              f"{' or '.join(t.__name__ for t in _as_tuple(types))}")
+
+
+def _as_tuple(types) -> tuple:
+    return types if isinstance(types, tuple) else (types,)
+
+
+_NUMBER = (int, float)
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """One run of one (task, row, seed): the fields every table, plot and report reads, plus ``extra``."""
+
+    task: str
+    row: str
+    seed: int
+    metric: str
+    dev_score: float
+    test_score: float
+    zero_shot: bool
+    model: str
+    prompt: Dict
+    extra: Dict = dataclasses.field(default_factory=dict)
+
+    SCHEMA = (("task", str), ("row", str), ("seed", int), ("metric", str), ("dev_score", _NUMBER),
+              ("test_score", _NUMBER), ("zero_shot", bool), ("model", str), ("prompt", dict))
+
+    @classmethod
+    def from_dict(cls, d: Dict, where: str = "results record") -> "RunRecord":
+        _check(d, cls.SCHEMA, where)
+        names = [n for n, _ in cls.SCHEMA]
+        return cls(**{n: d[n] for n in names}, extra={k: v for k, v in d.items() if k not in names})
+
+    def to_dict(self) -> Dict:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        out.update(self.extra)
+        return out
+
+
+@dataclasses.dataclass
+class StageRecord:
+    """A multitask stage's metadata (``multitask_config.json``): target, sources and how it was trained."""
+
+    target: Optional[str]
+    sources: List[Dict]
+    sources_origin: str
+    max_steps: int
+    learning_rate: float
+    base_model: Optional[str]
+    extra: Dict = dataclasses.field(default_factory=dict)
+
+    SCHEMA = (("target", (str, type(None))), ("sources", list), ("sources_origin", str), ("max_steps", int),
+              ("learning_rate", _NUMBER), ("base_model", (str, type(None))))
+
+    @classmethod
+    def from_dict(cls, d: Dict, where: str = "multitask stage metadata") -> "StageRecord":
+        _check(d, cls.SCHEMA, where)
+        for i, s in enumerate(d["sources"]):
+            _check(s, (("task", str),), f"{where}: sources[{i}]")
+        names = [n for n, _ in cls.SCHEMA]
+        return cls(**{n: d[n] for n in names}, extra={k: v for k, v in d.items() if k not in names})
+
+    @property
+    def source_tasks(self) -> List[str]:
+        return [s["task"] for s in self.sources]
+
+    def to_dict(self) -> Dict:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        out.update(self.extra)
+        return out
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    """The configuration of ``mtft-nlp run`` (configs/*.yaml): the grid and the flags of each kind of job."""
+
+    model: str = "minilm"
+    targets: List[str] = dataclasses.field(default_factory=lambda: ["SST-2", "RTE"])
+    rows: List[str] = dataclasses.field(default_factory=list)
+    seeds: List[int] = dataclasses.field(default_factory=list)
+    data_dir: Optional[str] = None  # $MTFT_NLP_DATA_DIR or ../shared/data
+    output_dir: str = "runs/experiment"
+    workers: int = 1
+    cells_per_device: int = 1  # cell processes packed onto each visible GPU
+    cells_per_process: int = 1  # >1: consecutive cells of one target and method share a process
+    train: Dict = dataclasses.field(default_factory=dict)  # flags of prompt-based FT cells, e.g. {max_steps: 1000}
+    zero_shot: Dict = dataclasses.field(default_factory=dict)  # flags of prompt zero-shot cells
+    multitask: Dict = dataclasses.field(default_factory=dict)  # mtft-nlp multitask flags (prompt method)
+    selection: Dict = dataclasses.field(default_factory=dict)  # select_tasks options, e.g. {method: selected}
+    embedding: Dict = dataclasses.field(default_factory=dict)  # flags of the embedding method's cells
+    embedding_multitask: Dict = dataclasses.field(default_factory=dict)  # its multitask stages' flags
+    setfit: Dict = dataclasses.field(default_factory=dict)  # flags of the setfit peer's cells
+
+    _TYPES = {"model": str, "targets": list, "rows": (list, str), "seeds": list, "data_dir": (str, type(None)),
+              "output_dir": str, "workers": int, "cells_per_device": int, "cells_per_process": int}
+
+    @classmethod
+    def from_dict(cls, d: Dict, where: str = "config") -> "ExperimentConfig":
+        if not isinstance(d, dict):
+            raise RecordError(f"{where}: expected a mapping of settings, got {type(d).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise RecordError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
+        for name, value in d.items():
+            types = cls._TYPES.get(name, dict)
+            if not isinstance(value, types) or (isinstance(value, bool) and types is int):
+                raise RecordError(f"{where}: {name!r} is {type(value).__name__} {value!r}, expected "
+                                  f"{' or '.join(t.__name__ for t in _as_tuple(types))}")
+        return cls(**d)
+
+    def to_dict(self) -> Dict:
+        return dataclasses.asdict(self)
+
+
+def write_run_record(path: str | os.PathLike, record: Dict) -> RunRecord:
+    """Check ``record`` against :class:`RunRecord`, then write it atomically (the last file a run writes)."""
+    from .results import atomic_write_json
+
+    checked = RunRecord.from_dict(record)
+    atomic_write_json(path, checked.to_dict())
+    return checked
+
+
+def write_stage_record(path: str | os.PathLike, meta: Dict) -> StageRecord:
+    """Check ``meta`` against :class:`StageRecord`, then write it atomically (it marks a finished stage)."""
+    from .results import atomic_write_json
+
+    checked = StageRecord.from_dict(meta)
+    atomic_write_json(path, checked.to_dict())
+    return checked

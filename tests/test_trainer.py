@@ -1,0 +1,67 @@
+"""The Trainer pieces: private overrides still exist in transformers, the sampler is really used, build_trainer."""
+
+import inspect
+
+import torch
+import transformers
+
+from mtft_nlp.callbacks import BestDevCallback
+from mtft_nlp.trainer import MultitaskTrainer, PromptTrainer, SeededEpochSampler, build_trainer
+from mtft_nlp.training_args import PromptTrainingArguments
+
+
+def test_private_overrides_still_exist_in_transformers():
+    # fails loudly on a transformers release that renames or re-signs a private method overridden here
+    for cls in (PromptTrainer, MultitaskTrainer):
+        for name in PromptTrainer.PRIVATE_OVERRIDES:
+            base = getattr(transformers.Trainer, name, None)
+            assert base is not None, f"transformers.Trainer.{name} is gone: {cls.__name__} relies on it"
+            ours = getattr(cls, name)
+            assert list(inspect.signature(ours).parameters) == list(inspect.signature(base).parameters), name
+
+
+class _Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Linear(2, 2)
+
+    def forward(self, x, labels=None):
+        logits = self.w(x)
+        loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return {"loss": loss, "logits": logits}
+
+
+def _data(n=12):
+    return [{"x": torch.tensor([float(i), 1.0]), "labels": i % 2} for i in range(n)]
+
+
+def _collate(feats):
+    return {"x": torch.stack([f["x"] for f in feats]), "labels": torch.tensor([f["labels"] for f in feats])}
+
+
+def _sampler(dl):
+    return getattr(getattr(dl, "batch_sampler", None), "sampler", None) or dl.sampler
+
+
+def test_build_trainer_uses_the_seeded_sampler_and_the_given_optimizer(tmp_path):
+    model = _Tiny()
+    args = PromptTrainingArguments(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=4,
+                                   eval_strategy="no", report_to="none", seed=5)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    trainer = build_trainer(model, args, _data(), None, _collate, None, [BestDevCallback()], opt)
+    assert args.label_names == ["labels"]
+    sampler = _sampler(trainer.get_train_dataloader())
+    assert isinstance(sampler, SeededEpochSampler) and sampler.seed == 5
+    first = list(SeededEpochSampler(12, 5))
+    assert sorted(first) == list(range(12)) and first == list(SeededEpochSampler(12, 5))
+    before = model.w.weight.detach().clone()
+    trainer.train()
+    assert getattr(trainer.optimizer, "optimizer", trainer.optimizer) is opt  # accelerate wraps it
+    assert opt.param_groups[0]["initial_lr"] == 0.1 and not torch.equal(before, model.w.weight)
+
+
+def test_multitask_trainer_reads_the_stream_in_order(tmp_path):
+    args = PromptTrainingArguments(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=4,
+                                   eval_strategy="no", report_to="none")
+    trainer = build_trainer(_Tiny(), args, _data(), None, _collate, trainer_class=MultitaskTrainer)
+    assert list(_sampler(trainer.get_train_dataloader())) == list(range(12))
