@@ -39,7 +39,7 @@ from .training_args import EMBEDDING_DEFAULTS, EmbeddingArguments  # noqa: F401 
 logger = logging.getLogger(__name__)
 
 __all__ = ["EmbeddingArguments", "EMBEDDING_DEFAULTS", "run_embedding_experiment", "fit_adaptation_head",
-           "embedding_optimizer"]
+           "embedding_stage", "embedding_optimizer"]
 
 LOGREG_C = (0.1, 1.0, 10.0, 100.0)
 PROTOTYPE_ALPHA = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -236,3 +236,34 @@ def _write_predictions(out: Path, task: TaskSpec, logits: torch.Tensor):
 
     lines = [json.dumps({"prediction": task.labels[int(i)]}) for i in logits.argmax(-1).tolist()]
     atomic_write_text(out / "test_predictions.jsonl", "\n".join(lines) + "\n")
+
+
+def embedding_stage(model_args, sources, eval_tasks: int, seed: int, head_learning_rate: float = 1e-3,
+                    head_scale: float = 20.0):
+    """The embedding method's multitask stage (the paper's objective): a shared encoder phi with one linear head per
+    source task, each initialised from that source's class descriptions; saved as a plain sentence-transformers
+    folder (the heads are not kept for the target)."""
+    from .multitask import StageParts
+    from .templates import load_prompt
+
+    set_seed(seed)
+    encoder = load_sentence_encoder(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code,
+                                    allow_pickle=getattr(model_args, "allow_pickle", False))
+    heads, train_feats, dev_sets = [], [], {}
+    for tid, src in enumerate(sources):
+        desc = class_descriptions(src.task, load_prompt(src.task))
+        heads.append(ClassHead.from_descriptions(encode_texts(encoder, desc), head_scale))
+        train_feats.append(build_embedding_features(encoder, src.task, src.train, task_id=tid))
+        if not eval_tasks or tid < eval_tasks:
+            dev_sets[src.task.name] = FeatureDataset(build_embedding_features(encoder, src.task, src.dev, task_id=tid),
+                                                     sort_by_length=True)
+    model = EmbeddingForClassification(encoder, heads)
+
+    def save(out: Path):
+        encoder.save(str(out))
+
+    def optimizer(lr: float, weight_decay: float):
+        return embedding_optimizer(model, lr, head_learning_rate, weight_decay)
+
+    return StageParts(model, encoder.tokenizer, EmbeddingCollator(encoder.tokenizer.pad_token_id), train_feats,
+                      dev_sets, save, make_optimizer=optimizer)

@@ -21,16 +21,11 @@ recorded under each row (``same_run_as`` in the copies).
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import copy
 import hashlib
 import json
 import logging
-import os
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -40,6 +35,8 @@ from .data import SEEDS, default_data_dir
 from . import rows as _rows
 from .records import ExperimentConfig
 from .results import atomic_write_json, atomic_write_text
+from .workers import (Interrupted, _device_envs, _unit_results, assign_devices, device_envs,  # noqa: F401
+                      run_cells, run_jobs, stop_running_jobs)
 from .tasks import MtftError, get_task
 
 logger = logging.getLogger(__name__)
@@ -219,235 +216,106 @@ def _done(d: Path, marker: str) -> bool:
         return False
 
 
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during ``run_plan``: the running job processes were stopped; rerunning resumes."""
-
-
-_STOP = threading.Event()  # set on Ctrl-C: no new job process is started
-_RUNNING: Dict[int, subprocess.Popen] = {}
-_RUNNING_LOCK = threading.Lock()
-
-
-def _child_setup():  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the child gets SIGTERM when the thread that started it dies (e.g. ``kill -9`` of ``mtft-nlp run``)."""
-    try:
-        import ctypes
-        import signal
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
-def _run_process(cmd: List[str], log_path: Path, env: Optional[Dict] = None) -> int:
-    """Run one job process, output to ``log_path``. It runs in its own process group (so a terminal
-    Ctrl-C reaches only ``mtft-nlp run``, which then stops it) and dies with its parent on Linux."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", encoding="utf-8") as log:
-        with _RUNNING_LOCK:
-            if _STOP.is_set():
-                return -2
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                    preexec_fn=_child_setup if sys.platform.startswith("linux") else None)
-            _RUNNING[proc.pid] = proc
-        try:
-            return proc.wait()
-        finally:
-            with _RUNNING_LOCK:
-                _RUNNING.pop(proc.pid, None)
-
-
-def _last_progress(log_path: Path) -> Optional[str]:
-    """The last ``progress:`` line a job wrote to its log (see ``cli.step_progress_callback``)."""
-    try:
-        with open(log_path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 8192))
-            tail = f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return None
-    lines = [ln for ln in tail.splitlines() if ln.startswith("progress: ")]
-    return lines[-1][len("progress: "):] if lines else None
-
-
-def _completed_with_progress(futures: Dict, write, poll: float = 2.0):
-    """``as_completed`` that, while waiting, writes each running single-job unit's newest progress line
-    (the multitask stages print one every few steps)."""
-    pending, shown = set(futures), {}
-    while pending:
-        done, pending = cf.wait(pending, timeout=poll, return_when=cf.FIRST_COMPLETED)
-        for fut in pending:
-            unit = futures[fut]
-            job = unit[0] if isinstance(unit, list) else unit
-            line = _last_progress(job["dir"].with_suffix(".log"))
-            if line and shown.get(fut) != line:
-                shown[fut] = line
-                write(f"{job['target']} multitask: {line}")
-        yield from done
-
-
-def stop_running_jobs(grace: float = 5.0) -> None:
-    """Start no new job; SIGTERM every running job's process group, SIGKILL what is left after ``grace`` s."""
-    import signal
-
-    _STOP.set()
-    with _RUNNING_LOCK:
-        procs = list(_RUNNING.values())
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for proc in procs:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, sig)
-                except (ProcessLookupError, PermissionError):
-                    pass
-        deadline = time.time() + grace
-        while time.time() < deadline and any(p.poll() is None for p in procs):
-            time.sleep(0.05)
-        if all(p.poll() is not None for p in procs):
-            break
-
-
-def assign_devices(workers: int, n_gpus: int, cells_per_device: int = 1) -> List[Optional[int]]:
-    """The GPU index of each worker slot (``None``: the CPU).
-
-    Without a GPU there are ``workers`` CPU slots. With ``n_gpus`` GPUs there are
-    ``max(workers, n_gpus * cells_per_device)`` slots, assigned round-robin (slot i on GPU
-    ``i % n_gpus``), so every GPU holds ``cells_per_device`` cell processes (or, when ``workers``
-    asks for more, the GPUs' loads differ by at most one).
-    """
-    workers, cells_per_device = max(1, int(workers)), max(1, int(cells_per_device))
-    if n_gpus <= 0:
-        return [None] * workers
-    return [i % n_gpus for i in range(max(workers, n_gpus * cells_per_device))]
-
-
-def _visible_gpus() -> List[str]:
-    """The ids to put in ``CUDA_VISIBLE_DEVICES`` for each GPU this process sees (respecting a
-    ``CUDA_VISIBLE_DEVICES`` already set, e.g. ``2,5``)."""
-    import torch
-
-    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    listed = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
-    return listed[:n] if len(listed) >= n else [str(i) for i in range(n)]
-
-
-def _device_envs(workers: int, cells_per_device: int = 1, gpus: Optional[Sequence[str]] = None) -> List[Dict]:
-    """One environment per worker slot (see :func:`assign_devices`): each slot on a GPU sees only that
-    GPU; with several slots each gets ``cores // slots`` CPU threads (``OMP_NUM_THREADS``, unless set).
-    ``gpus`` (default: the visible ones) lists the device ids, for tests."""
-    gpus = _visible_gpus() if gpus is None else list(gpus)
-    slots = assign_devices(workers, len(gpus), cells_per_device)
-    threads = str(max(1, (os.cpu_count() or 1) // len(slots)))
-    envs = []
-    for device in slots:
-        env = dict(os.environ)
-        if device is not None:
-            env["CUDA_VISIBLE_DEVICES"] = gpus[device]
-        if len(slots) > 1:
-            env.setdefault("OMP_NUM_THREADS", threads)
-        envs.append(env)
-    return envs
-
-
 def run_plan(cfg: Dict, progress: bool = True) -> Dict:
-    """Run every missing job of ``cfg``; returns counts. Safe to interrupt and rerun."""
+    """Run every missing job of ``cfg``: 1. task selections, 2. multitask stages, 3. cells; returns counts.
+    Safe to interrupt and rerun."""
     plan = Plan(cfg)
     plan.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(plan.root / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
-    py = [sys.executable, "-m", "mtft_nlp.cli"]
-    workers = max(1, int(cfg.get("workers") or 1))
-    envs = _device_envs(workers, int(cfg.get("cells_per_device") or 1))
-    workers = len(envs)  # raised to GPUs x cells_per_device on GPUs
-    per_process = max(1, int(cfg.get("cells_per_process") or 1))
+    envs = device_envs(max(1, int(cfg.get("workers") or 1)), int(cfg.get("cells_per_device") or 1))
+    _run_selections(plan)
     failures: List[str] = []
-
-    # 1. task selection (fast, in process, cached embeddings); ``selected`` also for the ablations,
-    #    whose fixed sizes and shared checkpoints refer to it
-    variants = plan.variants()
-    if variants:
-        from .selection import select_tasks
-
-        for target in cfg["targets"]:
-            for variant in ["sel"] + [v for v in variants if v != "sel"]:
-                path = plan.selection_path(target, variant)
-                if not _done(path.parent, path.name):
-                    result = select_tasks(target, data_dir=cfg["data_dir"], model_name_or_path=cfg["model"],
-                                          **plan.selection_options(variant))
-                    atomic_write_json(path, result.to_dict())
-                    logger.info("selection (%s) for %s: %s", VARIANTS[variant], target, result.selected)
-
-    # 2. multitask stages, then 3. cells; each a subprocess, `workers` at a time
-    def execute(jobs, kind):
-        todo = [j for j in jobs if not _done(j["dir"], "multitask_config.json" if kind == "multitask" else "results.json")]
-        if not todo:
-            return 0
-        _STOP.clear()
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(todo), desc=f"{kind} ({len(jobs) - len(todo)} of {len(jobs)} done before)", unit="job")
-        pool = cf.ThreadPoolExecutor(max_workers=workers)
-        try:
-            futures = {}
-            units = _batches(todo, per_process, plan.root) if kind == "cell" else [[j] for j in todo]
-            for i, unit in enumerate(units):
-                job = unit[0]
-                if len(unit) > 1:  # several cells in one process: imports and the frozen encoder's embeddings once
-                    cmd, log = py + ["cells", str(job["batch_file"])], job["batch_file"].with_suffix(".log")
-                else:
-                    cmd = py + ([kind] if kind == "multitask" else ["train"]) + job["args"] + \
-                        ["--output_dir", str(job["dir"])]
-                    log = job["dir"].with_suffix(".log")
-                futures[pool.submit(_timed, cmd, log, envs[i % workers])] = unit
-            for fut, job, rc, seconds in _unit_results(futures, (bar.write if bar else print) if kind == "multitask" else None):
-                ok = rc == 0 and _done(job["dir"], "multitask_config.json" if kind == "multitask" else "results.json")
-                name = f"{job['target']} {VARIANTS.get(job['variant'], 'all')}" if kind == "multitask" else \
-                    f"{job['target']} {job['row']} seed {job['seed']}"
-                if ok and kind == "cell":
-                    r = json.loads((job["dir"] / "results.json").read_text())
-                    msg = f"{name}: {r['metric']} {r['test_score']:.4f} (dev {r['dev_score']:.4f}) in {seconds:.0f}s"
-                else:
-                    log = job.get("batch_file", job["dir"]).with_suffix(".log")
-                    msg = f"{name}: {'done' if ok else 'FAILED (log: ' + str(log) + ')'} in {seconds:.0f}s"
-                if not ok:
-                    failures.append(name)
-                (bar.write if bar else print)(msg)
-                if bar:
-                    bar.update(1)
-        except KeyboardInterrupt:  # Ctrl-C: stop the running jobs (their process groups), start no new one
-            import signal
-
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not interrupt the clean-up
-            stop_running_jobs()
-            pool.shutdown(wait=True, cancel_futures=True)
-            if bar:
-                bar.close()
-            raise Interrupted() from None
-        pool.shutdown(wait=True)
-        if bar:
-            bar.close()
-        return len(todo)
-
-    n_mt = execute(plan.multitask_jobs(), "multitask")
+    n_mt = _execute(plan, plan.multitask_jobs(), "multitask", envs, failures, progress)
     cells = plan.cells()
     ready = [c for c in cells if not c["needs"] or _done(plan.multitask_dir(*c["needs"]), "multitask_config.json")]
     first: Dict[str, Dict] = {}
     for c in ready:
         first.setdefault(c["computes"], c)
-    n_cells = execute([c for c in ready if first[c["computes"]] is c], "cell")
-    for c in ready:  # the same run under another row (e.g. no-diversity choosing the selected sources)
+    n_cells = _execute(plan, [c for c in ready if first[c["computes"]] is c], "cell", envs, failures, progress)
+    _record_same_runs(ready, first)
+    if failures:
+        raise MtftError(f"{len(failures)} jobs failed: {', '.join(failures[:5])}{' ...' if len(failures) > 5 else ''}; "
+                        "rerun to retry them")
+    return {"cells": len(cells), "ran": n_cells, "multitask_ran": n_mt, "blocked": len(cells) - len(ready)}
+
+
+def _run_selections(plan: "Plan") -> None:
+    """Task selection (fast, in process, cached embeddings); ``selected`` also for the ablations, whose fixed sizes
+    and shared checkpoints refer to it."""
+    variants = plan.variants()
+    if not variants:
+        return
+    from .selection import select_tasks
+
+    cfg = plan.cfg
+    for target in cfg["targets"]:
+        for variant in ["sel"] + [v for v in variants if v != "sel"]:
+            path = plan.selection_path(target, variant)
+            if not _done(path.parent, path.name):
+                result = select_tasks(target, data_dir=cfg["data_dir"], model_name_or_path=cfg["model"],
+                                      **plan.selection_options(variant))
+                atomic_write_json(path, result.to_dict())
+                logger.info("selection (%s) for %s: %s", VARIANTS[variant], target, result.selected)
+
+
+def _record_same_runs(ready: List[Dict], first: Dict[str, Dict]) -> None:
+    """The same run under another row (e.g. two selection methods choosing the same sources): a copy of the
+    result with ``same_run_as``."""
+    for c in ready:
         src = first[c["computes"]]
         if src is not c and _done(src["dir"], "results.json") and not _done(c["dir"], "results.json"):
             r = json.loads((src["dir"] / "results.json").read_text(encoding="utf-8"))
             r.update(row=c["row"], same_run_as=src["row"])
             atomic_write_json(c["dir"] / "results.json", r)
-    skipped = len(cells) - len(ready)
-    if failures:
-        raise MtftError(f"{len(failures)} jobs failed: {', '.join(failures[:5])}{' ...' if len(failures) > 5 else ''}; "
-                        "rerun to retry them")
-    return {"cells": len(cells), "ran": n_cells, "multitask_ran": n_mt, "blocked": skipped}
+
+
+def _execute(plan: "Plan", jobs: List[Dict], kind: str, envs: List[Dict], failures: List[str], progress: bool) -> int:
+    """Run the unfinished ``jobs`` (stages or cells) as subprocesses; one line per finished job."""
+    marker = "multitask_config.json" if kind == "multitask" else "results.json"
+    todo = [j for j in jobs if not _done(j["dir"], marker)]
+    if not todo:
+        return 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), desc=f"{kind} ({len(jobs) - len(todo)} of {len(jobs)} done before)", unit="job")
+    write = bar.write if bar else print
+    per_process = max(1, int(plan.cfg.get("cells_per_process") or 1))
+    units = _batches(todo, per_process, plan.root) if kind == "cell" else [[j] for j in todo]
+
+    def report(job, rc, seconds):
+        ok = rc == 0 and _done(job["dir"], marker)
+        name = f"{job['target']} {VARIANTS.get(job['variant'], 'all')} ({job.get('method', 'prompt')})" \
+            if kind == "multitask" else f"{job['target']} {job['row']} seed {job['seed']}"
+        if ok and kind == "cell":
+            r = json.loads((job["dir"] / "results.json").read_text())
+            msg = f"{name}: {r['metric']} {r['test_score']:.4f} (dev {r['dev_score']:.4f}) in {seconds:.0f}s"
+        else:
+            log = job.get("batch_file", job["dir"]).with_suffix(".log")
+            msg = f"{name}: {'done' if ok else 'FAILED (log: ' + str(log) + ')'} in {seconds:.0f}s"
+        if not ok:
+            failures.append(name)
+        write(msg)
+        if bar:
+            bar.update(1)
+
+    try:
+        run_jobs(units, lambda unit: _command(unit, kind), envs, report, write if kind == "multitask" else None)
+    finally:
+        if bar:
+            bar.close()
+    return len(todo)
+
+
+def _command(unit: List[Dict], kind: str):
+    """The argv and log file of a unit: one stage, one cell, or a batch of cells run by ``mtft-nlp cells``."""
+    py = [sys.executable, "-m", "mtft_nlp.cli"]
+    job = unit[0]
+    if len(unit) > 1:  # several cells in one process: imports and the frozen encoder's embeddings once
+        return py + ["cells", str(job["batch_file"])], job["batch_file"].with_suffix(".log")
+    sub = "multitask" if kind == "multitask" else "train"
+    return py + [sub] + job["args"] + ["--output_dir", str(job["dir"])], job["dir"].with_suffix(".log")
 
 
 def _batches(cells: List[Dict], size: int, root: Path) -> List[List[Dict]]:
@@ -470,41 +338,6 @@ def _batches(cells: List[Dict], size: int, root: Path) -> List[List[Dict]]:
             for c in unit:
                 c["batch_file"] = path
     return units
-
-
-def _unit_results(futures, progress=None):
-    """(future, cell or job, return code, seconds) for each job of each finished unit; a unit's seconds are shared
-    out over its cells. With ``progress`` (a write function), running jobs' progress lines are written meanwhile."""
-    for fut in (_completed_with_progress(futures, progress) if progress else cf.as_completed(futures)):
-        unit = futures[fut]
-        rc, seconds = fut.result()
-        for job in unit:
-            yield fut, job, rc if len(unit) == 1 else 0, seconds / len(unit)
-
-
-def run_cells(batch_file: str) -> int:
-    """Run the cells of a batch file one after another in this process (``mtft-nlp cells``); a failing cell is
-    logged and the next one runs. Returns the number of failed cells."""
-    import traceback
-
-    from .cli import run_glue_main
-
-    specs = json.loads(Path(batch_file).read_text(encoding="utf-8"))
-    failed = 0
-    for spec in specs:
-        try:
-            rc = run_glue_main(list(spec["args"]))
-        except Exception:  # one broken cell must not take the batch down
-            traceback.print_exc()
-            rc = 1
-        failed += rc != 0
-    return failed
-
-
-def _timed(cmd, log, env):
-    t0 = time.time()
-    rc = _run_process(cmd, log, env)
-    return rc, time.time() - t0
 
 
 # --------------------------------------------------------------------------- sweeps

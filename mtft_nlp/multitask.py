@@ -23,14 +23,15 @@ import numpy as np
 from torch.utils.data import Dataset
 from transformers import set_seed
 
-from .data import DEFAULT_K, SEEDS, DataError, load_kshot, text_overlap
+from .data import DEFAULT_K
 from .features import FeatureDataset, PromptCollator, build_features
 from .metrics import accuracy
 from .modeling import MULTITASK_METADATA as METADATA_FILE, PromptForMaskedLM, resolve_model_name
 from .methods import resolve_method
 from .results import atomic_write_json, environment
 from .records import write_stage_record
-from .tasks import MtftError, TaskSpec, available_tasks, get_task, leave_one_out, task_family
+from .sources import SourceData, in_family, load_sources
+from .tasks import MtftError, get_task, leave_one_out
 from .templates import PromptEncoder, load_prompt
 from .callbacks import MultitaskMetricsCallback
 from .trainer import MultitaskTrainer, build_trainer
@@ -101,8 +102,7 @@ def resolve_sources(target: Optional[str], sources: Sequence[str], data_dir=None
         out = [get_task(s).name for s in sources]
         origin, selection = "list", None
     target_task = get_task(target) if target else None
-    excluded = {n for n in available_tasks() if target_task and task_family(n) == task_family(target_task)}
-    clash = [s for s in out if s in excluded]
+    clash = in_family(out, target_task) if target_task else []
     if clash:
         raise MtftError(f"sources {clash} are the target {target_task.name} or its variants")
     regression = [s for s in out if get_task(s).is_regression]
@@ -159,60 +159,6 @@ def sampling_probs(sizes: Sequence[int], sampler: str, temperature: float = 2.0)
 def task_accuracy_metrics(eval_pred):
     logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
     return {"acc": accuracy(np.asarray(logits).argmax(-1), eval_pred.label_ids)}
-
-
-@dataclass
-class SourceData:
-    task: TaskSpec
-    train: List[Dict]
-    dev: List[Dict]
-    overlap: Optional[Dict[str, object]]
-    dev_excluded: int = 0  # pooled train examples left out because they are in the held-out dev split
-
-
-def load_sources(args: MultitaskArguments, names: Sequence[str], target: Optional[TaskSpec]) -> List[SourceData]:
-    seeds = list(SEEDS) if args.pool_seeds else [args.source_seed]
-    target_test = None
-    if target is not None:
-        try:
-            target_test = load_kshot(target, args.data_dir, args.source_seed, splits=("test",))["test"]
-        except DataError as exc:
-            logger.warning("target %s: no test set to check for overlap (%s)", target.name, exc)
-    out = []
-    for name in names:
-        task = get_task(name)
-        train, seen = [], set()
-        # the dev split of --source_seed is the held-out set the stage is scored on; pooled train sets of other
-        # seeds can contain its examples, which are then left out of training
-        dev = load_kshot(task, args.data_dir, args.source_seed, args.source_k, splits=("dev",))["dev"]
-        held_out = {(ex["text_a"], ex["text_b"]) for ex in dev}
-        n_held_out = 0
-        for s in seeds:
-            for ex in load_kshot(task, args.data_dir, s, args.source_k, splits=("train",))["train"]:
-                key = (ex["text_a"], ex["text_b"], ex["label"])
-                if args.pool_seeds and key[:2] in held_out:
-                    n_held_out += 1
-                elif key not in seen:
-                    seen.add(key)
-                    train.append(ex)
-        if n_held_out:
-            logger.info("source %s: %d pooled train examples are in the seed-%d dev split; left out of training",
-                        task.name, n_held_out, args.source_seed)
-        overlap = None
-        if target_test is not None:
-            overlap = text_overlap(target_test, train)
-            if overlap["normalized"]:
-                logger.warning("source %s: %d of %d train examples share text with %s's test set (%d exact)%s",
-                               task.name, overlap["normalized"], len(train), target.name, overlap["exact"],
-                               "" if args.allow_overlap else "; excluded")
-                if not args.allow_overlap:
-                    drop = set(overlap["indices"])
-                    train = [ex for i, ex in enumerate(train) if i not in drop]
-            overlap = {k: v for k, v in overlap.items() if k != "indices"}
-        if not train:
-            raise MtftError(f"source {task.name}: no training examples left after removing overlap with the target")
-        out.append(SourceData(task, train, dev, overlap, n_held_out))
-    return out
 
 
 def run_multitask(model_args: ModelArguments, args: MultitaskArguments, training_args: MultitaskTrainingArguments) -> Dict:

@@ -53,7 +53,7 @@ from .coverage import (  # noqa: F401
     mahalanobis_sq,
     make_coverage,
 )
-from .data import DEFAULT_K, default_data_dir, load_kshot, text_overlap  # noqa: F401
+from .data import DEFAULT_K, default_data_dir, text_overlap  # noqa: F401
 from .selection_embeddings import (  # noqa: F401
     DEFAULT_ENCODER,
     DEFAULT_MODEL,
@@ -71,7 +71,8 @@ from .selection_embeddings import (  # noqa: F401
     task_examples,
 )
 from .selection_result import SelectionResult, rank_by_similarity
-from .tasks import MtftError, TaskSpec, classification_tasks, get_task, leave_one_out, task_family
+from .sources import in_family, load_target_test
+from .tasks import MtftError, TaskSpec, classification_tasks, get_task, leave_one_out  # noqa: F401 (MtftError)
 
 logger = logging.getLogger(__name__)
 
@@ -105,15 +106,15 @@ def resolve_candidates(target: TaskSpec | str, candidates: Optional[Sequence[str
             raise SelectionError(f"target {target.name}: no candidate tasks left after excluding the target and the "
                                  f"tasks sharing its data")
         return out
-    out: List[str] = []
-    family = [c for c in candidates if task_family(get_task(c)) == task_family(target)]
+    family = in_family(candidates, target)
     if family and len(family) == len(candidates):
         raise SelectionError(f"target {target.name}: no candidate tasks left after excluding the target and the tasks "
                              f"sharing its data ({', '.join(map(repr, family))})")
+    if family:
+        raise SelectionError(f"candidate {family[0]!r} is the target {target.name} or shares its data; remove it")
+    out: List[str] = []
     for c in candidates:
         t = get_task(c)
-        if task_family(t) == task_family(target):
-            raise SelectionError(f"candidate {c!r} is the target {target.name} or shares its data; remove it")
         if t.name not in out:
             out.append(t.name)
     if not out:
@@ -341,12 +342,10 @@ def select_from_embeddings(target_name: str, target: np.ndarray, candidates: Dic
 
 def _overlap_with_target(target: TaskSpec, data_dir, candidates: Sequence[str], split_seed: int, k_shot: int,
                          pool_seeds: bool) -> Tuple[Dict[str, Dict], Optional[str]]:
-    """text_overlap of each candidate's k-shot train data with the target's test set."""
-    try:
-        test = load_kshot(target, data_dir, split_seed, k_shot, splits=("test",))["test"]
-    except MtftError as exc:
-        note = f"target test set not available, text overlap not checked ({exc})"
-        logger.warning(note)
+    """text_overlap of each candidate's k-shot train data with the target's test set (the source pool's guard,
+    reported here, not applied: the multitask stage removes the overlapping examples)."""
+    test, note = load_target_test(target, data_dir, split_seed, k_shot)
+    if test is None:
         return {}, note
     return {c: text_overlap(test, task_examples(c, data_dir, split_seed, k_shot, pool_seeds))
             for c in candidates}, None

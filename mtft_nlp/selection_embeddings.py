@@ -31,7 +31,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .coverage import SelectionError
-from .data import DEFAULT_K, SEEDS, DataError, load_kshot
+from .data import DEFAULT_K
+from .sources import pooled_train, split_seeds
 from .tasks import MtftError, TaskSpec, get_task
 from .templates import PromptEncoder, load_prompt
 
@@ -52,23 +53,9 @@ MASKED_LM = "masked-lm"
 
 def task_examples(task: TaskSpec | str, data_dir, split_seed: int = DEFAULT_SPLIT_SEED, k_shot: int = DEFAULT_K,
                   pool_seeds: bool = False) -> List[Dict]:
-    """The task's k-shot train examples (one split seed, or the union over the 5 seeds)."""
-    task = get_task(task)
-    seeds = SEEDS if pool_seeds else (split_seed,)
-    out: List[Dict] = []
-    seen = set()
-    for s in seeds:
-        try:
-            train = load_kshot(task, data_dir, s, k_shot, splits=("train",))["train"]
-        except MtftError as exc:
-            raise DataError(f"cannot load the k-shot train data of task {task.name} (seed {s}, K {k_shot}): "
-                            f"{exc}") from None
-        for ex in train:
-            key = (ex["text_a"], ex["text_b"], str(ex["label"]))
-            if key not in seen:
-                seen.add(key)
-                out.append(ex)
-    return out
+    """The task's k-shot train examples (one split seed, or the union over the 5 seeds): the source pool's
+    :func:`~mtft_nlp.sources.pooled_train`."""
+    return pooled_train(task, data_dir, split_seeds(split_seed, pool_seeds), k_shot)[0]
 
 
 class _TextTokens:

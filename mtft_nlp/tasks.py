@@ -175,21 +175,11 @@ class TaskSpec:
     def num_labels(self) -> int:
         return len(self.labels)
 
-    @property
-    def split_name(self) -> str:
-        """Folder name of this task's k-shot splits (LM-BFF's directory name)."""
-        if self.lmbff is not None:
-            return self.lmbff.dir
-        return self.name
-
     def label_index(self, value: Any) -> int:
         """Class index of a raw label (regression: the 0/1 bucket used for sampling)."""
         if self.is_regression:
             return 0 if float(value) < self.regression["bucket_threshold"] else 1
         return self.labels.index(str(value))
-
-    def key(self) -> str:
-        return self.name.lower()
 
 
 def _normalise(name: str) -> str:

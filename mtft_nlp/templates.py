@@ -276,8 +276,16 @@ class PromptEncoder:
                      row_names: Optional[Sequence[str]] = None) -> List[Dict[str, object]]:
         n = len(texts_a)
         texts_b = texts_b if texts_b is not None else [None] * n
-        sents = [texts_a, texts_b]
-        # tokenize every sentence piece of every example in one fast-tokenizer call per piece
+        piece_ids = self._sentence_ids([texts_a, texts_b], n, row_names)
+        out = []
+        for j in range(n):
+            where = row_names[j] if row_names else f"example {j + 1}"
+            out.append(self._features({i: ids[j] for i, ids in piece_ids.items()}, where))
+        return out
+
+    def _sentence_ids(self, sents, n: int, row_names: Optional[Sequence[str]]) -> Dict[int, List[List[int]]]:
+        """piece index -> the token ids of that sentence piece for every example (one fast-tokenizer call per
+        piece), cut to the sentence limit."""
         piece_ids: Dict[int, List[List[int]]] = {}
         for i, p in enumerate(self.pieces):
             if p.kind != "sent":
@@ -295,45 +303,40 @@ class PromptEncoder:
             if limit:
                 ids = [x[:limit] for x in ids]
             piece_ids[i] = ids
-        mask_id = self.tokenizer.mask_token_id
-        out = []
-        for j in range(n):
-            input_ids: List[int] = []
-            token_types: List[int] = []
-            segment = 0
-            sent_ids = {i: ids[j] for i, ids in piece_ids.items()}
-            if self.fit_to_length:
-                total = sum(len(v) for v in self._fixed.values()) + sum(len(v) for v in sent_ids.values())
-                excess = total - self.max_seq_length
-                while excess > 0 and any(sent_ids.values()):
-                    longest = max(sent_ids, key=lambda i: len(sent_ids[i]))
-                    sent_ids[longest] = sent_ids[longest][:-1]
-                    excess -= 1
-            for i, p in enumerate(self.pieces):
-                new = sent_ids[i] if p.kind == "sent" else self._fixed[i]
-                input_ids += new
-                token_types += [segment] * len(new)
-                if p.new_segment:
-                    segment += 1
-            if len(input_ids) > self.max_seq_length:
-                if self.truncate_head:
-                    input_ids, token_types = input_ids[-self.max_seq_length:], token_types[-self.max_seq_length:]
-                else:
-                    input_ids, token_types = input_ids[: self.max_seq_length], token_types[: self.max_seq_length]
-            if mask_id not in input_ids:
-                where = row_names[j] if row_names else f"example {j + 1}"
-                if self.fit_to_length:
-                    raise PromptError(f"{where}: the prompt alone is longer than max_seq_length {self.max_seq_length}")
-                raise PromptError(
-                    f"{where}: the mask token was truncated away (max_seq_length {self.max_seq_length}); "
-                    "raise --max_seq_length or set a sentence limit (--first_sent_limit/--other_sent_limit)"
-                )
-            feat = {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "mask_pos": input_ids.index(mask_id)}
-            if self.use_token_types:
-                feat["token_type_ids"] = token_types
-            out.append(feat)
-        return out
+        return piece_ids
 
-    def render_text(self, text_a: str, text_b: Optional[str] = None) -> str:
-        """The prompt as the model sees it (decoded tokens), for logs and model cards."""
-        return self.tokenizer.decode(self.encode(text_a, text_b)["input_ids"])
+    def _features(self, sent_ids: Dict[int, List[int]], where: str) -> Dict[str, object]:
+        """One example's input_ids / attention_mask / mask_pos (/ token_type_ids) from its sentence pieces' ids."""
+        mask_id = self.tokenizer.mask_token_id
+        input_ids: List[int] = []
+        token_types: List[int] = []
+        segment = 0
+        if self.fit_to_length:
+            total = sum(len(v) for v in self._fixed.values()) + sum(len(v) for v in sent_ids.values())
+            excess = total - self.max_seq_length
+            while excess > 0 and any(sent_ids.values()):
+                longest = max(sent_ids, key=lambda i: len(sent_ids[i]))
+                sent_ids[longest] = sent_ids[longest][:-1]
+                excess -= 1
+        for i, p in enumerate(self.pieces):
+            new = sent_ids[i] if p.kind == "sent" else self._fixed[i]
+            input_ids += new
+            token_types += [segment] * len(new)
+            if p.new_segment:
+                segment += 1
+        if len(input_ids) > self.max_seq_length:
+            if self.truncate_head:
+                input_ids, token_types = input_ids[-self.max_seq_length:], token_types[-self.max_seq_length:]
+            else:
+                input_ids, token_types = input_ids[: self.max_seq_length], token_types[: self.max_seq_length]
+        if mask_id not in input_ids:
+            if self.fit_to_length:
+                raise PromptError(f"{where}: the prompt alone is longer than max_seq_length {self.max_seq_length}")
+            raise PromptError(
+                f"{where}: the mask token was truncated away (max_seq_length {self.max_seq_length}); "
+                "raise --max_seq_length or set a sentence limit (--first_sent_limit/--other_sent_limit)"
+            )
+        feat = {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "mask_pos": input_ids.index(mask_id)}
+        if self.use_token_types:
+            feat["token_type_ids"] = token_types
+        return feat

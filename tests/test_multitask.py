@@ -93,7 +93,7 @@ def test_leakage_guard_finds_planted_overlaps(data_dir):
             out["train"] = out["train"] + [dict(test[0]), dict(test[1], text_a=test[1]["text_a"].upper())]
         return out
 
-    import mtft_nlp.multitask as mt
+    import mtft_nlp.sources as mt  # the source pool loads the k-shot data
 
     mt.load_kshot, saved = planted, mt.load_kshot
     try:

@@ -1,0 +1,214 @@
+"""The grid's job processes: which device and how many threads each gets, running them, Ctrl-C.
+
+Each job (a multitask stage, a cell, or a batch of cells run by one ``mtft-nlp cells`` process) is a subprocess in
+its own process group that dies with its parent (Linux ``PR_SET_PDEATHSIG``); ``workers`` of them run at a time,
+each pinned to one GPU slot (:func:`assign_devices`) or to ``cores // workers`` CPU threads. One Ctrl-C stops the
+running jobs and starts no new one (:class:`Interrupted`); finished results stay, so a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+__all__ = ["Interrupted", "assign_devices", "device_envs", "run_jobs", "run_cells", "stop_running_jobs"]
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during ``run_plan``: the running job processes were stopped; rerunning resumes."""
+
+
+_STOP = threading.Event()  # set on Ctrl-C: no new job process is started
+_RUNNING: Dict[int, subprocess.Popen] = {}
+_RUNNING_LOCK = threading.Lock()
+
+
+def _child_setup():  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the child gets SIGTERM when the thread that started it dies (e.g. ``kill -9`` of ``mtft-nlp run``)."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def _run_process(cmd: List[str], log_path: Path, env: Optional[Dict] = None) -> int:
+    """Run one job process, output to ``log_path``. It runs in its own process group (so a terminal
+    Ctrl-C reaches only ``mtft-nlp run``, which then stops it) and dies with its parent on Linux."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", encoding="utf-8") as log:
+        with _RUNNING_LOCK:
+            if _STOP.is_set():
+                return -2
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                    preexec_fn=_child_setup if sys.platform.startswith("linux") else None)
+            _RUNNING[proc.pid] = proc
+        try:
+            return proc.wait()
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.pop(proc.pid, None)
+
+
+def _last_progress(log_path: Path) -> Optional[str]:
+    """The last ``progress:`` line a job wrote to its log (see ``cli.step_progress_callback``)."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            tail = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    lines = [ln for ln in tail.splitlines() if ln.startswith("progress: ")]
+    return lines[-1][len("progress: "):] if lines else None
+
+
+def _completed_with_progress(futures: Dict, write, poll: float = 2.0):
+    """``as_completed`` that, while waiting, writes each running single-job unit's newest progress line
+    (the multitask stages print one every few steps)."""
+    pending, shown = set(futures), {}
+    while pending:
+        done, pending = cf.wait(pending, timeout=poll, return_when=cf.FIRST_COMPLETED)
+        for fut in pending:
+            unit = futures[fut]
+            job = unit[0] if isinstance(unit, list) else unit
+            line = _last_progress(job["dir"].with_suffix(".log"))
+            if line and shown.get(fut) != line:
+                shown[fut] = line
+                write(f"{job['target']} multitask: {line}")
+        yield from done
+
+
+def stop_running_jobs(grace: float = 5.0) -> None:
+    """Start no new job; SIGTERM every running job's process group, SIGKILL what is left after ``grace`` s."""
+    import signal
+
+    _STOP.set()
+    with _RUNNING_LOCK:
+        procs = list(_RUNNING.values())
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for proc in procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        deadline = time.time() + grace
+        while time.time() < deadline and any(p.poll() is None for p in procs):
+            time.sleep(0.05)
+        if all(p.poll() is not None for p in procs):
+            break
+
+
+def assign_devices(workers: int, n_gpus: int, cells_per_device: int = 1) -> List[Optional[int]]:
+    """The GPU index of each worker slot (``None``: the CPU).
+
+    Without a GPU there are ``workers`` CPU slots. With ``n_gpus`` GPUs there are
+    ``max(workers, n_gpus * cells_per_device)`` slots, assigned round-robin (slot i on GPU
+    ``i % n_gpus``), so every GPU holds ``cells_per_device`` cell processes (or, when ``workers``
+    asks for more, the GPUs' loads differ by at most one).
+    """
+    workers, cells_per_device = max(1, int(workers)), max(1, int(cells_per_device))
+    if n_gpus <= 0:
+        return [None] * workers
+    return [i % n_gpus for i in range(max(workers, n_gpus * cells_per_device))]
+
+
+def _visible_gpus() -> List[str]:
+    """The ids to put in ``CUDA_VISIBLE_DEVICES`` for each GPU this process sees (respecting a
+    ``CUDA_VISIBLE_DEVICES`` already set, e.g. ``2,5``)."""
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    listed = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return listed[:n] if len(listed) >= n else [str(i) for i in range(n)]
+
+
+def device_envs(workers: int, cells_per_device: int = 1, gpus: Optional[Sequence[str]] = None) -> List[Dict]:
+    """One environment per worker slot (see :func:`assign_devices`): each slot on a GPU sees only that
+    GPU; with several slots each gets ``cores // slots`` CPU threads (``OMP_NUM_THREADS``, unless set).
+    ``gpus`` (default: the visible ones) lists the device ids, for tests."""
+    gpus = _visible_gpus() if gpus is None else list(gpus)
+    slots = assign_devices(workers, len(gpus), cells_per_device)
+    threads = str(max(1, (os.cpu_count() or 1) // len(slots)))
+    envs = []
+    for device in slots:
+        env = dict(os.environ)
+        if device is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpus[device]
+        if len(slots) > 1:
+            env.setdefault("OMP_NUM_THREADS", threads)
+        envs.append(env)
+    return envs
+
+
+def _unit_results(futures, progress=None):
+    """(future, cell or job, return code, seconds) for each job of each finished unit; a unit's seconds are shared
+    out over its cells. With ``progress`` (a write function), running jobs' progress lines are written meanwhile."""
+    for fut in (_completed_with_progress(futures, progress) if progress else cf.as_completed(futures)):
+        unit = futures[fut]
+        rc, seconds = fut.result()
+        for job in unit:
+            yield fut, job, rc if len(unit) == 1 else 0, seconds / len(unit)
+
+
+def run_cells(batch_file: str) -> int:
+    """Run the cells of a batch file one after another in this process (``mtft-nlp cells``); a failing cell is
+    logged and the next one runs. Returns the number of failed cells."""
+    import traceback
+
+    from .cli import run_glue_main
+
+    specs = json.loads(Path(batch_file).read_text(encoding="utf-8"))
+    failed = 0
+    for spec in specs:
+        try:
+            rc = run_glue_main(list(spec["args"]))
+        except Exception:  # one broken cell must not take the batch down
+            traceback.print_exc()
+            rc = 1
+        failed += rc != 0
+    return failed
+
+
+def _timed(cmd, log, env):
+    t0 = time.time()
+    rc = _run_process(cmd, log, env)
+    return rc, time.time() - t0
+
+
+def run_jobs(units: List[List[Dict]], commands: Callable[[List[Dict]], tuple], envs: List[Dict],
+             report: Callable[[Dict, int, float], None], progress_write: Optional[Callable[[str], None]] = None) -> None:
+    """Run each unit's command (``commands(unit) -> (argv, log path)``), ``len(envs)`` at a time, and call
+    ``report(job, return code, seconds)`` for each job of a unit as the unit ends. Ctrl-C stops the running jobs
+    (their process groups), starts no new one, and raises :class:`Interrupted`."""
+    _STOP.clear()
+    pool = cf.ThreadPoolExecutor(max_workers=len(envs))
+    try:
+        futures = {}
+        for i, unit in enumerate(units):
+            cmd, log = commands(unit)
+            futures[pool.submit(_timed, cmd, log, envs[i % len(envs)])] = unit
+        for _fut, job, rc, seconds in _unit_results(futures, progress_write):
+            report(job, rc, seconds)
+    except KeyboardInterrupt:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not interrupt the clean-up
+        stop_running_jobs()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise Interrupted() from None
+    pool.shutdown(wait=True)
+
+
+_device_envs = device_envs  # the name tests and scripts used
