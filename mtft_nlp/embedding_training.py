@@ -167,65 +167,81 @@ def run_embedding_experiment(model_args, args, training_args, emb_args: Optional
     emb_args = emb_args or EmbeddingArguments()
     if not training_args.output_dir:
         raise MtftError("--output_dir is required")
+    if Path(training_args.output_dir).exists() and not Path(training_args.output_dir).is_dir():
+        raise MtftError(f"--output_dir {training_args.output_dir} is an existing file, not a folder")
     prep = _prepare(model_args, args, training_args.seed)
-    task, data = prep["task"], prep["data"]
     kind = _kind(args, emb_args)
+    if kind == "embed-ft" and training_args.max_steps == 0:
+        raise MtftError("--max_steps 0 trains nothing: use --zero_shot (or --frozen_encoder) to evaluate without "
+                        "finetuning")
     set_seed(training_args.seed)
-    model_path = resolve_model_name(model_args.model_name_or_path)
     encoder = load_sentence_encoder(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code,
                                     allow_pickle=getattr(model_args, "allow_pickle", False))
+    model, dev_score, test_logits, info = _adapt(kind, prep, encoder, resolve_model_name(model_args.model_name_or_path),
+                                                 training_args, emb_args)
+    record = _record(kind, prep, encoder, dev_score, test_logits, info, model_args, args, training_args, emb_args)
+    out = Path(training_args.output_dir)
+    if training_args.process_index == 0:
+        if args.save_predictions:
+            _write_predictions(out, prep["task"], test_logits)
+        if args.save_model and kind != "embed-zero-shot":
+            from .embedding_classifier import save_embedding_classifier
+
+            save_embedding_classifier(model, prep["task"], prep["prompt"], prep["descriptions"], out / "best", record)
+        write_run_record(out / "results.json", record)
+    logger.info("%s %s seed %s: dev %.4f test %.4f (%s)", record["task"], record["row"], record["seed"],
+                record["dev_score"], record["test_score"], record["metric"])
+    return record
+
+
+def _adapt(kind: str, prep: Dict, encoder, model_path: str, training_args, emb_args):
+    """(model, dev score, test logits, what to record) of a zero-shot, adaptation or finetuning run."""
+    task, data = prep["task"], prep["data"]
     desc_emb = encode_texts(encoder, prep["descriptions"])
     head = ClassHead.from_descriptions(desc_emb, emb_args.head_scale)
-    info: Dict = {"best_step": None, "dev_history": [], "train_seconds": 0.0, "trainable_parameters": 0}
-    t0 = time.perf_counter()
     if kind == "embed-ft":
         model = EmbeddingForClassification(encoder, [head])
         info = _finetune(model, task, prep, training_args, emb_args)
-        test_logits, dev_score = info.pop("test_logits"), info.pop("dev_score")
-    else:
-        z = {k: frozen_embeddings(model_path, encoder, task, v) for k, v in data.items()}
-        if kind == "embed-adapt":
-            head, chosen, scored = fit_adaptation_head(task, z["train"], _labels(data["train"]), z["dev"], data["dev"],
-                                                       desc_emb, emb_args.head_scale)
-            info.update(adaptation_head=chosen, adaptation_candidates=scored,
-                        trainable_parameters=sum(p.numel() for p in head.parameters()))
-        with torch.no_grad():
-            dev_score = float(_score(task, head(z["dev"]), data["dev"])["score"])
-            test_logits = head(z["test"])
-        model = EmbeddingForClassification(encoder, [head])
-        info["eval_seconds"] = time.perf_counter() - t0
+        return model, info.pop("dev_score"), info.pop("test_logits"), info
+    info: Dict = {"best_step": None, "dev_history": [], "train_seconds": 0.0, "trainable_parameters": 0}
+    t0 = time.perf_counter()
+    z = {k: frozen_embeddings(model_path, encoder, task, v) for k, v in data.items()}
+    if kind == "embed-adapt":
+        head, chosen, scored = fit_adaptation_head(task, z["train"], _labels(data["train"]), z["dev"], data["dev"],
+                                                   desc_emb, emb_args.head_scale)
+        info.update(adaptation_head=chosen, adaptation_candidates=scored,
+                    trainable_parameters=sum(p.numel() for p in head.parameters()))
+    with torch.no_grad():
+        dev_score = float(_score(task, head(z["dev"]), data["dev"])["score"])
+        test_logits = head(z["test"])
+    info["eval_seconds"] = time.perf_counter() - t0
+    return EmbeddingForClassification(encoder, [head]), dev_score, test_logits, info
+
+
+def _record(kind, prep, encoder, dev_score, test_logits, info, model_args, args, training_args, emb_args) -> Dict:
+    task, data, name = prep["task"], prep["data"], model_args.model_name_or_path
     test_metrics = _score(task, test_logits, data["test"])
+    trains = kind == "embed-ft"
     record = {
-        "task": task.name, "row": args.row or row_for_start(kind, multitask_metadata(model_args.model_name_or_path)),
-        "method": "embedding", "multitask": multitask_summary(model_args.model_name_or_path),
+        "task": task.name, "row": args.row or row_for_start(kind, multitask_metadata(name)),
+        "method": "embedding", "multitask": multitask_summary(name),
         "seed": training_args.seed, "k": args.k, "metric": task.metric,
         "dev_score": dev_score, "test_score": float(test_metrics["score"]),
         "test_metrics": {k: float(v) for k, v in test_metrics.items() if k != "score"},
-        "zero_shot": kind == "embed-zero-shot", "model": model_args.model_name_or_path, "model_path": model_path,
-        "embedded_default_model": is_default_model(model_args.model_name_or_path), "pooling": pooling_of(encoder),
+        "zero_shot": kind == "embed-zero-shot", "model": name, "model_path": resolve_model_name(name),
+        "embedded_default_model": is_default_model(name), "pooling": pooling_of(encoder),
         "prompt": prep["prompt"].to_dict(), "descriptions": prep["descriptions"],
         "n_train": len(data["train"]), "n_dev": len(data["dev"]), "n_test": len(data["test"]),
-        "learning_rate": training_args.learning_rate if kind == "embed-ft" else None,
-        "head_learning_rate": emb_args.head_learning_rate if kind == "embed-ft" else None,
+        "learning_rate": training_args.learning_rate if trains else None,
+        "head_learning_rate": emb_args.head_learning_rate if trains else None,
         "train_batch_size": training_args.per_device_train_batch_size * max(1, training_args.world_size),
-        "max_steps": training_args.max_steps if kind == "embed-ft" else 0,
+        "max_steps": training_args.max_steps if trains else 0,
         "world_size": training_args.world_size, **info,
     }
     record["args"] = {"model": dataclasses.asdict(model_args), "prompt": dataclasses.asdict(args),
                       "embedding": dataclasses.asdict(emb_args),
                       "training": {k: v for k, v in training_args.to_dict().items() if not k.startswith("_")}}
     record["env"] = environment()
-    out = Path(training_args.output_dir)
-    if training_args.process_index == 0:
-        if args.save_predictions:
-            _write_predictions(out, task, test_logits)
-        if args.save_model and kind != "embed-zero-shot":
-            from .embedding_classifier import save_embedding_classifier
-
-            save_embedding_classifier(model, task, prep["prompt"], prep["descriptions"], out / "best", record)
-        write_run_record(out / "results.json", record)
-    logger.info("%s %s seed %s: dev %.4f test %.4f (%s)", record["task"], record["row"], record["seed"],
-                record["dev_score"], record["test_score"], record["metric"])
     return record
 
 

@@ -174,17 +174,9 @@ def run_multitask(model_args: ModelArguments, args: MultitaskArguments, training
         raise MtftError(f"--examples_per_step {args.examples_per_step} is not divisible by processes x accumulation "
                         f"steps ({world} x {training_args.gradient_accumulation_steps})")
     training_args.per_device_train_batch_size = args.examples_per_step // per_step
-    training_args.label_names = ["labels"]
     sources = load_sources(args, resolved["sources"], target)
     method = resolve_method(model_args.method, model_args.model_name_or_path)
-    if method == "embedding":
-        from .embedding_training import embedding_stage
-
-        stage = embedding_stage(model_args, sources, args.eval_tasks, training_args.seed)
-    elif method == "prompt":
-        stage = prompt_stage(model_args, sources, args.eval_tasks, training_args.seed)
-    else:
-        raise MtftError(f"--method {method} has no multitask stage; use prompt or embedding")
+    stage = _method_stage(method, model_args, sources, args.eval_tasks, training_args.seed)
     train_feats, dev_sets = stage.train_features, stage.dev_sets
     probs = sampling_probs([len(f) for f in train_feats], args.sampler, args.temperature)
     total = training_args.max_steps * args.examples_per_step
@@ -203,8 +195,35 @@ def run_multitask(model_args: ModelArguments, args: MultitaskArguments, training
     train_seconds = time.perf_counter() - t0
     after = _dev_summary(trainer, dev_sets)
 
-    counts = np.bincount(dataset.task_ids, minlength=len(sources))
-    meta = {
+    meta = _stage_metadata(target, sources, probs, np.bincount(dataset.task_ids, minlength=len(sources)), resolved,
+                           method, model_args, args, training_args)
+    meta.update({"dev_before": before, "dev_after": after,
+                 "dev_history": {str(k): v for k, v in callback.history.items()}, "train_seconds": train_seconds})
+    if trainer.is_world_process_zero():
+        out = Path(training_args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        stage.save(out)
+        if resolved["selection_result"] is not None:  # --sources selected: the evidence for the choice
+            atomic_write_json(out / "selection.json", resolved["selection_result"])
+        write_stage_record(out / METADATA_FILE, meta)  # last: its presence marks a finished stage
+    logger.info("multitask stage done in %.0fs: mean source dev loss %.4f -> %.4f", train_seconds,
+                before.get("mean", {}).get("loss", float("nan")), after.get("mean", {}).get("loss", float("nan")))
+    return meta
+
+
+def _method_stage(method: str, model_args, sources, eval_tasks: int, seed: int) -> "StageParts":
+    if method == "embedding":
+        from .embedding_training import embedding_stage
+
+        return embedding_stage(model_args, sources, eval_tasks, seed)
+    if method == "prompt":
+        return prompt_stage(model_args, sources, eval_tasks, seed)
+    raise MtftError(f"--method {method} has no multitask stage; use prompt or embedding")
+
+
+def _stage_metadata(target, sources, probs, counts, resolved, method, model_args, args, training_args) -> Dict:
+    """What ``multitask_config.json`` records besides the dev metrics (records.StageRecord checks it)."""
+    return {
         "target": target.name if target else None,
         "sources": [{"task": s.task.name, "n_train": len(s.train), "n_dev": len(s.dev), "sampling_prob": float(p),
                      "examples_drawn": int(c), "overlap_with_target_test": s.overlap,
@@ -217,20 +236,10 @@ def run_multitask(model_args: ModelArguments, args: MultitaskArguments, training
         "learning_rate": training_args.learning_rate, "seed": training_args.seed,
         "split_seed": "pooled" if args.pool_seeds else args.source_seed, "k": args.source_k,
         "allow_overlap": args.allow_overlap,
-        "method": method, "base_model": model_args.model_name_or_path, "base_model_path": resolve_model_name(model_args.model_name_or_path),
-        "dev_before": before, "dev_after": after, "dev_history": {str(k): v for k, v in callback.history.items()},
-        "train_seconds": train_seconds, "world_size": world, "env": environment(),
+        "method": method, "base_model": model_args.model_name_or_path,
+        "base_model_path": resolve_model_name(model_args.model_name_or_path),
+        "world_size": max(1, training_args.world_size), "env": environment(),
     }
-    if trainer.is_world_process_zero():
-        out = Path(training_args.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        stage.save(out)
-        if resolved["selection_result"] is not None:  # --sources selected: the evidence for the choice
-            atomic_write_json(out / "selection.json", resolved["selection_result"])
-        write_stage_record(out / METADATA_FILE, meta)  # last: its presence marks a finished stage
-    logger.info("multitask stage done in %.0fs: mean source dev loss %.4f -> %.4f", train_seconds,
-                before.get("mean", {}).get("loss", float("nan")), after.get("mean", {}).get("loss", float("nan")))
-    return meta
 
 
 @dataclass

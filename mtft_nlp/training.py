@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 from transformers import set_seed
 
@@ -24,7 +24,7 @@ from .data import check_k, check_seed
 from .features import FeatureDataset, PromptCollator, build_features
 from .modeling import (PromptForMaskedLM, apply_lora, is_default_model, load_masked_lm, multitask_metadata,
                        predictions_from_logits, resolve_model_name)
-from .results import environment
+from .results import atomic_write_text, environment
 from .records import write_run_record
 from .rows import row_for_start
 from .run_inputs import load_task_data, multitask_summary, parse_label_words, resolve_prompt
@@ -214,6 +214,28 @@ def save_prompt_model(model: PromptForMaskedLM, tokenizer, task: TaskSpec, promp
 
 def run_prompt_experiment(model_args: ModelArguments, args: PromptArguments, training_args: PromptTrainingArguments) -> Dict:
     """The whole single-task run; writes ``<output_dir>/results.json`` last, only on success."""
+    push_repo = _check_run_options(args, training_args)
+    prep = prepare(model_args, args, training_args.seed)
+    logger.info("task %s, prompt %r, example: %s", prep.task.name, prep.prompt.template,
+                prep.tokenizer.decode(prep.train[0]["input_ids"]) if len(prep.train) else "-")
+    if is_default_model(model_args.model_name_or_path):
+        logger.warning("Prompt-based method on the embedded all-MiniLM-L6-v2: it has no pretrained MLM head, so "
+                       "zero-shot prompting is at chance; the embedding method (--method embedding, the default for "
+                       "this model) suits it (see README).")
+    best_run = _best_of_grid(model_args, args, training_args, prep)
+    record = best_run["record"]
+    record["args"] = {"model": dataclasses.asdict(model_args), "prompt": dataclasses.asdict(args),
+                      "training": {k: v for k, v in training_args.to_dict().items() if not k.startswith("_")}}
+    record["env"] = environment()
+    if best_run["trainer"].is_world_process_zero():
+        _write_outputs(best_run, prep, record, model_args, args, training_args, push_repo)
+    logger.info("%s %s seed %s: dev %.4f test %.4f (%s)", record["task"], record["row"], record["seed"],
+                record["dev_score"], record["test_score"], record["metric"])
+    return record
+
+
+def _check_run_options(args: PromptArguments, training_args: PromptTrainingArguments) -> Optional[str]:
+    """Option checks before anything loads; applies --paper_hparams; returns the Hub repo to push to (if any)."""
     if not training_args.output_dir:
         raise MtftError("--output_dir is required")
     if os.path.exists(training_args.output_dir) and not os.path.isdir(training_args.output_dir):
@@ -230,18 +252,18 @@ def run_prompt_experiment(model_args: ModelArguments, args: PromptArguments, tra
         if args.zero_shot or not args.save_model:
             raise MtftError("--push_to_hub uploads the trained model: not with --zero_shot or --save_model false")
         training_args.push_to_hub = False
-    prep = prepare(model_args, args, training_args.seed)
-    logger.info("task %s, prompt %r, example: %s", prep.task.name, prep.prompt.template,
-                prep.tokenizer.decode(prep.train[0]["input_ids"]) if len(prep.train) else "-")
-    if is_default_model(model_args.model_name_or_path):
-        logger.warning("Using the embedded all-MiniLM-L6-v2: it has no pretrained MLM head, so zero-shot prompting is "
-                       "at chance and finetuned scores are far below RoBERTa-large's (see README).")
+    return push_repo
+
+
+def _best_of_grid(model_args, args, training_args, prep: PreparedRun) -> Dict:
+    """One run, or LM-BFF's grid (--lmbff_grid) with the best dev score kept."""
     configs = [(training_args.learning_rate, training_args.per_device_train_batch_size)]
     if args.lmbff_grid and not args.zero_shot:
         configs = LMBFF_GRID
     best_run, grid = None, []
     for lr, bs in configs:
-        targs = dataclasses.replace(training_args, learning_rate=lr, per_device_train_batch_size=bs) if len(configs) > 1 else training_args
+        targs = dataclasses.replace(training_args, learning_rate=lr, per_device_train_batch_size=bs) \
+            if len(configs) > 1 else training_args
         run = train_and_evaluate(model_args, args, targs, prep)
         grid.append({"learning_rate": lr, "batch_size": bs, "dev_score": run["record"]["dev_score"],
                      "test_score": run["record"]["test_score"], "train_seconds": run["record"]["train_seconds"]})
@@ -249,34 +271,29 @@ def run_prompt_experiment(model_args: ModelArguments, args: PromptArguments, tra
             best_run = run
         else:
             del run
-    record = best_run["record"]
     if len(grid) > 1:
-        record["grid"] = grid
-        record["train_seconds"] = sum(g["train_seconds"] for g in grid)
-    trainer = best_run["trainer"]
-    record["args"] = {"model": dataclasses.asdict(model_args), "prompt": dataclasses.asdict(args),
-                      "training": {k: v for k, v in training_args.to_dict().items() if not k.startswith("_")}}
-    record["env"] = environment()
-    out = Path(training_args.output_dir)
-    if trainer.is_world_process_zero():
-        if args.save_predictions:
-            preds = predictions_from_logits(best_run["test_logits"], prep.task.is_regression,
-                                            *(prep.task.regression["low"], prep.task.regression["high"]) if prep.task.is_regression else (0, 1))
-            preds = prep.test.unsort(list(preds))
-            out.mkdir(parents=True, exist_ok=True)
-            with open(out / "test_predictions.jsonl", "w", encoding="utf-8") as f:
-                for p in preds:
-                    f.write(json.dumps({"prediction": float(p) if prep.task.is_regression else prep.task.labels[int(p)]}) + "\n")
-        if args.save_model and not args.zero_shot:
-            save_prompt_model(best_run["model"], prep.tokenizer, prep.task, prep.prompt, out / "best", record,
-                              merge_lora=model_args.lora_merge)
-        write_run_record(out / "results.json", record)
-        if push_repo:
-            from .hub import push_folder
+        best_run["record"]["grid"] = grid
+        best_run["record"]["train_seconds"] = sum(g["train_seconds"] for g in grid)
+    return best_run
 
-            url = push_folder(out / "best", push_repo, private=bool(training_args.hub_private_repo),
-                              token=training_args.hub_token)
-            logger.info("pushed %s to %s", out / "best", url)
-    logger.info("%s %s seed %s: dev %.4f test %.4f (%s)", record["task"], record["row"], record["seed"],
-                record["dev_score"], record["test_score"], record["metric"])
-    return record
+
+def _write_outputs(best_run: Dict, prep: PreparedRun, record: Dict, model_args, args, training_args,
+                   push_repo: Optional[str]) -> None:
+    """Predictions, the model, then results.json (last), then the Hub upload."""
+    out = Path(training_args.output_dir)
+    task = prep.task
+    if args.save_predictions:
+        rng = (task.regression["low"], task.regression["high"]) if task.is_regression else (0, 1)
+        preds = prep.test.unsort(list(predictions_from_logits(best_run["test_logits"], task.is_regression, *rng)))
+        lines = [json.dumps({"prediction": float(p) if task.is_regression else task.labels[int(p)]}) for p in preds]
+        atomic_write_text(out / "test_predictions.jsonl", "\n".join(lines) + "\n")
+    if args.save_model and not args.zero_shot:
+        save_prompt_model(best_run["model"], prep.tokenizer, task, prep.prompt, out / "best", record,
+                          merge_lora=model_args.lora_merge)
+    write_run_record(out / "results.json", record)
+    if push_repo:
+        from .hub import push_folder
+
+        url = push_folder(out / "best", push_repo, private=bool(training_args.hub_private_repo),
+                          token=training_args.hub_token)
+        logger.info("pushed %s to %s", out / "best", url)

@@ -112,7 +112,7 @@ def test_leakage_guard_finds_planted_overlaps(data_dir):
 
 def _mt(tmp_path, data_dir, name, *extra):
     out = tmp_path / name
-    rc = multitask_main(["--target", "rte", "--sources", "sst-2", "trec", "mnli", "--data_dir", str(data_dir),
+    rc = multitask_main(["--method", "prompt", "--target", "rte", "--sources", "sst-2", "trec", "mnli", "--data_dir", str(data_dir),
                          "--output_dir", str(out), "--learning_rate", "5e-5", "--eval_steps", "10",
                          "--disable_tqdm", "true", *extra])
     assert rc == 0
@@ -138,7 +138,7 @@ def test_real_multitask_run_lowers_source_dev_loss_and_reloads(tmp_path, data_di
 
     AutoModelForMaskedLM.from_pretrained(out)
     run = tmp_path / "zs"
-    assert run_glue_main(["--task_name", "rte", "--model_name_or_path", str(out), "--zero_shot", "--seed", "13",
+    assert run_glue_main(["--method", "prompt", "--task_name", "rte", "--model_name_or_path", str(out), "--zero_shot", "--seed", "13",
                           "--data_dir", str(data_dir), "--output_dir", str(run), "--disable_tqdm", "true"]) == 0
     r = json.loads((run / "results.json").read_text())
     assert r["row"] == "mt-zero-shot" and r["multitask"]["target"] == "RTE"
@@ -160,10 +160,10 @@ def test_resume_from_checkpoint_gives_the_same_model(tmp_path, data_dir):
 
 
 def test_bad_multitask_input(tmp_path, data_dir, capsys):
-    rc = multitask_main(["--target", "rte", "--sources", "nosuch", "--output_dir", str(tmp_path / "x"),
+    rc = multitask_main(["--method", "prompt", "--target", "rte", "--sources", "nosuch", "--output_dir", str(tmp_path / "x"),
                          "--data_dir", str(data_dir)])
     assert rc == 2 and "unknown task 'nosuch'" in capsys.readouterr().err
-    rc = multitask_main(["--target", "rte", "--sources", "sst-2", "--examples_per_step", "10",
+    rc = multitask_main(["--method", "prompt", "--target", "rte", "--sources", "sst-2", "--examples_per_step", "10",
                          "--gradient_accumulation_steps", "3", "--output_dir", str(tmp_path / "y"), "--data_dir", str(data_dir)])
     assert rc == 2 and "not divisible" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y" / "multitask_config.json").exists()
@@ -174,7 +174,7 @@ def test_multitask_with_lora_then_prompt_ft(tmp_path, data_dir):
     out = _mt(tmp_path, data_dir, "mt-lora", "--max_steps", "4", "--use_lora", "--lora_r", "4")
     assert (out / "adapter_config.json").is_file() and (out / "multitask_config.json").is_file()
     run = tmp_path / "pbft"
-    assert run_glue_main(["--task_name", "rte", "--model_name_or_path", str(out), "--seed", "13", "--max_steps", "2",
+    assert run_glue_main(["--method", "prompt", "--task_name", "rte", "--model_name_or_path", str(out), "--seed", "13", "--max_steps", "2",
                           "--eval_steps", "1", "--max_test_examples", "20", "--data_dir", str(data_dir),
                           "--output_dir", str(run), "--disable_tqdm", "true", "--save_model", "false"]) == 0
     assert json.loads((run / "results.json").read_text())["row"] == "mt-pbft"
@@ -206,7 +206,7 @@ def test_sources_selected_runs_task_selection(tmp_path, data_dir, monkeypatch):
 
     monkeypatch.setenv("MTFT_NLP_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "mt-sel"
-    assert multitask_main(["--target", "cr", "--sources", "selected", "--data_dir", str(data_dir), "--max_steps", "2",
+    assert multitask_main(["--method", "prompt", "--target", "cr", "--sources", "selected", "--data_dir", str(data_dir), "--max_steps", "2",
                            "--eval_steps", "100", "--output_dir", str(out), "--disable_tqdm", "true"]) == 0
     meta = json.loads((out / "multitask_config.json").read_text())
     saved = json.loads((out / "selection.json").read_text())

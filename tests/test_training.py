@@ -56,7 +56,7 @@ def test_zero_shot_writes_results(tmp_path, data_dir):
 
 @pytest.mark.slow
 def test_two_process_ddp_matches_one_process(tmp_path, data_dir):
-    common = ["--task_name", "sst-2", "--seed", "13", "--max_steps", "20", "--eval_steps", "10",
+    common = ["--method", "prompt", "--task_name", "sst-2", "--seed", "13", "--max_steps", "20", "--eval_steps", "10",
               "--max_test_examples", "150", "--save_model", "false", "--disable_tqdm", "true",
               "--config_overrides", "hidden_dropout_prob=0,attention_probs_dropout_prob=0", "--data_dir", str(data_dir)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
