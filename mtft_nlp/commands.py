@@ -288,7 +288,7 @@ def cmd_sweep(a) -> int:
         workers=a.workers,
         data_dir=a.data_dir,
     )
-    run_sweep(cfg, a.target, a.vary[0], a.vary[1:])
+    run_sweep(cfg, a.target, a.vary[0], a.vary[1:], a.method)
     files = write_report(
         cfg["output_dir"],
         commands=[" ".join(["mtft-nlp", "sweep", *sys.argv[2:]])],

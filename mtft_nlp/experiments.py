@@ -343,19 +343,22 @@ def _batches(cells: List[Dict], size: int, root: Path) -> List[List[Dict]]:
 # --------------------------------------------------------------------------- sweeps
 
 
-def sweep_configs(cfg: Dict, target: str, vary: str, values: Sequence) -> List[Dict]:
-    """Configurations of a sweep: ``num_tasks`` (multitask on the top-n sources by similarity
-    to the target, row mt-pbft) or ``shots`` (K per class, row pbft)."""
+def sweep_configs(cfg: Dict, target: str, vary: str, values: Sequence, method: str = "prompt") -> List[Dict]:
+    """Configurations of a sweep: ``num_tasks`` (multitask on the top-n sources by similarity to the target, row
+    mt-sel-pbft, or mt-sel-embed-ft with ``method="embedding"``) or ``shots`` (K per class, row pbft / embed-ft)."""
+    if method not in ("prompt", "embedding"):
+        raise MtftError(f"--method must be prompt or embedding for a sweep, got {method!r}")
+    kind, opts = ("pbft", "train") if method == "prompt" else ("embed-ft", "embedding")
     out = []
     for v in values:
         c = copy.deepcopy(cfg)
         c["targets"] = [get_task(target).name]
         c["output_dir"] = str(Path(cfg["output_dir"]) / f"{vary}-{v}")
         if vary == "shots":
-            c["rows"] = ["pbft"]
-            c["train"] = dict(c["train"], k=int(v))
+            c["rows"] = [kind]
+            c[opts] = dict(c[opts], k=int(v))
         elif vary == "num_tasks":
-            c["rows"] = ["mt-sel-pbft"]
+            c["rows"] = [_rows.row_name(kind, "sel")]
             c["selection"] = dict(c["selection"], method="no-diversity", k=int(v))
         else:
             raise MtftError(f"--vary must be num_tasks or shots, got {vary!r}")
@@ -364,9 +367,9 @@ def sweep_configs(cfg: Dict, target: str, vary: str, values: Sequence) -> List[D
     return out
 
 
-def run_sweep(cfg: Dict, target: str, vary: str, values: Sequence) -> List[Dict]:
+def run_sweep(cfg: Dict, target: str, vary: str, values: Sequence, method: str = "prompt") -> List[Dict]:
     results = []
-    for c in sweep_configs(cfg, target, vary, values):
+    for c in sweep_configs(cfg, target, vary, values, method):
         sweep = c.pop("sweep")
         run_plan(c)
         atomic_write_json(Path(c["output_dir"]) / "sweep.json", sweep)
