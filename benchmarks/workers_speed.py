@@ -36,8 +36,12 @@ def main() -> int:
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"cells": len(CONFIG["targets"]) * len(CONFIG["rows"]) * len(CONFIG["seeds"]), "config": CONFIG,
-              "cpu_count": os.cpu_count(), "load_before": os.getloadavg()[0]}
+    result = {
+        "cells": len(CONFIG["targets"]) * len(CONFIG["rows"]) * len(CONFIG["seeds"]),
+        "config": CONFIG,
+        "cpu_count": os.cpu_count(),
+        "load_before": os.getloadavg()[0],
+    }
     for workers in (1, 2):
         cfg = dict(CONFIG, workers=workers, output_dir=str(out / f"w{workers}"))
         if a.data_dir:
@@ -45,8 +49,9 @@ def main() -> int:
         path = out / f"w{workers}.yaml"
         path.write_text(yaml.safe_dump(cfg))
         t0 = time.time()
-        rc = subprocess.call([sys.executable, "-m", "mtft_nlp.cli", "run", "--config", str(path)],
-                             stdout=subprocess.DEVNULL)
+        rc = subprocess.call(
+            [sys.executable, "-m", "mtft_nlp.cli", "run", "--config", str(path)], stdout=subprocess.DEVNULL
+        )
         result[f"workers_{workers}_seconds"] = round(time.time() - t0, 1)
         result[f"workers_{workers}_rc"] = rc
         (out / "workers_speed.json").write_text(json.dumps(result, indent=2))  # written after each, kept if cut

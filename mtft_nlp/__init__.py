@@ -42,8 +42,19 @@ _LAZY = {
     "write_splits": "data",
 }
 
-__all__ = ["__version__", "MtftError", "TaskSpec", "available_tasks", "get_task", "Prompt", "PromptEncoder",
-           "load_prompt", "ROWS", "parse_row", *_LAZY]
+__all__ = [
+    "__version__",
+    "MtftError",
+    "TaskSpec",
+    "available_tasks",
+    "get_task",
+    "Prompt",
+    "PromptEncoder",
+    "load_prompt",
+    "ROWS",
+    "parse_row",
+    *_LAZY,
+]
 
 
 def __getattr__(name):

@@ -68,8 +68,15 @@ class MultitaskMetricsCallback(TrainerCallback):
             if acc is not None:
                 step[name] = {"loss": float(loss), "acc": float(acc)}
         if len(step) == len(self.task_names) and "mean" not in step:
-            mean = {"loss": float(np.mean([v["loss"] for v in step.values()])),
-                    "acc": float(np.mean([v["acc"] for v in step.values()]))}
+            mean = {
+                "loss": float(np.mean([v["loss"] for v in step.values()])),
+                "acc": float(np.mean([v["acc"] for v in step.values()])),
+            }
             step["mean"] = mean
-            logger.info("step %d: mean source dev loss %.4f, acc %.4f (%s)", state.global_step, mean["loss"], mean["acc"],
-                        ", ".join(f"{k} {v['acc']:.2f}" for k, v in step.items() if k != "mean"))
+            logger.info(
+                "step %d: mean source dev loss %.4f, acc %.4f (%s)",
+                state.global_step,
+                mean["loss"],
+                mean["acc"],
+                ", ".join(f"{k} {v['acc']:.2f}" for k, v in step.items() if k != "mean"),
+            )

@@ -307,8 +307,12 @@ def _add_sweep(sub) -> None:
     sw.add_argument("--output_dir", required=True)
     sw.add_argument("--data_dir")
     sw.add_argument("--workers", type=int)
-    sw.add_argument("--method", choices=["prompt", "embedding"], default="prompt",
-                    help="rows mt-sel-pbft / pbft (prompt) or mt-sel-embed-ft / embed-ft (embedding)")
+    sw.add_argument(
+        "--method",
+        choices=["prompt", "embedding"],
+        default="prompt",
+        help="rows mt-sel-pbft / pbft (prompt) or mt-sel-embed-ft / embed-ft (embedding)",
+    )
     sw.set_defaults(func=cmd_sweep)
 
 

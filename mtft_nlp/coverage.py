@@ -77,7 +77,7 @@ def mahalanobis_sq(points: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.
     diff = np.asarray(points, dtype=np.float64) - mean
     chol = np.linalg.cholesky(cov)
     z = np.linalg.solve(chol, diff.T)
-    return np.sum(z ** 2, axis=0)
+    return np.sum(z**2, axis=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,8 +131,9 @@ class UnionCoverage(_Projected):
 
     def _inside_cached(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
         """:meth:`inside`, remembered by content: a task's region is fitted once per selection, not once per step."""
-        key = tuple(hashlib.sha1(np.ascontiguousarray(x, dtype=np.float64).tobytes()).hexdigest()
-                    for x in (source, target))
+        key = tuple(
+            hashlib.sha1(np.ascontiguousarray(x, dtype=np.float64).tobytes()).hexdigest() for x in (source, target)
+        )
         if key not in self._masks:
             if len(self._masks) > 4096:
                 self._masks.clear()
@@ -146,8 +147,13 @@ class UnionCoverage(_Projected):
         return float(covered.mean())
 
     def describe(self) -> Dict:
-        return {"name": "union", "covariance": "ledoit-wolf", "quantile": self.quantile,
-                "projection": f"pca-{self.dims}" if self.dims else None, "regions": "one ellipsoid per task"}
+        return {
+            "name": "union",
+            "covariance": "ledoit-wolf",
+            "quantile": self.quantile,
+            "projection": f"pca-{self.dims}" if self.dims else None,
+            "regions": "one ellipsoid per task",
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,14 +165,18 @@ class EllipsoidCoverage(_Projected):
         return float(np.mean(self.inside(np.concatenate(as_task_list(sources), axis=0), target)))
 
     def describe(self) -> Dict:
-        return {"name": "ellipsoid", "covariance": "ledoit-wolf", "quantile": self.quantile,
-                "projection": f"pca-{self.dims}" if self.dims else None}
+        return {
+            "name": "ellipsoid",
+            "covariance": "ledoit-wolf",
+            "quantile": self.quantile,
+            "projection": f"pca-{self.dims}" if self.dims else None,
+        }
 
 
 def _pairwise_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    d2 = (a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None, :] - 2.0 * a @ b.T
+    d2 = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2.0 * a @ b.T
     return np.sqrt(np.maximum(d2, 0.0))
 
 
@@ -193,8 +203,9 @@ class KnnCoverage:
         return {"name": "knn", "quantile": self.quantile}
 
 
-def make_coverage(name: str = DEFAULT_COVERAGE, quantile: Optional[float] = None,
-                  dims: Optional[int] = DEFAULT_ELLIPSOID_DIMS):
+def make_coverage(
+    name: str = DEFAULT_COVERAGE, quantile: Optional[float] = None, dims: Optional[int] = DEFAULT_ELLIPSOID_DIMS
+):
     """The coverage function called ``name``: ``union`` (default) or ``ellipsoid`` (fitted in ``dims``
     principal components; ``None`` or 0 = the full embedding), or ``knn``."""
     if name not in COVERAGES:

@@ -36,9 +36,18 @@ from .templates import Prompt, PromptError, parse_template
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_SCALE", "class_descriptions", "load_sentence_encoder", "is_sentence_encoder", "ClassHead",
-           "EmbeddingForClassification", "EmbeddingOutput", "build_embedding_features", "EmbeddingCollator",
-           "encode_texts"]
+__all__ = [
+    "DEFAULT_SCALE",
+    "class_descriptions",
+    "load_sentence_encoder",
+    "is_sentence_encoder",
+    "ClassHead",
+    "EmbeddingForClassification",
+    "EmbeddingOutput",
+    "build_embedding_features",
+    "EmbeddingCollator",
+    "encode_texts",
+]
 
 DEFAULT_SCALE = 20.0  # cosine-classifier scale (1 / temperature 0.05) of description-initialised heads
 
@@ -62,12 +71,16 @@ def class_descriptions(task: TaskSpec, prompt: Prompt) -> List[str]:
                 text += (" " if text and not text.endswith(" ") else "") + word
         text = " ".join(text.split())
         if not text or text == word and not word.strip():
-            raise PromptError(f"prompt {prompt.name!r} for task {task.name}: no class description can be rendered "
-                              "from its template and label words; give 'descriptions:' in the prompt file")
+            raise PromptError(
+                f"prompt {prompt.name!r} for task {task.name}: no class description can be rendered "
+                "from its template and label words; give 'descriptions:' in the prompt file"
+            )
         out.append(text)
     if len(set(out)) != len(out):
-        raise PromptError(f"prompt {prompt.name!r} for task {task.name}: two classes render to the same description "
-                          f"{out}; give distinct label words or 'descriptions:'")
+        raise PromptError(
+            f"prompt {prompt.name!r} for task {task.name}: two classes render to the same description "
+            f"{out}; give distinct label words or 'descriptions:'"
+        )
     return out
 
 
@@ -76,8 +89,13 @@ def is_sentence_encoder(path: str) -> bool:
     return os.path.isfile(os.path.join(path, "modules.json"))
 
 
-def load_sentence_encoder(name: str, device: Optional[str] = None, trust_remote_code: bool = False,
-                          allow_mean_pooling: bool = True, allow_pickle: bool = False):
+def load_sentence_encoder(
+    name: str,
+    device: Optional[str] = None,
+    trust_remote_code: bool = False,
+    allow_mean_pooling: bool = True,
+    allow_pickle: bool = False,
+):
     """A ``SentenceTransformer`` from a local folder or Hub id.
 
     A checkpoint that is not a sentence-transformers model (a plain ``*ForMaskedLM`` folder) has no pooling
@@ -91,8 +109,10 @@ def load_sentence_encoder(name: str, device: Optional[str] = None, trust_remote_
     path = resolve_model_name(name)
     local = os.path.isdir(path)
     if local and not os.path.isfile(os.path.join(path, "config.json")) and not is_sentence_encoder(path):
-        raise MtftError(f"--model_name_or_path {name}: {path} holds neither a sentence-transformers model "
-                        "(modules.json) nor a transformers model (config.json)")
+        raise MtftError(
+            f"--model_name_or_path {name}: {path} holds neither a sentence-transformers model "
+            "(modules.json) nor a transformers model (config.json)"
+        )
     if local:
         from .tasks import check_weights_format
 
@@ -100,8 +120,11 @@ def load_sentence_encoder(name: str, device: Optional[str] = None, trust_remote_
     if local and not is_sentence_encoder(path):
         if not allow_mean_pooling:
             raise MtftError(f"--model_name_or_path {name} is not a sentence encoder (no modules.json)")
-        logger.warning("%s is not a sentence-transformers model: its embedding is the mean of its token states "
-                       "(mean pooling), not a contrastively trained sentence embedding", name)
+        logger.warning(
+            "%s is not a sentence-transformers model: its embedding is the mean of its token states "
+            "(mean pooling), not a contrastively trained sentence embedding",
+            name,
+        )
     prev = logging.getLogger("sentence_transformers").level
     logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
     try:
@@ -196,19 +219,25 @@ def _max_length(encoder, task: Optional[TaskSpec]) -> int:
     return min(limit, int(task.max_seq_length)) if task is not None and task.max_seq_length else limit
 
 
-def build_embedding_features(encoder, task: TaskSpec, examples: Sequence[Dict], task_id: int = 0,
-                             max_length: Optional[int] = None) -> List[Dict]:
+def build_embedding_features(
+    encoder, task: TaskSpec, examples: Sequence[Dict], task_id: int = 0, max_length: Optional[int] = None
+) -> List[Dict]:
     """Tokenised inputs (a sentence pair as the tokenizer's pair, truncated to the task's and the encoder's
     limit), ``labels`` and ``task_id``, one dict per example."""
     if task.is_regression:
-        raise MtftError(f"task {task.name} is a regression task; the embedding method classifies "
-                        "(use --method prompt)")
+        raise MtftError(
+            f"task {task.name} is a regression task; the embedding method classifies (use --method prompt)"
+        )
     tok = encoder.tokenizer
     a = [ex["text_a"] for ex in examples]
     b = [ex["text_b"] for ex in examples]
     pairs = any(x is not None for x in b)
-    enc = tok(a, [x or "" for x in b] if pairs else None, truncation="longest_first" if pairs else True,
-              max_length=max_length or _max_length(encoder, task))
+    enc = tok(
+        a,
+        [x or "" for x in b] if pairs else None,
+        truncation="longest_first" if pairs else True,
+        max_length=max_length or _max_length(encoder, task),
+    )
     out = []
     for i, ex in enumerate(examples):
         f = {"input_ids": enc["input_ids"][i], "task_id": task_id}
@@ -237,8 +266,11 @@ class EmbeddingCollator:
             attention[i, :L] = 1
             if types is not None:
                 types[i, :L] = torch.tensor(f["token_type_ids"])
-        batch = {"input_ids": input_ids, "attention_mask": attention,
-                 "task_id": torch.tensor([f.get("task_id", 0) for f in features])}
+        batch = {
+            "input_ids": input_ids,
+            "attention_mask": attention,
+            "task_id": torch.tensor([f.get("task_id", 0) for f in features]),
+        }
         if types is not None:
             batch["token_type_ids"] = types
         if "labels" in features[0]:
@@ -247,16 +279,22 @@ class EmbeddingCollator:
 
 
 @torch.no_grad()
-def encode_texts(encoder, texts: Sequence[str], pairs: Optional[Sequence[Optional[str]]] = None,
-                 task: Optional[TaskSpec] = None, batch_size: int = 64) -> torch.Tensor:
+def encode_texts(
+    encoder,
+    texts: Sequence[str],
+    pairs: Optional[Sequence[Optional[str]]] = None,
+    task: Optional[TaskSpec] = None,
+    batch_size: int = 64,
+) -> torch.Tensor:
     """Unit-norm embeddings [N, H] of texts (or pairs) with the encoder in eval mode, length-sorted batches."""
     examples = [{"text_a": t, "text_b": pairs[i] if pairs is not None else None} for i, t in enumerate(texts)]
     limit = _max_length(encoder, task)
     feats = build_embedding_features(encoder, task, examples, max_length=limit) if task is not None else None
     if feats is None:
         tok = encoder.tokenizer
-        enc = tok(list(texts), [p or "" for p in pairs] if pairs is not None else None, truncation=True,
-                  max_length=limit)
+        enc = tok(
+            list(texts), [p or "" for p in pairs] if pairs is not None else None, truncation=True, max_length=limit
+        )
         feats = [{k: enc[k][i] for k in enc if k in ("input_ids", "token_type_ids")} for i in range(len(texts))]
     order = sorted(range(len(feats)), key=lambda i: len(feats[i]["input_ids"]))
     collate = EmbeddingCollator(encoder.tokenizer.pad_token_id)
@@ -265,7 +303,7 @@ def encode_texts(encoder, texts: Sequence[str], pairs: Optional[Sequence[Optiona
     encoder.eval()
     out = None
     for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         batch = collate([feats[i] for i in idx])
         inputs = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
         emb = F.normalize(encoder(inputs)["sentence_embedding"].float(), dim=-1).cpu()

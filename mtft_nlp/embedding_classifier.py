@@ -35,9 +35,15 @@ def is_embedding_classifier(path: Union[str, os.PathLike]) -> bool:
     return os.path.isfile(os.path.join(path, METADATA_FILE))
 
 
-def save_embedding_classifier(model: EmbeddingForClassification, task: TaskSpec, prompt: Prompt,
-                              descriptions: Sequence[str], save_directory: Union[str, os.PathLike],
-                              record: Optional[Dict] = None, model_card: bool = True) -> Path:
+def save_embedding_classifier(
+    model: EmbeddingForClassification,
+    task: TaskSpec,
+    prompt: Prompt,
+    descriptions: Sequence[str],
+    save_directory: Union[str, os.PathLike],
+    record: Optional[Dict] = None,
+    model_card: bool = True,
+) -> Path:
     """Write encoder (sentence-transformers folder), head, metadata and model card."""
     from safetensors.torch import save_file
 
@@ -45,15 +51,32 @@ def save_embedding_classifier(model: EmbeddingForClassification, task: TaskSpec,
     out.mkdir(parents=True, exist_ok=True)
     model.encoder.save(str(out))
     head = model.heads[0]
-    save_file({"weight": head.weight.detach().cpu().contiguous(), "bias": head.bias.detach().cpu().contiguous(),
-               "scale": head.scale.detach().cpu().reshape(1)}, str(out / HEAD_FILE))
+    save_file(
+        {
+            "weight": head.weight.detach().cpu().contiguous(),
+            "bias": head.bias.detach().cpu().contiguous(),
+            "scale": head.scale.detach().cpu().reshape(1),
+        },
+        str(out / HEAD_FILE),
+    )
     record = record or {}
-    meta = {"task": task.name, "labels": list(task.labels), "metric": task.metric, "num_sentences": task.num_sentences,
-            "max_seq_length": task.max_seq_length, "prompt": prompt.to_dict(), "descriptions": list(descriptions),
-            "row": record.get("row"), "base_model": record.get("model"), "seed": record.get("seed"),
-            "k": record.get("k"), "adaptation_head": record.get("adaptation_head"),
-            "multitask": record.get("multitask"), "embedded_default_model": record.get("embedded_default_model"),
-            "scores": {"dev": record.get("dev_score"), "test": record.get("test_score")} if record else None}
+    meta = {
+        "task": task.name,
+        "labels": list(task.labels),
+        "metric": task.metric,
+        "num_sentences": task.num_sentences,
+        "max_seq_length": task.max_seq_length,
+        "prompt": prompt.to_dict(),
+        "descriptions": list(descriptions),
+        "row": record.get("row"),
+        "base_model": record.get("model"),
+        "seed": record.get("seed"),
+        "k": record.get("k"),
+        "adaptation_head": record.get("adaptation_head"),
+        "multitask": record.get("multitask"),
+        "embedded_default_model": record.get("embedded_default_model"),
+        "scores": {"dev": record.get("dev_score"), "test": record.get("test_score")} if record else None,
+    }
     atomic_write_text(out / METADATA_FILE, json.dumps(meta, indent=2, default=str))
     if model_card:
         atomic_write_text(out / "README.md", model_card_text(meta))
@@ -63,27 +86,57 @@ def save_embedding_classifier(model: EmbeddingForClassification, task: TaskSpec,
 def model_card_text(meta: Dict) -> str:
     base = meta.get("base_model") or "unknown"
     scores = meta.get("scores") or {}
-    desc = "\n".join(f"- `{lab}`: \"{d}\"" for lab, d in zip(meta["labels"], meta["descriptions"]))
-    example = "clf.predict([\"<a " + meta["task"] + " input>\"]" + \
-        (", text_pairs=[\"<its second sentence>\"]" if meta.get("num_sentences") == 2 else "") + ")"
+    desc = "\n".join(f'- `{lab}`: "{d}"' for lab, d in zip(meta["labels"], meta["descriptions"]))
+    example = (
+        'clf.predict(["<a '
+        + meta["task"]
+        + ' input>"]'
+        + (', text_pairs=["<its second sentence>"]' if meta.get("num_sentences") == 2 else "")
+        + ")"
+    )
     mt = meta.get("multitask") or {}
     lines = [
-        "---", "library_name: sentence-transformers", "pipeline_tag: text-classification",
-        "tags: [mtft-nlp, few-shot, sentence-transformers, embedding-classifier]", "---", "",
-        f"# Embedding-based few-shot classifier for {meta['task']}", "",
+        "---",
+        "library_name: sentence-transformers",
+        "pipeline_tag: text-classification",
+        "tags: [mtft-nlp, few-shot, sentence-transformers, embedding-classifier]",
+        "---",
+        "",
+        f"# Embedding-based few-shot classifier for {meta['task']}",
+        "",
         f"A linear head on the sentence embedding of `{base}`, made with mtft-nlp (row `{meta.get('row')}`"
-        + (f", head: {meta['adaptation_head']}" if meta.get("adaptation_head") else "") + ").",
-        "", "## Classes and their descriptions (zero-shot initialisation of the head)", "", desc, "",
+        + (f", head: {meta['adaptation_head']}" if meta.get("adaptation_head") else "")
+        + ").",
+        "",
+        "## Classes and their descriptions (zero-shot initialisation of the head)",
+        "",
+        desc,
+        "",
     ]
     if mt:
-        lines += [f"The encoder was first finetuned on the tasks {', '.join(mt.get('sources') or [])} "
-                  f"(multitask stage, sources: {mt.get('sources_origin')}).", ""]
+        lines += [
+            f"The encoder was first finetuned on the tasks {', '.join(mt.get('sources') or [])} "
+            f"(multitask stage, sources: {mt.get('sources_origin')}).",
+            "",
+        ]
     if scores.get("test") is not None:
-        lines += [f"Scores ({meta['metric']}): dev {scores['dev']:.4f}, test {scores['test']:.4f} "
-                  f"(K={meta.get('k')}, split seed {meta.get('seed')}).", ""]
-    lines += ["## Use", "", "```python", "from mtft_nlp import EmbeddingClassifier",
-              "clf = EmbeddingClassifier.from_pretrained(\"PATH_OR_REPO\")", example, "```", "",
-              "The folder is also a plain sentence-transformers model: `SentenceTransformer(\"PATH_OR_REPO\")`.", ""]
+        lines += [
+            f"Scores ({meta['metric']}): dev {scores['dev']:.4f}, test {scores['test']:.4f} "
+            f"(K={meta.get('k')}, split seed {meta.get('seed')}).",
+            "",
+        ]
+    lines += [
+        "## Use",
+        "",
+        "```python",
+        "from mtft_nlp import EmbeddingClassifier",
+        'clf = EmbeddingClassifier.from_pretrained("PATH_OR_REPO")',
+        example,
+        "```",
+        "",
+        'The folder is also a plain sentence-transformers model: `SentenceTransformer("PATH_OR_REPO")`.',
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -97,8 +150,13 @@ class EmbeddingClassifier:
         self.path = path
 
     @classmethod
-    def from_pretrained(cls, name_or_path: Union[str, os.PathLike], device: Optional[str] = None,
-                        trust_remote_code: bool = False, token: Optional[str] = None) -> "EmbeddingClassifier":
+    def from_pretrained(
+        cls,
+        name_or_path: Union[str, os.PathLike],
+        device: Optional[str] = None,
+        trust_remote_code: bool = False,
+        token: Optional[str] = None,
+    ) -> "EmbeddingClassifier":
         from safetensors.torch import load_file
 
         path = str(name_or_path)
@@ -122,8 +180,9 @@ class EmbeddingClassifier:
         return cls(model, meta, path)
 
     @torch.no_grad()
-    def logits(self, texts: Sequence[str], text_pairs: Optional[Sequence[str]] = None,
-               batch_size: int = 64) -> torch.Tensor:
+    def logits(
+        self, texts: Sequence[str], text_pairs: Optional[Sequence[str]] = None, batch_size: int = 64
+    ) -> torch.Tensor:
         if isinstance(texts, str):
             raise MtftError("predict takes a list of texts, not a single string")
         if text_pairs is not None and len(text_pairs) != len(texts):
@@ -132,8 +191,14 @@ class EmbeddingClassifier:
         z = z.to(self.model.heads[0].weight.device)
         return self.model.heads[0](z).cpu()
 
-    def predict(self, texts: Sequence[str], text_pairs: Optional[Sequence[str]] = None, batch_size: int = 64,
-                return_probabilities: bool = False, row_names: Optional[Sequence[str]] = None):
+    def predict(
+        self,
+        texts: Sequence[str],
+        text_pairs: Optional[Sequence[str]] = None,
+        batch_size: int = 64,
+        return_probabilities: bool = False,
+        row_names: Optional[Sequence[str]] = None,
+    ):
         """Task labels (and, with ``return_probabilities``, a dict label -> probability per text). ``row_names`` (where
         each text came from) is accepted for the interface of :class:`~mtft_nlp.hub.PromptClassifier`; texts longer
         than the encoder's limit are truncated, so no text can fail."""
@@ -152,20 +217,36 @@ class EmbeddingClassifier:
 
         task = task_from_metadata({**self.metadata, "regression": None})
         p = self.metadata.get("prompt") or {}
-        prompt = Prompt(template=p.get("template", "*cls**sent_0**mask**sep+*"), label_words=p.get("label_words", {}),
-                        name=p.get("name", "custom"), descriptions=p.get("descriptions"))
-        record = {"row": self.metadata.get("row"), "model": self.metadata.get("base_model"),
-                  "seed": self.metadata.get("seed"), "k": self.metadata.get("k"),
-                  "adaptation_head": self.metadata.get("adaptation_head"), "multitask": self.metadata.get("multitask"),
-                  "embedded_default_model": self.metadata.get("embedded_default_model")}
+        prompt = Prompt(
+            template=p.get("template", "*cls**sent_0**mask**sep+*"),
+            label_words=p.get("label_words", {}),
+            name=p.get("name", "custom"),
+            descriptions=p.get("descriptions"),
+        )
+        record = {
+            "row": self.metadata.get("row"),
+            "model": self.metadata.get("base_model"),
+            "seed": self.metadata.get("seed"),
+            "k": self.metadata.get("k"),
+            "adaptation_head": self.metadata.get("adaptation_head"),
+            "multitask": self.metadata.get("multitask"),
+            "embedded_default_model": self.metadata.get("embedded_default_model"),
+        }
         scores = self.metadata.get("scores") or {}
         if scores:
             record.update(dev_score=scores.get("dev"), test_score=scores.get("test"))
-        return save_embedding_classifier(self.model, task, prompt, self.metadata["descriptions"], save_directory,
-                                         record, model_card)
+        return save_embedding_classifier(
+            self.model, task, prompt, self.metadata["descriptions"], save_directory, record, model_card
+        )
 
-    def push_to_hub(self, repo_id: str, private: bool = False, token: Optional[str] = None,
-                    commit_message: str = "Upload mtft-nlp embedding classifier", api=None) -> str:
+    def push_to_hub(
+        self,
+        repo_id: str,
+        private: bool = False,
+        token: Optional[str] = None,
+        commit_message: str = "Upload mtft-nlp embedding classifier",
+        api=None,
+    ) -> str:
         """Upload encoder, head, metadata and model card; returns the commit URL."""
         from .hub import push_folder
 

@@ -22,24 +22,38 @@ import numpy as np
 import torch
 from transformers import set_seed
 
-from .embedding import (ClassHead, EmbeddingCollator, EmbeddingForClassification, build_embedding_features,
-                        class_descriptions, encode_texts, load_sentence_encoder, pooling_of)
 from .callbacks import BestDevCallback
+from .embedding import (
+    ClassHead,
+    EmbeddingCollator,
+    EmbeddingForClassification,
+    build_embedding_features,
+    class_descriptions,
+    encode_texts,
+    load_sentence_encoder,
+    pooling_of,
+)
 from .features import FeatureDataset
 from .metrics import compute_metrics
 from .modeling import is_default_model, multitask_metadata, resolve_model_name
-from .results import environment
 from .records import write_run_record
-from .run_inputs import load_task_data, multitask_summary, resolve_prompt
+from .results import environment
 from .rows import row_for_start
+from .run_inputs import load_task_data, multitask_summary, resolve_prompt
 from .tasks import MtftError, TaskSpec, get_task
 from .trainer import build_trainer, make_compute_metrics
 from .training_args import EMBEDDING_DEFAULTS, EmbeddingArguments  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EmbeddingArguments", "EMBEDDING_DEFAULTS", "run_embedding_experiment", "fit_adaptation_head",
-           "embedding_stage", "embedding_optimizer"]
+__all__ = [
+    "EmbeddingArguments",
+    "EMBEDDING_DEFAULTS",
+    "run_embedding_experiment",
+    "fit_adaptation_head",
+    "embedding_stage",
+    "embedding_optimizer",
+]
 
 LOGREG_C = (0.1, 1.0, 10.0, 100.0)
 PROTOTYPE_ALPHA = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -63,8 +77,9 @@ def frozen_embeddings(model_path: str, encoder, task: TaskSpec, examples: Sequen
         if len(_FROZEN_CACHE) > 64:
             _FROZEN_CACHE.clear()
         b = [ex["text_b"] for ex in examples]
-        _FROZEN_CACHE[key] = encode_texts(encoder, [ex["text_a"] for ex in examples],
-                                          b if any(x is not None for x in b) else None, task=task)
+        _FROZEN_CACHE[key] = encode_texts(
+            encoder, [ex["text_a"] for ex in examples], b if any(x is not None for x in b) else None, task=task
+        )
     return _FROZEN_CACHE[key]
 
 
@@ -76,9 +91,15 @@ def _score(task: TaskSpec, logits: torch.Tensor, examples: Sequence[Dict]) -> Di
     return compute_metrics(task.metric, logits.argmax(-1).numpy(), _labels(examples))
 
 
-def fit_adaptation_head(task: TaskSpec, z_train: torch.Tensor, y_train: np.ndarray, z_dev: torch.Tensor,
-                        dev: Sequence[Dict], description_emb: torch.Tensor, scale: float = 20.0
-                        ) -> Tuple[ClassHead, str, List[Dict]]:
+def fit_adaptation_head(
+    task: TaskSpec,
+    z_train: torch.Tensor,
+    y_train: np.ndarray,
+    z_dev: torch.Tensor,
+    dev: Sequence[Dict],
+    description_emb: torch.Tensor,
+    scale: float = 20.0,
+) -> Tuple[ClassHead, str, List[Dict]]:
     """The paper's *Adaptation*: a linear head on frozen embeddings, chosen on dev among logistic regression
     (C in :data:`LOGREG_C`) and class prototypes ``normalize(a * mean_c(train) + (1 - a) * description_c)``
     (a in :data:`PROTOTYPE_ALPHA`; a = 0 is zero-shot). Returns (head, its description, every candidate's dev
@@ -94,7 +115,10 @@ def fit_adaptation_head(task: TaskSpec, z_train: torch.Tensor, y_train: np.ndarr
         candidates.append((f"prototypes alpha={a}", ClassHead(w, None, scale)))
     for c in LOGREG_C:
         clf = LogisticRegression(C=c, max_iter=2000).fit(z_train.numpy(), y_train)
-        coef, bias = torch.as_tensor(clf.coef_, dtype=torch.float32), torch.as_tensor(clf.intercept_, dtype=torch.float32)
+        coef, bias = (
+            torch.as_tensor(clf.coef_, dtype=torch.float32),
+            torch.as_tensor(clf.intercept_, dtype=torch.float32),
+        )
         if n_cls == 2:  # sklearn's binary model: one row for class 1
             coef, bias = torch.cat([torch.zeros_like(coef), coef]), torch.cat([torch.zeros_like(bias), bias])
         full_w = torch.zeros((n_cls, coef.shape[1]))
@@ -115,8 +139,10 @@ def fit_adaptation_head(task: TaskSpec, z_train: torch.Tensor, y_train: np.ndarr
 def embedding_optimizer(model: EmbeddingForClassification, lr: float, head_lr: float, weight_decay: float = 0.0):
     """AdamW with the encoder at ``lr`` and the heads at ``head_lr`` (handed to ``Trainer(optimizers=...)``; the
     Trainer builds the learning-rate schedule over both groups)."""
-    groups = [{"params": [p for p in model.encoder.parameters() if p.requires_grad], "lr": lr},
-              {"params": list(model.heads.parameters()), "lr": head_lr}]
+    groups = [
+        {"params": [p for p in model.encoder.parameters() if p.requires_grad], "lr": lr},
+        {"params": list(model.heads.parameters()), "lr": head_lr},
+    ]
     return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
 
 
@@ -126,8 +152,9 @@ def _finetune(model, task, prep, training_args, emb_args):
     train = FeatureDataset(feats["train"])
     dev, test = (FeatureDataset(feats[k], sort_by_length=True) for k in ("dev", "test"))
     best = BestDevCallback()
-    optimizer = embedding_optimizer(model, training_args.learning_rate, emb_args.head_learning_rate,
-                                    training_args.weight_decay)
+    optimizer = embedding_optimizer(
+        model, training_args.learning_rate, emb_args.head_learning_rate, training_args.weight_decay
+    )
     trainer = build_trainer(model, training_args, train, dev, collate, make_compute_metrics(task), [best], optimizer)
     t0 = time.perf_counter()
     if not training_args.resume_from_checkpoint:
@@ -140,9 +167,15 @@ def _finetune(model, task, prep, training_args, emb_args):
     out = trainer.predict(test, metric_key_prefix="test")
     logits = torch.as_tensor(out.predictions)
     logits = torch.stack(test.unsort(list(logits)))
-    return {"dev_score": float(best.best_score), "test_logits": logits, "best_step": best.best_step,
-            "dev_history": best.history, "train_seconds": train_seconds, "eval_seconds": time.perf_counter() - t0,
-            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    return {
+        "dev_score": float(best.best_score),
+        "test_logits": logits,
+        "best_step": best.best_step,
+        "dev_history": best.history,
+        "train_seconds": train_seconds,
+        "eval_seconds": time.perf_counter() - t0,
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
 
 
 def _prepare(model_args, args, seed: int) -> Dict:
@@ -151,7 +184,9 @@ def _prepare(model_args, args, seed: int) -> Dict:
         raise MtftError("--task_name (or --task_file) is required")
     task = get_task(args.task_file or args.task_name)
     if task.is_regression:
-        raise MtftError(f"task {task.name} is a regression task; the embedding method classifies (use --method prompt)")
+        raise MtftError(
+            f"task {task.name} is a regression task; the embedding method classifies (use --method prompt)"
+        )
     prompt = resolve_prompt(task, args)
     descriptions = class_descriptions(task, prompt)
     data = load_task_data(task, args, seed)
@@ -172,13 +207,18 @@ def run_embedding_experiment(model_args, args, training_args, emb_args: Optional
     prep = _prepare(model_args, args, training_args.seed)
     kind = _kind(args, emb_args)
     if kind == "embed-ft" and training_args.max_steps == 0:
-        raise MtftError("--max_steps 0 trains nothing: use --zero_shot (or --frozen_encoder) to evaluate without "
-                        "finetuning")
+        raise MtftError(
+            "--max_steps 0 trains nothing: use --zero_shot (or --frozen_encoder) to evaluate without finetuning"
+        )
     set_seed(training_args.seed)
-    encoder = load_sentence_encoder(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code,
-                                    allow_pickle=getattr(model_args, "allow_pickle", False))
-    model, dev_score, test_logits, info = _adapt(kind, prep, encoder, resolve_model_name(model_args.model_name_or_path),
-                                                 training_args, emb_args)
+    encoder = load_sentence_encoder(
+        model_args.model_name_or_path,
+        trust_remote_code=model_args.trust_remote_code,
+        allow_pickle=getattr(model_args, "allow_pickle", False),
+    )
+    model, dev_score, test_logits, info = _adapt(
+        kind, prep, encoder, resolve_model_name(model_args.model_name_or_path), training_args, emb_args
+    )
     record = _record(kind, prep, encoder, dev_score, test_logits, info, model_args, args, training_args, emb_args)
     out = Path(training_args.output_dir)
     if training_args.process_index == 0:
@@ -189,8 +229,15 @@ def run_embedding_experiment(model_args, args, training_args, emb_args: Optional
 
             save_embedding_classifier(model, prep["task"], prep["prompt"], prep["descriptions"], out / "best", record)
         write_run_record(out / "results.json", record)
-    logger.info("%s %s seed %s: dev %.4f test %.4f (%s)", record["task"], record["row"], record["seed"],
-                record["dev_score"], record["test_score"], record["metric"])
+    logger.info(
+        "%s %s seed %s: dev %.4f test %.4f (%s)",
+        record["task"],
+        record["row"],
+        record["seed"],
+        record["dev_score"],
+        record["test_score"],
+        record["metric"],
+    )
     return record
 
 
@@ -207,10 +254,14 @@ def _adapt(kind: str, prep: Dict, encoder, model_path: str, training_args, emb_a
     t0 = time.perf_counter()
     z = {k: frozen_embeddings(model_path, encoder, task, v) for k, v in data.items()}
     if kind == "embed-adapt":
-        head, chosen, scored = fit_adaptation_head(task, z["train"], _labels(data["train"]), z["dev"], data["dev"],
-                                                   desc_emb, emb_args.head_scale)
-        info.update(adaptation_head=chosen, adaptation_candidates=scored,
-                    trainable_parameters=sum(p.numel() for p in head.parameters()))
+        head, chosen, scored = fit_adaptation_head(
+            task, z["train"], _labels(data["train"]), z["dev"], data["dev"], desc_emb, emb_args.head_scale
+        )
+        info.update(
+            adaptation_head=chosen,
+            adaptation_candidates=scored,
+            trainable_parameters=sum(p.numel() for p in head.parameters()),
+        )
     with torch.no_grad():
         dev_score = float(_score(task, head(z["dev"]), data["dev"])["score"])
         test_logits = head(z["test"])
@@ -223,24 +274,39 @@ def _record(kind, prep, encoder, dev_score, test_logits, info, model_args, args,
     test_metrics = _score(task, test_logits, data["test"])
     trains = kind == "embed-ft"
     record = {
-        "task": task.name, "row": args.row or row_for_start(kind, multitask_metadata(name)),
-        "method": "embedding", "multitask": multitask_summary(name),
-        "seed": training_args.seed, "k": args.k, "metric": task.metric,
-        "dev_score": dev_score, "test_score": float(test_metrics["score"]),
+        "task": task.name,
+        "row": args.row or row_for_start(kind, multitask_metadata(name)),
+        "method": "embedding",
+        "multitask": multitask_summary(name),
+        "seed": training_args.seed,
+        "k": args.k,
+        "metric": task.metric,
+        "dev_score": dev_score,
+        "test_score": float(test_metrics["score"]),
         "test_metrics": {k: float(v) for k, v in test_metrics.items() if k != "score"},
-        "zero_shot": kind == "embed-zero-shot", "model": name, "model_path": resolve_model_name(name),
-        "embedded_default_model": is_default_model(name), "pooling": pooling_of(encoder),
-        "prompt": prep["prompt"].to_dict(), "descriptions": prep["descriptions"],
-        "n_train": len(data["train"]), "n_dev": len(data["dev"]), "n_test": len(data["test"]),
+        "zero_shot": kind == "embed-zero-shot",
+        "model": name,
+        "model_path": resolve_model_name(name),
+        "embedded_default_model": is_default_model(name),
+        "pooling": pooling_of(encoder),
+        "prompt": prep["prompt"].to_dict(),
+        "descriptions": prep["descriptions"],
+        "n_train": len(data["train"]),
+        "n_dev": len(data["dev"]),
+        "n_test": len(data["test"]),
         "learning_rate": training_args.learning_rate if trains else None,
         "head_learning_rate": emb_args.head_learning_rate if trains else None,
         "train_batch_size": training_args.per_device_train_batch_size * max(1, training_args.world_size),
         "max_steps": training_args.max_steps if trains else 0,
-        "world_size": training_args.world_size, **info,
+        "world_size": training_args.world_size,
+        **info,
     }
-    record["args"] = {"model": dataclasses.asdict(model_args), "prompt": dataclasses.asdict(args),
-                      "embedding": dataclasses.asdict(emb_args),
-                      "training": {k: v for k, v in training_args.to_dict().items() if not k.startswith("_")}}
+    record["args"] = {
+        "model": dataclasses.asdict(model_args),
+        "prompt": dataclasses.asdict(args),
+        "embedding": dataclasses.asdict(emb_args),
+        "training": {k: v for k, v in training_args.to_dict().items() if not k.startswith("_")},
+    }
     record["env"] = environment()
     return record
 
@@ -254,8 +320,9 @@ def _write_predictions(out: Path, task: TaskSpec, logits: torch.Tensor):
     atomic_write_text(out / "test_predictions.jsonl", "\n".join(lines) + "\n")
 
 
-def embedding_stage(model_args, sources, eval_tasks: int, seed: int, head_learning_rate: float = 1e-3,
-                    head_scale: float = 20.0):
+def embedding_stage(
+    model_args, sources, eval_tasks: int, seed: int, head_learning_rate: float = 1e-3, head_scale: float = 20.0
+):
     """The embedding method's multitask stage (the paper's objective): a shared encoder phi with one linear head per
     source task, each initialised from that source's class descriptions; saved as a plain sentence-transformers
     folder (the heads are not kept for the target)."""
@@ -263,16 +330,20 @@ def embedding_stage(model_args, sources, eval_tasks: int, seed: int, head_learni
     from .templates import load_prompt
 
     set_seed(seed)
-    encoder = load_sentence_encoder(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code,
-                                    allow_pickle=getattr(model_args, "allow_pickle", False))
+    encoder = load_sentence_encoder(
+        model_args.model_name_or_path,
+        trust_remote_code=model_args.trust_remote_code,
+        allow_pickle=getattr(model_args, "allow_pickle", False),
+    )
     heads, train_feats, dev_sets = [], [], {}
     for tid, src in enumerate(sources):
         desc = class_descriptions(src.task, load_prompt(src.task))
         heads.append(ClassHead.from_descriptions(encode_texts(encoder, desc), head_scale))
         train_feats.append(build_embedding_features(encoder, src.task, src.train, task_id=tid))
         if not eval_tasks or tid < eval_tasks:
-            dev_sets[src.task.name] = FeatureDataset(build_embedding_features(encoder, src.task, src.dev, task_id=tid),
-                                                     sort_by_length=True)
+            dev_sets[src.task.name] = FeatureDataset(
+                build_embedding_features(encoder, src.task, src.dev, task_id=tid), sort_by_length=True
+            )
     model = EmbeddingForClassification(encoder, heads)
 
     def save(out: Path):
@@ -281,5 +352,12 @@ def embedding_stage(model_args, sources, eval_tasks: int, seed: int, head_learni
     def optimizer(lr: float, weight_decay: float):
         return embedding_optimizer(model, lr, head_learning_rate, weight_decay)
 
-    return StageParts(model, encoder.tokenizer, EmbeddingCollator(encoder.tokenizer.pad_token_id), train_feats,
-                      dev_sets, save, make_optimizer=optimizer)
+    return StageParts(
+        model,
+        encoder.tokenizer,
+        EmbeddingCollator(encoder.tokenizer.pad_token_id),
+        train_feats,
+        dev_sets,
+        save,
+        make_optimizer=optimizer,
+    )

@@ -31,13 +31,15 @@ from typing import Dict, List, Optional, Sequence
 
 import yaml
 
-from .data import SEEDS, default_data_dir
 from . import rows as _rows
+from .data import SEEDS, default_data_dir
 from .records import ExperimentConfig
 from .results import atomic_write_json, atomic_write_text
-from .workers import (Interrupted, _device_envs, _unit_results, assign_devices, device_envs,  # noqa: F401
-                      run_cells, run_jobs, stop_running_jobs)
 from .tasks import MtftError, get_task
+from .workers import (
+    device_envs,  # noqa: F401
+    run_jobs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +121,9 @@ class Plan:
         return opts
 
     def selection_path(self, target: str, variant: str = "sel") -> Path:
-        key = [self.cfg["model"], self.cfg["selection"]] + ([] if variant == "sel" else [self.selection_options(variant)])
+        key = [self.cfg["model"], self.cfg["selection"]] + (
+            [] if variant == "sel" else [self.selection_options(variant)]
+        )
         key.append(SELECTION_VERSION)  # files made by an older selection (other defaults) are not reused
         stem = target if variant == "sel" else f"{target}-{variant}"
         return self.root / "selection" / f"{stem}-{_key(key)}.json"
@@ -145,12 +149,23 @@ class Plan:
             sources = self.selected_sources(target, variant)
             if sources is None or sources != self.selected_sources(target, "sel"):
                 # keyed by the chosen sources, so ablations choosing the same tasks share one stage
-                spec = {"model": self.cfg["model"], "target": target, "multitask": stage_opts,
-                        "sources": sources if sources is not None else self.selection_options(variant), **extra}
+                spec = {
+                    "model": self.cfg["model"],
+                    "target": target,
+                    "multitask": stage_opts,
+                    "sources": sources if sources is not None else self.selection_options(variant),
+                    **extra,
+                }
                 return self.root / "multitask" / f"{target}-{_key(spec)}"
         selected = variant != "all"
-        spec = {"model": self.cfg["model"], "target": target, "selected": selected, "multitask": stage_opts,
-                "selection": self.cfg["selection"] if selected else None, **extra}
+        spec = {
+            "model": self.cfg["model"],
+            "target": target,
+            "selected": selected,
+            "multitask": stage_opts,
+            "selection": self.cfg["selection"] if selected else None,
+            **extra,
+        }
         return self.root / "multitask" / f"{target}-{'sel' if selected else 'all'}-{_key(spec)}"
 
     def cell_options(self, row: "_rows.Row") -> Dict:
@@ -167,23 +182,55 @@ class Plan:
                 zero = row.zero_shot
                 model = str(self.multitask_dir(target, variant, method)) if variant else self.cfg["model"]
                 opts = self.cell_options(row)
-                flags = ["--method", method] + (["--zero_shot"] if zero else []) + \
-                    (["--frozen_encoder"] if row.kind == "embed-adapt" else [])
+                flags = (
+                    ["--method", method]
+                    + (["--zero_shot"] if zero else [])
+                    + (["--frozen_encoder"] if row.kind == "embed-adapt" else [])
+                )
                 for seed in self.cfg["seeds"]:
-                    spec = {"target": target, "row": name, "seed": seed, "model": self.cfg["model"], "options": opts,
-                            "multitask": self.cfg["multitask"] if variant else None,
-                            "selection": self.selection_options(variant) if variant not in (None, "all") else None}
+                    spec = {
+                        "target": target,
+                        "row": name,
+                        "seed": seed,
+                        "model": self.cfg["model"],
+                        "options": opts,
+                        "multitask": self.cfg["multitask"] if variant else None,
+                        "selection": self.selection_options(variant) if variant not in (None, "all") else None,
+                    }
                     if method != "prompt":
                         spec.update(method=method, multitask=self.cfg["embedding_multitask"] if variant else None)
-                    args = ["--task_name", target, "--seed", str(seed), "--model_name_or_path", model, "--row", name,
-                            "--data_dir", self.cfg["data_dir"], "--save_model", "false", "--disable_tqdm", "true",
-                            *flags, *_flags(opts)]
-                    out.append({"target": target, "row": name, "seed": seed, "args": args,
-                                "dir": self.root / "cells" / target / name / f"seed{seed}-{_key(spec)}",
-                                "needs": (target, variant, method) if variant else None,
-                                # cells with the same starting model and options compute the same run
-                                "computes": _key([target, seed, model, zero, opts] + ([row.kind] if method != "prompt"
-                                                                                     else []))})
+                    args = [
+                        "--task_name",
+                        target,
+                        "--seed",
+                        str(seed),
+                        "--model_name_or_path",
+                        model,
+                        "--row",
+                        name,
+                        "--data_dir",
+                        self.cfg["data_dir"],
+                        "--save_model",
+                        "false",
+                        "--disable_tqdm",
+                        "true",
+                        *flags,
+                        *_flags(opts),
+                    ]
+                    out.append(
+                        {
+                            "target": target,
+                            "row": name,
+                            "seed": seed,
+                            "args": args,
+                            "dir": self.root / "cells" / target / name / f"seed{seed}-{_key(spec)}",
+                            "needs": (target, variant, method) if variant else None,
+                            # cells with the same starting model and options compute the same run
+                            "computes": _key(
+                                [target, seed, model, zero, opts] + ([row.kind] if method != "prompt" else [])
+                            ),
+                        }
+                    )
         return out
 
     def multitask_jobs(self) -> List[Dict]:
@@ -199,8 +246,21 @@ class Plan:
                 variant = "sel"
             sources = ["all"] if variant == "all" else [str(self.selection_path(target, variant))]
             opts = self.cfg["multitask"] if method == "prompt" else self.cfg["embedding_multitask"]
-            args = ["--target", target, "--sources", *sources, "--model_name_or_path", self.cfg["model"],
-                    "--method", method, "--data_dir", self.cfg["data_dir"], "--disable_tqdm", "true", *_flags(opts)]
+            args = [
+                "--target",
+                target,
+                "--sources",
+                *sources,
+                "--model_name_or_path",
+                self.cfg["model"],
+                "--method",
+                method,
+                "--data_dir",
+                self.cfg["data_dir"],
+                "--disable_tqdm",
+                "true",
+                *_flags(opts),
+            ]
             jobs[d] = {"target": target, "variant": variant, "dir": d, "args": args, "method": method}
         return list(jobs.values())
 
@@ -234,8 +294,10 @@ def run_plan(cfg: Dict, progress: bool = True) -> Dict:
     n_cells = _execute(plan, [c for c in ready if first[c["computes"]] is c], "cell", envs, failures, progress)
     _record_same_runs(ready, first)
     if failures:
-        raise MtftError(f"{len(failures)} jobs failed: {', '.join(failures[:5])}{' ...' if len(failures) > 5 else ''}; "
-                        "rerun to retry them")
+        raise MtftError(
+            f"{len(failures)} jobs failed: {', '.join(failures[:5])}{' ...' if len(failures) > 5 else ''}; "
+            "rerun to retry them"
+        )
     return {"cells": len(cells), "ran": n_cells, "multitask_ran": n_mt, "blocked": len(cells) - len(ready)}
 
 
@@ -252,8 +314,12 @@ def _run_selections(plan: "Plan") -> None:
         for variant in ["sel"] + [v for v in variants if v != "sel"]:
             path = plan.selection_path(target, variant)
             if not _done(path.parent, path.name):
-                result = select_tasks(target, data_dir=cfg["data_dir"], model_name_or_path=cfg["model"],
-                                      **plan.selection_options(variant))
+                result = select_tasks(
+                    target,
+                    data_dir=cfg["data_dir"],
+                    model_name_or_path=cfg["model"],
+                    **plan.selection_options(variant),
+                )
                 atomic_write_json(path, result.to_dict())
                 logger.info("selection (%s) for %s: %s", VARIANTS[variant], target, result.selected)
 
@@ -286,8 +352,11 @@ def _execute(plan: "Plan", jobs: List[Dict], kind: str, envs: List[Dict], failur
 
     def report(job, rc, seconds):
         ok = rc == 0 and _done(job["dir"], marker)
-        name = f"{job['target']} {VARIANTS.get(job['variant'], 'all')} ({job.get('method', 'prompt')})" \
-            if kind == "multitask" else f"{job['target']} {job['row']} seed {job['seed']}"
+        name = (
+            f"{job['target']} {VARIANTS.get(job['variant'], 'all')} ({job.get('method', 'prompt')})"
+            if kind == "multitask"
+            else f"{job['target']} {job['row']} seed {job['seed']}"
+        )
         if ok and kind == "cell":
             r = json.loads((job["dir"] / "results.json").read_text())
             msg = f"{name}: {r['metric']} {r['test_score']:.4f} (dev {r['dev_score']:.4f}) in {seconds:.0f}s"

@@ -20,8 +20,11 @@ from .templates import PromptEncoder
 def build_features(encoder: PromptEncoder, examples: Sequence[Dict], task_id: int = 0) -> List[Dict]:
     """One feature per example: model inputs, ``label_word_ids``, ``labels`` and task metadata."""
     task: TaskSpec = encoder.task
-    feats = encoder.encode_batch([ex["text_a"] for ex in examples], [ex["text_b"] for ex in examples],
-                                 row_names=[ex.get("row", f"example {i}") for i, ex in enumerate(examples)])
+    feats = encoder.encode_batch(
+        [ex["text_a"] for ex in examples],
+        [ex["text_b"] for ex in examples],
+        row_names=[ex.get("row", f"example {i}") for i, ex in enumerate(examples)],
+    )
     reg = task.is_regression
     rng = [task.regression["low"], task.regression["high"]] if reg else [0.0, 1.0]
     for f, ex in zip(feats, examples):

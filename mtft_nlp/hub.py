@@ -22,8 +22,8 @@ from typing import Dict, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .modeling import PromptForMaskedLM, predictions_from_logits
 from .features import PromptCollator
+from .modeling import PromptForMaskedLM, predictions_from_logits
 from .tasks import MtftError, TaskSpec
 from .templates import Prompt, PromptEncoder
 
@@ -33,20 +33,33 @@ CARD_NAME = "README.md"
 
 def prompt_metadata(task: TaskSpec, prompt: Prompt, extra: Optional[Dict] = None) -> Dict:
     meta = {
-        "task": task.name, "labels": list(task.labels), "metric": task.metric, "num_sentences": task.num_sentences,
-        "template": prompt.template, "label_words": dict(prompt.label_words), "prompt_name": prompt.name,
-        "max_seq_length": task.max_seq_length, "first_sent_limit": task.first_sent_limit,
-        "other_sent_limit": task.other_sent_limit, "regression": task.regression,
+        "task": task.name,
+        "labels": list(task.labels),
+        "metric": task.metric,
+        "num_sentences": task.num_sentences,
+        "template": prompt.template,
+        "label_words": dict(prompt.label_words),
+        "prompt_name": prompt.name,
+        "max_seq_length": task.max_seq_length,
+        "first_sent_limit": task.first_sent_limit,
+        "other_sent_limit": task.other_sent_limit,
+        "regression": task.regression,
     }
     meta.update(extra or {})
     return meta
 
 
 def task_from_metadata(meta: Dict) -> TaskSpec:
-    return TaskSpec(name=meta["task"], labels=meta["labels"], metric=meta["metric"],
-                    max_seq_length=meta.get("max_seq_length") or 128, first_sent_limit=meta.get("first_sent_limit"),
-                    other_sent_limit=meta.get("other_sent_limit"), regression=meta.get("regression"),
-                    sentences=meta.get("num_sentences") or 1)
+    return TaskSpec(
+        name=meta["task"],
+        labels=meta["labels"],
+        metric=meta["metric"],
+        max_seq_length=meta.get("max_seq_length") or 128,
+        first_sent_limit=meta.get("first_sent_limit"),
+        other_sent_limit=meta.get("other_sent_limit"),
+        regression=meta.get("regression"),
+        sentences=meta.get("num_sentences") or 1,
+    )
 
 
 class PromptClassifier:
@@ -63,8 +76,14 @@ class PromptClassifier:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_pretrained(cls, path_or_repo: Union[str, os.PathLike], device: Optional[str] = None,
-                        trust_remote_code: bool = False, revision: Optional[str] = None, token: Optional[str] = None):
+    def from_pretrained(
+        cls,
+        path_or_repo: Union[str, os.PathLike],
+        device: Optional[str] = None,
+        trust_remote_code: bool = False,
+        revision: Optional[str] = None,
+        token: Optional[str] = None,
+    ):
         """Load a folder written by :meth:`save_pretrained` (or a training run's ``best/``), local or on the Hub."""
         from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 
@@ -78,12 +97,20 @@ class PromptClassifier:
             from huggingface_hub import snapshot_download
 
             try:
-                path = Path(snapshot_download(name, revision=revision, token=token,
-                                              allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.md"]))
+                path = Path(
+                    snapshot_download(
+                        name,
+                        revision=revision,
+                        token=token,
+                        allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.md"],
+                    )
+                )
             except Exception as exc:  # invalid id, no network, no such repo: one clear line
                 first = " ".join(str(exc).split())[:200]
-                raise MtftError(f"{name}: not a local folder, and it could not be fetched from the Hub "
-                                f"({type(exc).__name__}: {first})") from None
+                raise MtftError(
+                    f"{name}: not a local folder, and it could not be fetched from the Hub "
+                    f"({type(exc).__name__}: {first})"
+                ) from None
         adapter = (path / "adapter_config.json").is_file()
         cfg_path = path / "config.json"
         if not cfg_path.is_file() and not adapter:
@@ -97,7 +124,11 @@ class PromptClassifier:
             from peft import PeftConfig, PeftModel
 
             base_name = PeftConfig.from_pretrained(path).base_model_name_or_path
-            meta_src = json.loads((path / "prompt_config.json").read_text()) if (path / "prompt_config.json").is_file() else None
+            meta_src = (
+                json.loads((path / "prompt_config.json").read_text())
+                if (path / "prompt_config.json").is_file()
+                else None
+            )
             base = AutoModelForMaskedLM.from_pretrained(base_name, trust_remote_code=trust_remote_code)
             mlm = PeftModel.from_pretrained(base, path)
             meta = meta_src
@@ -109,19 +140,26 @@ class PromptClassifier:
             from .modeling import quiet_load_report
 
             with quiet_load_report():
-                mlm, info = AutoModelForMaskedLM.from_pretrained(path, trust_remote_code=trust_remote_code,
-                                                                 use_safetensors=True, output_loading_info=True)
+                mlm, info = AutoModelForMaskedLM.from_pretrained(
+                    path, trust_remote_code=trust_remote_code, use_safetensors=True, output_loading_info=True
+                )
             n_params = len(mlm.state_dict())
             missing = [k for k in info.get("missing_keys", []) if "predictions" not in k and "lm_head" not in k]
             if missing and len(missing) > n_params // 2:
-                raise MtftError(f"{path}: its weights do not match the architecture in its config "
-                                f"({config.architectures}); {len(missing)} of {n_params} tensors are missing")
+                raise MtftError(
+                    f"{path}: its weights do not match the architecture in its config "
+                    f"({config.architectures}); {len(missing)} of {n_params} tensors are missing"
+                )
         if not meta:
-            raise MtftError(f"{path} has no prompt metadata ('{CONFIG_KEY}' in config.json): it is a plain masked LM, "
-                            "not a saved prompt classifier; pass a task and prompt to train or evaluate it")
+            raise MtftError(
+                f"{path} has no prompt metadata ('{CONFIG_KEY}' in config.json): it is a plain masked LM, "
+                "not a saved prompt classifier; pass a task and prompt to train or evaluate it"
+            )
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         task = task_from_metadata(meta)
-        prompt = Prompt(template=meta["template"], label_words=meta["label_words"], name=meta.get("prompt_name", "saved"))
+        prompt = Prompt(
+            template=meta["template"], label_words=meta["label_words"], name=meta.get("prompt_name", "saved")
+        )
         model = PromptForMaskedLM(mlm).eval()
         if device:
             model.to(device)
@@ -133,8 +171,13 @@ class PromptClassifier:
         return next(self.model.parameters()).device
 
     @torch.no_grad()
-    def predict_logits(self, texts: Sequence[str], text_pairs: Optional[Sequence[Optional[str]]] = None,
-                       batch_size: int = 32, row_names: Optional[Sequence[str]] = None) -> np.ndarray:
+    def predict_logits(
+        self,
+        texts: Sequence[str],
+        text_pairs: Optional[Sequence[Optional[str]]] = None,
+        batch_size: int = 32,
+        row_names: Optional[Sequence[str]] = None,
+    ) -> np.ndarray:
         """Label-word logits per input, in input order (batches are length-sorted)."""
         if isinstance(texts, str):
             texts = [texts]
@@ -142,8 +185,9 @@ class PromptClassifier:
             raise MtftError(f"{len(texts)} texts but {len(text_pairs)} text pairs")
         if self.task.num_sentences == 2 and text_pairs is None:
             raise MtftError(f"task {self.task.name} classifies sentence pairs: pass text_pairs")
-        feats = self.encoder.encode_batch(list(texts), list(text_pairs) if text_pairs is not None else None,
-                                          row_names=row_names)
+        feats = self.encoder.encode_batch(
+            list(texts), list(text_pairs) if text_pairs is not None else None, row_names=row_names
+        )
         for f in feats:
             f["label_word_ids"] = list(self.encoder.label_word_ids)
         order = sorted(range(len(feats)), key=lambda i: len(feats[i]["input_ids"]))
@@ -151,17 +195,28 @@ class PromptClassifier:
         out = np.zeros((len(feats), len(self.encoder.label_word_ids)), dtype=np.float32)
         self.model.eval()
         for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             batch = {k: v.to(self.device) for k, v in collate([feats[i] for i in idx]).items()}
             out[idx] = self.model(**batch).logits.float().cpu().numpy()
         return out
 
-    def predict(self, texts, text_pairs=None, batch_size: int = 32, return_probabilities: bool = False,
-                row_names: Optional[Sequence[str]] = None):
+    def predict(
+        self,
+        texts,
+        text_pairs=None,
+        batch_size: int = 32,
+        return_probabilities: bool = False,
+        row_names: Optional[Sequence[str]] = None,
+    ):
         """Task labels (or regression scores); with ``return_probabilities``, also the class probabilities."""
         logits = self.predict_logits(texts, text_pairs, batch_size, row_names=row_names)
         if self.task.is_regression:
-            preds = [float(x) for x in predictions_from_logits(logits, True, self.task.regression["low"], self.task.regression["high"])]
+            preds = [
+                float(x)
+                for x in predictions_from_logits(
+                    logits, True, self.task.regression["low"], self.task.regression["high"]
+                )
+            ]
         else:
             preds = [self.task.labels[i] for i in logits.argmax(-1)]
         if not return_probabilities:
@@ -175,18 +230,32 @@ class PromptClassifier:
 
     # ------------------------------------------------------------------ saving / sharing
     def save_pretrained(self, save_directory: Union[str, os.PathLike], model_card: bool = True):
-        save_prompt_classifier(self.model, self.tokenizer, self.task, self.prompt, save_directory, self.metadata, model_card)
+        save_prompt_classifier(
+            self.model, self.tokenizer, self.task, self.prompt, save_directory, self.metadata, model_card
+        )
 
-    def push_to_hub(self, repo_id: str, private: bool = False, token: Optional[str] = None,
-                    commit_message: str = "Upload mtft-nlp prompt classifier", api=None) -> str:
+    def push_to_hub(
+        self,
+        repo_id: str,
+        private: bool = False,
+        token: Optional[str] = None,
+        commit_message: str = "Upload mtft-nlp prompt classifier",
+        api=None,
+    ) -> str:
         """Upload weights, tokenizer, config (with the prompt) and a model card; returns the commit URL."""
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp)
             return push_folder(tmp, repo_id, private, token, commit_message, api)
 
 
-def push_folder(folder: Union[str, os.PathLike], repo_id: str, private: bool = False, token: Optional[str] = None,
-                commit_message: str = "Upload mtft-nlp prompt classifier", api=None) -> str:
+def push_folder(
+    folder: Union[str, os.PathLike],
+    repo_id: str,
+    private: bool = False,
+    token: Optional[str] = None,
+    commit_message: str = "Upload mtft-nlp prompt classifier",
+    api=None,
+) -> str:
     """Upload a saved classifier folder (weights, tokenizer, config with the prompt, model card)."""
     from huggingface_hub import HfApi
 
@@ -195,12 +264,21 @@ def push_folder(folder: Union[str, os.PathLike], repo_id: str, private: bool = F
     return api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message)
 
 
-def save_prompt_classifier(model: PromptForMaskedLM, tokenizer, task: TaskSpec, prompt: Prompt,
-                           save_directory: Union[str, os.PathLike], extra: Optional[Dict] = None, model_card: bool = True):
+def save_prompt_classifier(
+    model: PromptForMaskedLM,
+    tokenizer,
+    task: TaskSpec,
+    prompt: Prompt,
+    save_directory: Union[str, os.PathLike],
+    extra: Optional[Dict] = None,
+    model_card: bool = True,
+):
     """Write the artifact: safetensors weights, tokenizer, config.json with the prompt, model card."""
     out = Path(save_directory)
     out.mkdir(parents=True, exist_ok=True)
-    meta = prompt_metadata(task, prompt, {k: v for k, v in (extra or {}).items() if k not in prompt_metadata(task, prompt)})
+    meta = prompt_metadata(
+        task, prompt, {k: v for k, v in (extra or {}).items() if k not in prompt_metadata(task, prompt)}
+    )
     mlm = model.mlm
     is_peft = hasattr(mlm, "peft_config")
     if is_peft:  # LoRA adapters: the prompt goes next to adapter_config.json
@@ -247,7 +325,8 @@ def model_card_text(meta: Dict) -> str:
         "",
         f"# Prompt-based few-shot classifier for {meta['task']}",
         "",
-        f"Finetuned with [mtft-nlp](https://pypi.org/project/mtft-nlp/) (LM-BFF prompt-based finetuning) from `{base}`.",
+        f"Finetuned with [mtft-nlp](https://pypi.org/project/mtft-nlp/) (LM-BFF prompt-based finetuning) from "
+        f"`{base}`.",
         "",
         "## Prompt",
         "",
@@ -263,22 +342,37 @@ def model_card_text(meta: Dict) -> str:
         f"batch {meta.get('train_batch_size', '?')}; best checkpoint chosen on the k-shot dev set",
     ]
     if mt:
-        lines.append(f"- multitask stage first: target {mt.get('target')}, sources {mt.get('sources_origin')}, "
-                     f"sampler {mt.get('sampler')}, {mt.get('max_steps')} steps")
+        lines.append(
+            f"- multitask stage first: target {mt.get('target')}, sources {mt.get('sources_origin')}, "
+            f"sampler {mt.get('sampler')}, {mt.get('max_steps')} steps"
+        )
     lines += ["", "## Scores", ""]
     if scores:
         lines += [f"| split | {meta['metric']} |", "|---|---|"] + [f"| {k} | {v:.4f} |" for k, v in scores.items()]
     else:
         lines.append("not recorded")
     if meta.get("embedded_default_model"):
-        lines += ["", "> Base model is the packaged all-MiniLM-L6-v2, which has no pretrained MLM head: scores are far "
-                  "below RoBERTa-large's and zero-shot prompting is at chance."]
+        lines += [
+            "",
+            "> Base model is the packaged all-MiniLM-L6-v2, which has no pretrained MLM head: scores are far "
+            "below RoBERTa-large's and zero-shot prompting is at chance.",
+        ]
     lines += [
-        "", "## How to load", "", "```python", "from mtft_nlp import PromptClassifier",
-        "clf = PromptClassifier.from_pretrained(\"<this folder or repo id>\")",
-        _card_predict_line(meta), "```", "",
-        "The folder is also a plain masked LM: `AutoModelForMaskedLM.from_pretrained(...)`.", "",
-        "## Environment", "",
+        "",
+        "## How to load",
+        "",
+        "```python",
+        "from mtft_nlp import PromptClassifier",
+        'clf = PromptClassifier.from_pretrained("<this folder or repo id>")',
+        _card_predict_line(meta),
+        "```",
+        "",
+        "The folder is also a plain masked LM: `AutoModelForMaskedLM.from_pretrained(...)`.",
+        "",
+        "## Environment",
+        "",
     ]
-    lines += [f"- {k}: {v}" for k, v in env.items() if k in ("mtft_nlp", "torch", "transformers", "device", "git_revision")] or ["- not recorded"]
+    lines += [
+        f"- {k}: {v}" for k, v in env.items() if k in ("mtft_nlp", "torch", "transformers", "device", "git_revision")
+    ] or ["- not recorded"]
     return "\n".join(line for line in lines if line is not None) + "\n"

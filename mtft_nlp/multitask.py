@@ -23,31 +23,49 @@ import numpy as np
 from torch.utils.data import Dataset
 from transformers import set_seed
 
+from .callbacks import MultitaskMetricsCallback
 from .data import DEFAULT_K
 from .features import FeatureDataset, PromptCollator, build_features
-from .metrics import accuracy
-from .modeling import MULTITASK_METADATA as METADATA_FILE, PromptForMaskedLM, resolve_model_name
 from .methods import resolve_method
-from .results import atomic_write_json, environment
+from .metrics import accuracy
+from .modeling import MULTITASK_METADATA as METADATA_FILE
+from .modeling import PromptForMaskedLM, resolve_model_name
 from .records import write_stage_record
+from .results import atomic_write_json, environment
 from .sources import SourceData, in_family, load_sources
 from .tasks import MtftError, get_task, leave_one_out
 from .templates import PromptEncoder, load_prompt
-from .callbacks import MultitaskMetricsCallback
 from .trainer import MultitaskTrainer, build_trainer
 from .training import load_model
 from .training_args import SAMPLERS, ModelArguments, MultitaskArguments, MultitaskTrainingArguments
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["run_multitask", "resolve_sources", "MixedTaskDataset", "sampling_probs", "StageParts", "prompt_stage",
-           # re-exported from their own modules
-           "MultitaskArguments", "MultitaskTrainingArguments", "MultitaskMetricsCallback", "MultitaskTrainer",
-           "SAMPLERS"]
+__all__ = [
+    "run_multitask",
+    "resolve_sources",
+    "MixedTaskDataset",
+    "sampling_probs",
+    "StageParts",
+    "prompt_stage",
+    # re-exported from their own modules
+    "MultitaskArguments",
+    "MultitaskTrainingArguments",
+    "MultitaskMetricsCallback",
+    "MultitaskTrainer",
+    "SAMPLERS",
+]
 
-def resolve_sources(target: Optional[str], sources: Sequence[str], data_dir=None, split_seed: int = 42,
-                    k_shot: int = DEFAULT_K, pool_seeds: bool = False,
-                    model_name_or_path: Optional[str] = None) -> Dict[str, object]:
+
+def resolve_sources(
+    target: Optional[str],
+    sources: Sequence[str],
+    data_dir=None,
+    split_seed: int = 42,
+    k_shot: int = DEFAULT_K,
+    pool_seeds: bool = False,
+    model_name_or_path: Optional[str] = None,
+) -> Dict[str, object]:
     """``{"sources": [...], "origin": "all" | "selected" | "list" | <selection file>, "selection": {...},
     "target": name or None, "selection_result": dict or None}``.
 
@@ -77,8 +95,12 @@ def resolve_sources(target: Optional[str], sources: Sequence[str], data_dir=None
         made_on = (sel.get("split_seed"), sel.get("k_shot"))
         wanted = ("pooled" if pool_seeds else split_seed, k_shot)
         if None not in made_on and tuple(made_on) != wanted:
-            logger.warning("selection file %s was computed on split seed %s, K %s; this stage trains on split seed %s, "
-                           "K %s", path, *made_on, *wanted)
+            logger.warning(
+                "selection file %s was computed on split seed %s, K %s; this stage trains on split seed %s, K %s",
+                path,
+                *made_on,
+                *wanted,
+            )
         out = [get_task(n).name for n in names]
         origin, selection = str(path), {k: sel.get(k) for k in ("method", "encoder", "target") if k in sel}
     elif lowered == ["all"]:
@@ -91,10 +113,20 @@ def resolve_sources(target: Optional[str], sources: Sequence[str], data_dir=None
             raise MtftError("--sources selected needs --target (the task to select sources for)")
         from .selection import select_tasks
 
-        result = select_tasks(target, data_dir=data_dir, split_seed=split_seed, k_shot=k_shot, pool_seeds=pool_seeds,
-                              model_name_or_path=model_name_or_path)
-        logger.warning("task selection for %s (Algorithm 1, encoder %s): %s", result.target, result.encoder,
-                       ", ".join(result.selected))
+        result = select_tasks(
+            target,
+            data_dir=data_dir,
+            split_seed=split_seed,
+            k_shot=k_shot,
+            pool_seeds=pool_seeds,
+            model_name_or_path=model_name_or_path,
+        )
+        logger.warning(
+            "task selection for %s (Algorithm 1, encoder %s): %s",
+            result.target,
+            result.encoder,
+            ", ".join(result.selected),
+        )
         out = list(result.selected)
         origin, selection = "selected", {"method": result.method, "encoder": result.encoder, "target": result.target}
         result = result.to_dict()
@@ -110,8 +142,13 @@ def resolve_sources(target: Optional[str], sources: Sequence[str], data_dir=None
         raise MtftError(f"sources {regression} are regression tasks; the multitask stage uses classification tasks")
     if not out:
         raise MtftError("no source tasks")
-    return {"sources": list(dict.fromkeys(out)), "origin": origin, "selection": selection,
-            "target": target_task.name if target_task else None, "selection_result": result}
+    return {
+        "sources": list(dict.fromkeys(out)),
+        "origin": origin,
+        "selection": selection,
+        "target": target_task.name if target_task else None,
+        "selection_result": result,
+    }
 
 
 class MixedTaskDataset(Dataset):
@@ -161,18 +198,29 @@ def task_accuracy_metrics(eval_pred):
     return {"acc": accuracy(np.asarray(logits).argmax(-1), eval_pred.label_ids)}
 
 
-def run_multitask(model_args: ModelArguments, args: MultitaskArguments, training_args: MultitaskTrainingArguments) -> Dict:
+def run_multitask(
+    model_args: ModelArguments, args: MultitaskArguments, training_args: MultitaskTrainingArguments
+) -> Dict:
     """Finetune on the sources; save an HF masked-LM folder plus ``multitask_config.json``."""
     if not training_args.output_dir:
         raise MtftError("--output_dir is required")
-    resolved = resolve_sources(args.target, args.sources, args.data_dir, args.source_seed, args.source_k, args.pool_seeds,
-                               model_args.model_name_or_path)
+    resolved = resolve_sources(
+        args.target,
+        args.sources,
+        args.data_dir,
+        args.source_seed,
+        args.source_k,
+        args.pool_seeds,
+        model_args.model_name_or_path,
+    )
     target = get_task(resolved["target"]) if resolved["target"] else None
     world = max(1, training_args.world_size)
     per_step = world * training_args.gradient_accumulation_steps
     if args.examples_per_step % per_step:
-        raise MtftError(f"--examples_per_step {args.examples_per_step} is not divisible by processes x accumulation "
-                        f"steps ({world} x {training_args.gradient_accumulation_steps})")
+        raise MtftError(
+            f"--examples_per_step {args.examples_per_step} is not divisible by processes x accumulation "
+            f"steps ({world} x {training_args.gradient_accumulation_steps})"
+        )
     training_args.per_device_train_batch_size = args.examples_per_step // per_step
     sources = load_sources(args, resolved["sources"], target)
     method = resolve_method(model_args.method, model_args.model_name_or_path)
@@ -181,24 +229,57 @@ def run_multitask(model_args: ModelArguments, args: MultitaskArguments, training
     probs = sampling_probs([len(f) for f in train_feats], args.sampler, args.temperature)
     total = training_args.max_steps * args.examples_per_step
     dataset = MixedTaskDataset(train_feats, probs, total, training_args.seed)
-    logger.info("multitask stage (%s method): %d sources %s, %s sampler, %d steps x %d examples", method, len(sources),
-                [s.task.name for s in sources], args.sampler, training_args.max_steps, args.examples_per_step)
+    logger.info(
+        "multitask stage (%s method): %d sources %s, %s sampler, %d steps x %d examples",
+        method,
+        len(sources),
+        [s.task.name for s in sources],
+        args.sampler,
+        training_args.max_steps,
+        args.examples_per_step,
+    )
 
     callback = MultitaskMetricsCallback(list(dev_sets))
-    optimizer = stage.make_optimizer(training_args.learning_rate, training_args.weight_decay) \
-        if stage.make_optimizer else None
-    trainer = build_trainer(stage.model, training_args, dataset, dev_sets or None, stage.collator,
-                            task_accuracy_metrics, [callback], optimizer, stage.tokenizer, MultitaskTrainer)
+    optimizer = (
+        stage.make_optimizer(training_args.learning_rate, training_args.weight_decay) if stage.make_optimizer else None
+    )
+    trainer = build_trainer(
+        stage.model,
+        training_args,
+        dataset,
+        dev_sets or None,
+        stage.collator,
+        task_accuracy_metrics,
+        [callback],
+        optimizer,
+        stage.tokenizer,
+        MultitaskTrainer,
+    )
     before = _dev_summary(trainer, dev_sets)
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_seconds = time.perf_counter() - t0
     after = _dev_summary(trainer, dev_sets)
 
-    meta = _stage_metadata(target, sources, probs, np.bincount(dataset.task_ids, minlength=len(sources)), resolved,
-                           method, model_args, args, training_args)
-    meta.update({"dev_before": before, "dev_after": after,
-                 "dev_history": {str(k): v for k, v in callback.history.items()}, "train_seconds": train_seconds})
+    meta = _stage_metadata(
+        target,
+        sources,
+        probs,
+        np.bincount(dataset.task_ids, minlength=len(sources)),
+        resolved,
+        method,
+        model_args,
+        args,
+        training_args,
+    )
+    meta.update(
+        {
+            "dev_before": before,
+            "dev_after": after,
+            "dev_history": {str(k): v for k, v in callback.history.items()},
+            "train_seconds": train_seconds,
+        }
+    )
     if trainer.is_world_process_zero():
         out = Path(training_args.output_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -206,8 +287,12 @@ def run_multitask(model_args: ModelArguments, args: MultitaskArguments, training
         if resolved["selection_result"] is not None:  # --sources selected: the evidence for the choice
             atomic_write_json(out / "selection.json", resolved["selection_result"])
         write_stage_record(out / METADATA_FILE, meta)  # last: its presence marks a finished stage
-    logger.info("multitask stage done in %.0fs: mean source dev loss %.4f -> %.4f", train_seconds,
-                before.get("mean", {}).get("loss", float("nan")), after.get("mean", {}).get("loss", float("nan")))
+    logger.info(
+        "multitask stage done in %.0fs: mean source dev loss %.4f -> %.4f",
+        train_seconds,
+        before.get("mean", {}).get("loss", float("nan")),
+        after.get("mean", {}).get("loss", float("nan")),
+    )
     return meta
 
 
@@ -225,20 +310,34 @@ def _stage_metadata(target, sources, probs, counts, resolved, method, model_args
     """What ``multitask_config.json`` records besides the dev metrics (records.StageRecord checks it)."""
     return {
         "target": target.name if target else None,
-        "sources": [{"task": s.task.name, "n_train": len(s.train), "n_dev": len(s.dev), "sampling_prob": float(p),
-                     "examples_drawn": int(c), "overlap_with_target_test": s.overlap,
-                     **({"excluded_in_dev": s.dev_excluded} if args.pool_seeds else {})}
-                    for s, p, c in zip(sources, probs, counts)],
+        "sources": [
+            {
+                "task": s.task.name,
+                "n_train": len(s.train),
+                "n_dev": len(s.dev),
+                "sampling_prob": float(p),
+                "examples_drawn": int(c),
+                "overlap_with_target_test": s.overlap,
+                **({"excluded_in_dev": s.dev_excluded} if args.pool_seeds else {}),
+            }
+            for s, p, c in zip(sources, probs, counts)
+        ],
         "sources_origin": resolved["origin"],
         "selection": resolved["selection"],
-        "sampler": args.sampler, "temperature": args.temperature if args.sampler == "temperature" else None,
-        "examples_per_step": args.examples_per_step, "max_steps": training_args.max_steps,
-        "learning_rate": training_args.learning_rate, "seed": training_args.seed,
-        "split_seed": "pooled" if args.pool_seeds else args.source_seed, "k": args.source_k,
+        "sampler": args.sampler,
+        "temperature": args.temperature if args.sampler == "temperature" else None,
+        "examples_per_step": args.examples_per_step,
+        "max_steps": training_args.max_steps,
+        "learning_rate": training_args.learning_rate,
+        "seed": training_args.seed,
+        "split_seed": "pooled" if args.pool_seeds else args.source_seed,
+        "k": args.source_k,
         "allow_overlap": args.allow_overlap,
-        "method": method, "base_model": model_args.model_name_or_path,
+        "method": method,
+        "base_model": model_args.model_name_or_path,
         "base_model_path": resolve_model_name(model_args.model_name_or_path),
-        "world_size": max(1, training_args.world_size), "env": environment(),
+        "world_size": max(1, training_args.world_size),
+        "env": environment(),
     }
 
 
@@ -260,8 +359,9 @@ def prompt_stage(model_args: ModelArguments, sources: Sequence[SourceData], eval
     """The prompt method's stage: each source rendered with its own prompt, scored over its own label words."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(model_args.model_name_or_path),
-                                              trust_remote_code=model_args.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(
+        resolve_model_name(model_args.model_name_or_path), trust_remote_code=model_args.trust_remote_code
+    )
     train_feats, dev_sets = [], {}
     for tid, src in enumerate(sources):
         enc = PromptEncoder(src.task, load_prompt(src.task), tokenizer)  # each task's own limits and words
@@ -276,8 +376,9 @@ def prompt_stage(model_args: ModelArguments, sources: Sequence[SourceData], eval
         to_save.save_pretrained(out)  # LoRA: the adapters (adapter_config.json names the base model)
         tokenizer.save_pretrained(out)
 
-    return StageParts(PromptForMaskedLM(mlm), tokenizer, PromptCollator(tokenizer.pad_token_id), train_feats, dev_sets,
-                      save)
+    return StageParts(
+        PromptForMaskedLM(mlm), tokenizer, PromptCollator(tokenizer.pad_token_id), train_feats, dev_sets, save
+    )
 
 
 def _dev_summary(trainer, dev_sets) -> Dict[str, Dict[str, float]]:
@@ -286,6 +387,8 @@ def _dev_summary(trainer, dev_sets) -> Dict[str, Dict[str, float]]:
         m = trainer.evaluate(eval_dataset=ds, metric_key_prefix=f"dev_{name}")
         out[name] = {"loss": float(m[f"dev_{name}_loss"]), "acc": float(m[f"dev_{name}_acc"])}
     if out:
-        out["mean"] = {"loss": float(np.mean([v["loss"] for v in out.values()])),
-                       "acc": float(np.mean([v["acc"] for v in out.values()]))}
+        out["mean"] = {
+            "loss": float(np.mean([v["loss"] for v in out.values()])),
+            "acc": float(np.mean([v["acc"] for v in out.values()])),
+        }
     return out

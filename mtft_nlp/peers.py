@@ -20,8 +20,8 @@ import numpy as np
 
 from .metrics import compute_metrics
 from .modeling import is_default_model, resolve_model_name
-from .results import environment
 from .records import write_run_record
+from .results import environment
 from .tasks import MtftError
 
 logger = logging.getLogger(__name__)
@@ -61,8 +61,12 @@ def run_setfit_experiment(model_args, args, training_args) -> Dict:
     model = SetFitModel.from_pretrained(path)
     sep = getattr(model.model_body.tokenizer, "sep_token", None) or "|"
     train = Dataset.from_dict({"text": _texts(data["train"], sep), "label": [ex["label_id"] for ex in data["train"]]})
-    sf_args = SetFitArguments(seed=training_args.seed, show_progress_bar=False, report_to="none",
-                              output_dir=str(Path(training_args.output_dir) / "setfit"))
+    sf_args = SetFitArguments(
+        seed=training_args.seed,
+        show_progress_bar=False,
+        report_to="none",
+        output_dir=str(Path(training_args.output_dir) / "setfit"),
+    )
     trainer = Trainer(model=model, args=sf_args, train_dataset=train)
     t0 = time.perf_counter()
     trainer.train()
@@ -73,23 +77,52 @@ def run_setfit_experiment(model_args, args, training_args) -> Dict:
         preds = np.asarray(model.predict(_texts(data[split], sep), as_numpy=True))
         scores[split] = compute_metrics(task.metric, preds, np.array([ex["label_id"] for ex in data[split]]))
     record = {
-        "task": task.name, "row": args.row or "setfit", "method": "setfit", "multitask": None,
-        "seed": training_args.seed, "k": args.k, "metric": task.metric,
-        "dev_score": float(scores["dev"]["score"]), "test_score": float(scores["test"]["score"]),
+        "task": task.name,
+        "row": args.row or "setfit",
+        "method": "setfit",
+        "multitask": None,
+        "seed": training_args.seed,
+        "k": args.k,
+        "metric": task.metric,
+        "dev_score": float(scores["dev"]["score"]),
+        "test_score": float(scores["test"]["score"]),
         "test_metrics": {k: float(v) for k, v in scores["test"].items() if k != "score"},
-        "zero_shot": False, "model": model_args.model_name_or_path, "model_path": path,
+        "zero_shot": False,
+        "model": model_args.model_name_or_path,
+        "model_path": path,
         "embedded_default_model": is_default_model(model_args.model_name_or_path),
-        "prompt": prep["prompt"].to_dict(), "setfit_args": {k: str(v) for k, v in dataclasses.asdict(sf_args).items()
-                                                            if k in ("batch_size", "num_epochs", "num_iterations",
-                                                                     "body_learning_rate", "head_learning_rate",
-                                                                     "sampling_strategy", "loss")},
-        "n_train": len(data["train"]), "n_dev": len(data["dev"]), "n_test": len(data["test"]),
-        "train_seconds": train_seconds, "eval_seconds": time.perf_counter() - t0, "env": environment(),
+        "prompt": prep["prompt"].to_dict(),
+        "setfit_args": {
+            k: str(v)
+            for k, v in dataclasses.asdict(sf_args).items()
+            if k
+            in (
+                "batch_size",
+                "num_epochs",
+                "num_iterations",
+                "body_learning_rate",
+                "head_learning_rate",
+                "sampling_strategy",
+                "loss",
+            )
+        },
+        "n_train": len(data["train"]),
+        "n_dev": len(data["dev"]),
+        "n_test": len(data["test"]),
+        "train_seconds": train_seconds,
+        "eval_seconds": time.perf_counter() - t0,
+        "env": environment(),
     }
     import setfit
 
     record["env"]["setfit"] = setfit.__version__
     write_run_record(Path(training_args.output_dir) / "results.json", record)
-    logger.info("%s setfit seed %s: dev %.4f test %.4f (%s)", task.name, record["seed"], record["dev_score"],
-                record["test_score"], record["metric"])
+    logger.info(
+        "%s setfit seed %s: dev %.4f test %.4f (%s)",
+        task.name,
+        record["seed"],
+        record["dev_score"],
+        record["test_score"],
+        record["metric"],
+    )
     return record

@@ -30,8 +30,10 @@ def _check(d: Dict, fields: Tuple[Tuple[str, Any], ...], what: str) -> None:
         if name not in d:
             raise RecordError(f"{what}: missing field {name!r}")
         if not isinstance(d[name], types) or (isinstance(d[name], bool) and bool not in _as_tuple(types)):
-            raise RecordError(f"{what}: field {name!r} is {type(d[name]).__name__} {d[name]!r}, expected "
-                              f"{' or '.join(t.__name__ for t in _as_tuple(types))}")
+            raise RecordError(
+                f"{what}: field {name!r} is {type(d[name]).__name__} {d[name]!r}, expected "
+                f"{' or '.join(t.__name__ for t in _as_tuple(types))}"
+            )
 
 
 def _as_tuple(types) -> tuple:
@@ -56,8 +58,17 @@ class RunRecord:
     prompt: Dict
     extra: Dict = dataclasses.field(default_factory=dict)
 
-    SCHEMA = (("task", str), ("row", str), ("seed", int), ("metric", str), ("dev_score", _NUMBER),
-              ("test_score", _NUMBER), ("zero_shot", bool), ("model", str), ("prompt", dict))
+    SCHEMA = (
+        ("task", str),
+        ("row", str),
+        ("seed", int),
+        ("metric", str),
+        ("dev_score", _NUMBER),
+        ("test_score", _NUMBER),
+        ("zero_shot", bool),
+        ("model", str),
+        ("prompt", dict),
+    )
 
     @classmethod
     def from_dict(cls, d: Dict, where: str = "results record") -> "RunRecord":
@@ -83,8 +94,14 @@ class StageRecord:
     base_model: Optional[str]
     extra: Dict = dataclasses.field(default_factory=dict)
 
-    SCHEMA = (("target", (str, type(None))), ("sources", list), ("sources_origin", str), ("max_steps", int),
-              ("learning_rate", _NUMBER), ("base_model", (str, type(None))))
+    SCHEMA = (
+        ("target", (str, type(None))),
+        ("sources", list),
+        ("sources_origin", str),
+        ("max_steps", int),
+        ("learning_rate", _NUMBER),
+        ("base_model", (str, type(None))),
+    )
 
     @classmethod
     def from_dict(cls, d: Dict, where: str = "multitask stage metadata") -> "StageRecord":
@@ -125,8 +142,17 @@ class ExperimentConfig:
     embedding_multitask: Dict = dataclasses.field(default_factory=dict)  # its multitask stages' flags
     setfit: Dict = dataclasses.field(default_factory=dict)  # flags of the setfit peer's cells
 
-    _TYPES = {"model": str, "targets": list, "rows": (list, str), "seeds": list, "data_dir": (str, type(None)),
-              "output_dir": str, "workers": int, "cells_per_device": int, "cells_per_process": int}
+    _TYPES = {
+        "model": str,
+        "targets": list,
+        "rows": (list, str),
+        "seeds": list,
+        "data_dir": (str, type(None)),
+        "output_dir": str,
+        "workers": int,
+        "cells_per_device": int,
+        "cells_per_process": int,
+    }
 
     @classmethod
     def from_dict(cls, d: Dict, where: str = "config") -> "ExperimentConfig":
@@ -139,8 +165,10 @@ class ExperimentConfig:
         for name, value in d.items():
             types = cls._TYPES.get(name, dict)
             if not isinstance(value, types) or (isinstance(value, bool) and types is int):
-                raise RecordError(f"{where}: {name!r} is {type(value).__name__} {value!r}, expected "
-                                  f"{' or '.join(t.__name__ for t in _as_tuple(types))}")
+                raise RecordError(
+                    f"{where}: {name!r} is {type(value).__name__} {value!r}, expected "
+                    f"{' or '.join(t.__name__ for t in _as_tuple(types))}"
+                )
         return cls(**d)
 
     def to_dict(self) -> Dict:

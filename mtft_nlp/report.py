@@ -8,12 +8,18 @@ the environment the results were measured in, and the commands that produced the
 from __future__ import annotations
 
 import json
-import math
-from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .results import _PAPER_TASK_ORDER, ROW_TITLES, _row_key, _task_order, aggregate, atomic_write_text, find_results, format_table
+from .plotting import plot_bars, plot_sweeps
+from .results import (
+    _PAPER_TASK_ORDER,
+    _task_order,
+    aggregate,
+    atomic_write_text,
+    find_results,
+    format_table,
+)
 
 
 def _protocol_lines(results: List[Dict]) -> List[str]:
@@ -23,8 +29,12 @@ def _protocol_lines(results: List[Dict]) -> List[str]:
     models = sorted({r.get("model") for r in results if r.get("model")})
     lines = [
         f"- Models: {', '.join(models)}."
-        + (" The embedded all-MiniLM-L6-v2 has no pretrained MLM head (zero-shot prompting with it is at chance); "
-           "RoBERTa-large is the model for real numbers." if any(r.get("embedded_default_model") for r in results) else ""),
+        + (
+            " The embedded all-MiniLM-L6-v2 has no pretrained MLM head (zero-shot prompting with it is at chance); "
+            "RoBERTa-large is the model for real numbers."
+            if any(r.get("embedded_default_model") for r in results)
+            else ""
+        ),
         f"- Split seeds: {', '.join(values('seed'))}; K = {', '.join(values('k'))} per class (LM-BFF splits).",
         f"- Training steps: {', '.join(v for v in values('max_steps') if v != '0')}; learning rates: "
         f"{', '.join(values('learning_rate'))}; batch sizes: {', '.join(values('train_batch_size'))}.",
@@ -33,7 +43,9 @@ def _protocol_lines(results: List[Dict]) -> List[str]:
     ]
     caps = sorted({r.get("n_test") for r in results if r.get("n_test")})
     if caps and max(caps) <= 1000:
-        lines.append(f"- Test sets capped at {max(caps)} examples (a fixed random subset, the same for every seed and row).")
+        lines.append(
+            f"- Test sets capped at {max(caps)} examples (a fixed random subset, the same for every seed and row)."
+        )
     return lines
 
 
@@ -57,71 +69,14 @@ def _environment(results: List[Dict]) -> List[str]:
     return out
 
 
-def plot_bars(agg: List[Dict], path: Path) -> Path:
-    """Per-task grouped bars (one bar per row) with std error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tasks = _task_order(a["task"] for a in agg)
-    rows = sorted({a["row"] for a in agg}, key=_row_key)
-    cell = {(a["task"], a["row"]): a for a in agg}
-    width = 0.8 / max(1, len(rows))
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(tasks) + 2), 4))
-    for i, row in enumerate(rows):
-        xs = [t_i + (i - (len(rows) - 1) / 2) * width for t_i, t in enumerate(tasks) if (t, row) in cell]
-        ys = [cell[(t, row)]["mean"] for t in tasks if (t, row) in cell]
-        es = [cell[(t, row)]["std"] for t in tasks if (t, row) in cell]
-        ax.bar(xs, ys, width, yerr=es, capsize=2, label=ROW_TITLES.get(row, row))
-    ax.set_xticks(range(len(tasks)))
-    ax.set_xticklabels(tasks, rotation=30, ha="right")
-    ax.set_ylabel("test metric x 100")
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def plot_sweeps(root: Path, path: Path) -> Optional[Path]:
-    """Accuracy against the swept variable (number of finetuning tasks, shots per class)."""
-    curves: Dict[tuple, Dict[float, List[float]]] = defaultdict(lambda: defaultdict(list))
-    for sweep_file in sorted(root.rglob("sweep.json")):
-        sweep = json.loads(sweep_file.read_text())
-        for r in find_results(sweep_file.parent):
-            curves[(sweep["variable"], r["task"])][float(sweep["value"])].append(100 * float(r["test_score"]))
-    if not curves:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    variables = sorted({v for v, _ in curves})
-    fig, axes = plt.subplots(1, len(variables), figsize=(5 * len(variables), 3.6), squeeze=False)
-    for ax, var in zip(axes[0], variables):
-        for (v, task), points in sorted(curves.items()):
-            if v != var:
-                continue
-            xs = sorted(points)
-            means = [sum(points[x]) / len(points[x]) for x in xs]
-            stds = [math.sqrt(sum((p - m) ** 2 for p in points[x]) / len(points[x])) for x, m in zip(xs, means)]
-            ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=task)
-        ax.set_xlabel({"num_tasks": "number of finetuning tasks", "shots": "shots per class"}.get(var, var))
-        ax.set_ylabel("test metric x 100")
-        ax.set_xscale("log", base=2)
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def write_report(root: str, out_dir: Optional[str] = None, commands: Sequence[str] = (), title: str = "Results",
-                 rows: Optional[Sequence[str]] = None, intro: str = "") -> Dict[str, Path]:
+def write_report(
+    root: str,
+    out_dir: Optional[str] = None,
+    commands: Sequence[str] = (),
+    title: str = "Results",
+    rows: Optional[Sequence[str]] = None,
+    intro: str = "",
+) -> Dict[str, Path]:
     """Write RESULTS.md, results.csv, results.tex, results.png (and sweeps.png) for ``root``."""
     root_p = Path(root)
     out = Path(out_dir) if out_dir else root_p
@@ -145,9 +100,15 @@ def write_report(root: str, out_dir: Optional[str] = None, commands: Sequence[st
     md = [f"# {title}", ""]
     if intro:
         md += [intro, ""]
-    md += [format_table(agg, "markdown", titles=True).rstrip(), "",
-           f"Runs per cell (seeds): {min(n.values())}-{max(n.values())}. Metric per task in the header "
-           "(accuracy where none is named).", "", "## Protocol", ""] + _protocol_lines(results)
+    md += [
+        format_table(agg, "markdown", titles=True).rstrip(),
+        "",
+        f"Runs per cell (seeds): {min(n.values())}-{max(n.values())}. Metric per task in the header "
+        "(accuracy where none is named).",
+        "",
+        "## Protocol",
+        "",
+    ] + _protocol_lines(results)
     chosen = _selections_table(root_p)
     if chosen:
         md += ["", "## Task selection", "", "Sources chosen for each target (`selection/*.json`):", ""] + chosen
@@ -160,7 +121,10 @@ def write_report(root: str, out_dir: Optional[str] = None, commands: Sequence[st
     if sweeps:
         files["sweeps"] = sweeps
         md += ["", f"![sweeps]({sweeps.name})"]
-    md += ["", f"CSV: [{files['csv'].name}]({files['csv'].name}), LaTeX: [{files['latex'].name}]({files['latex'].name})."]
+    md += [
+        "",
+        f"CSV: [{files['csv'].name}]({files['csv'].name}), LaTeX: [{files['latex'].name}]({files['latex'].name}).",
+    ]
     atomic_write_text(files["markdown"], "\n".join(md) + "\n")
     return files
 
@@ -238,25 +202,47 @@ def _stages_table(root: Path) -> List[str]:
             names = [s["task"] for s in m["sources"]]
             origin = _stage_origin(m, names, chosen)
             # the evaluations during the stage (every --eval_steps), without the last one (= after)
-            during = ", ".join(f"{int(k)}: {v['mean']['acc']:.3f} / {v['mean']['loss']:.3f}"
-                               for k, v in sorted((m.get("dev_history") or {}).items(), key=lambda kv: int(kv[0]))
-                               if "mean" in v and 0 < int(k) < int(m.get("max_steps") or 0))
+            during = ", ".join(
+                f"{int(k)}: {v['mean']['acc']:.3f} / {v['mean']['loss']:.3f}"
+                for k, v in sorted((m.get("dev_history") or {}).items(), key=lambda kv: int(kv[0]))
+                if "mean" in v and 0 < int(k) < int(m.get("max_steps") or 0)
+            )
         except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
             continue
-        lines.append((_column(m["target"]), m["target"], origin, len(names) if len(names) > 4 else ", ".join(names),
-                      m.get("max_steps"), m.get("learning_rate"), acc, loss, during, excluded))
+        lines.append(
+            (
+                _column(m["target"]),
+                m["target"],
+                origin,
+                len(names) if len(names) > 4 else ", ".join(names),
+                m.get("max_steps"),
+                m.get("learning_rate"),
+                acc,
+                loss,
+                during,
+                excluded,
+            )
+        )
     if not lines:
         return []
     show_during = any(line[8] for line in lines)
-    out = ["| target | chosen by | sources | steps | lr | source dev acc before -> after | source dev loss before -> "
-           "after |" + (" during (step: acc / loss) |" if show_during else "") + " excluded (overlap) |",
-           "|---|---|---|---|---|---|---|---|" + ("---|" if show_during else "")]
+    out = [
+        "| target | chosen by | sources | steps | lr | source dev acc before -> after | source dev loss before -> "
+        "after |" + (" during (step: acc / loss) |" if show_during else "") + " excluded (overlap) |",
+        "|---|---|---|---|---|---|---|---|" + ("---|" if show_during else ""),
+    ]
     for _, t, origin, names, steps, lr, acc, loss, during, excl in sorted(
-            lines, key=lambda x: (x[0], x[1], _method_key(x[2].split(", ")[0]))):
-        out.append(f"| {t} | {origin} | {names} | {steps} | {lr:g} | {acc[0]:.3f} -> {acc[1]:.3f} | {loss[0]:.3f} -> "
-                   f"{loss[1]:.3f} |" + (f" {during or '-'} |" if show_during else "") + f" {excl} |")
-    return out + ["", "Source dev accuracy and loss: means over the sources' k-shot dev splits (as many as the stage "
-                      "evaluated), before, during (every `--eval_steps`) and after the stage."]
+        lines, key=lambda x: (x[0], x[1], _method_key(x[2].split(", ")[0]))
+    ):
+        out.append(
+            f"| {t} | {origin} | {names} | {steps} | {lr:g} | {acc[0]:.3f} -> {acc[1]:.3f} | {loss[0]:.3f} -> "
+            f"{loss[1]:.3f} |" + (f" {during or '-'} |" if show_during else "") + f" {excl} |"
+        )
+    return out + [
+        "",
+        "Source dev accuracy and loss: means over the sources' k-shot dev splits (as many as the stage "
+        "evaluated), before, during (every `--eval_steps`) and after the stage.",
+    ]
 
 
 def _deltas(agg: List[Dict], pairs: Sequence[Sequence[str]]) -> List[str]:
@@ -268,12 +254,18 @@ def _deltas(agg: List[Dict], pairs: Sequence[Sequence[str]]) -> List[str]:
         if not tasks:
             continue
         diffs = {t: cell[(t, row)]["mean"] - cell[(t, base)]["mean"] for t in tasks}
-        out += [f"`{row}` minus `{base}` (points), per target:", "",
-                "| " + " | ".join(tasks) + " | mean |", "|" + "---|" * (len(tasks) + 1),
-                "| " + " | ".join(f"{diffs[t]:+.1f}" for t in tasks) + f" | {sum(diffs.values()) / len(diffs):+.1f} |", "",
-                f"`{row}` is better than `{base}` on {sum(d > 0 for d in diffs.values())} of {len(diffs)} targets "
-                f"({', '.join(t for t in tasks if diffs[t] > 0) or 'none'}); mean difference "
-                f"{sum(diffs.values()) / len(diffs):+.1f} points.", ""]
+        out += [
+            f"`{row}` minus `{base}` (points), per target:",
+            "",
+            "| " + " | ".join(tasks) + " | mean |",
+            "|" + "---|" * (len(tasks) + 1),
+            "| " + " | ".join(f"{diffs[t]:+.1f}" for t in tasks) + f" | {sum(diffs.values()) / len(diffs):+.1f} |",
+            "",
+            f"`{row}` is better than `{base}` on {sum(d > 0 for d in diffs.values())} of {len(diffs)} targets "
+            f"({', '.join(t for t in tasks if diffs[t] > 0) or 'none'}); mean difference "
+            f"{sum(diffs.values()) / len(diffs):+.1f} points.",
+            "",
+        ]
     return out
 
 
@@ -284,18 +276,27 @@ def _agreement(results: List[Dict], other: List[Dict], rows: Sequence[str], name
     theirs = {(r["task"], r["row"], r.get("seed")): r["test_score"] for r in other}
     out = []
     for row in rows:
-        diffs = [abs(100 * (r["test_score"] - theirs[(r["task"], row, r.get("seed"))])) for r in results
-                 if r["row"] == row and (r["task"], row, r.get("seed")) in theirs]
+        diffs = [
+            abs(100 * (r["test_score"] - theirs[(r["task"], row, r.get("seed"))]))
+            for r in results
+            if r["row"] == row and (r["task"], row, r.get("seed")) in theirs
+        ]
         if diffs:
-            out.append(f"Same `{row}` cells in {names[0]} and {names[1]} ({len(diffs)} pairs): median |difference| "
-                       f"{statistics.median(diffs):.1f} points, max {max(diffs):.1f}.")
+            out.append(
+                f"Same `{row}` cells in {names[0]} and {names[1]} ({len(diffs)} pairs): median |difference| "
+                f"{statistics.median(diffs):.1f} points, max {max(diffs):.1f}."
+            )
     return out + ([""] if out else [])
 
 
 def _run_fields(r: Dict) -> Dict:
     p = Path(r["_path"])
-    extra = {"_run": p.parent.name, "_config": p.parent.parent.name, "_score100": 100 * float(r["test_score"]),
-             "_dev_history": " ".join("%.2f" % h["score"] for h in r.get("dev_history") or [])}
+    extra = {
+        "_run": p.parent.name,
+        "_config": p.parent.parent.name,
+        "_score100": 100 * float(r["test_score"]),
+        "_dev_history": " ".join("%.2f" % h["score"] for h in r.get("dev_history") or []),
+    }
     return {**r, **extra}
 
 
@@ -303,9 +304,11 @@ def _env_line(results: List[Dict]) -> str:
     def vals(key):
         return _env_values(results, key, missing="?")
 
-    return (f"Measured on: {vals('device')} ({vals('cpu_count')} CPU cores); torch {vals('torch')}, transformers "
-            f"{vals('transformers')}, mtft-nlp {vals('mtft_nlp')}, git {vals('git_revision')}. {len(results)} runs, "
-            f"{_run_minutes(results):.0f} min of train + eval time.")
+    return (
+        f"Measured on: {vals('device')} ({vals('cpu_count')} CPU cores); torch {vals('torch')}, transformers "
+        f"{vals('transformers')}, mtft-nlp {vals('mtft_nlp')}, git {vals('git_revision')}. {len(results)} runs, "
+        f"{_run_minutes(results):.0f} min of train + eval time."
+    )
 
 
 def write_spec_report(root: str, spec_path: str, out_dir: str) -> Dict[str, Path]:
@@ -338,59 +341,94 @@ def write_spec_report(root: str, spec_path: str, out_dir: str) -> Dict[str, Path
     md = [f"# {spec.get('title', 'Results')}", ""] + ([spec["intro"].rstrip(), ""] if spec.get("intro") else [])
     files: Dict[str, Path] = {}
     for i, sec in enumerate(spec["sections"]):
-        unknown = set(sec) - {"title", "text", "data", "results", "rows", "files", "deltas", "agreement", "runs",
-                              "selections", "stages", "commands", "after", "table"}
+        unknown = set(sec) - _SECTION_KEYS
         if unknown:
             raise MtftError(f"report spec {spec_path}, section {i + 1}: unknown keys {sorted(unknown)}")
-        results = [r for d in sec.get("results", []) for r in find_results(root_p / d)
-                   if not sec.get("rows") or r["row"] in sec["rows"]]
-        data = {}
-        for name, rel in (sec.get("data") or {}).items():
-            try:
-                data[name] = json.loads((root_p / rel).read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                data = None
-                break
-        if sec.get("results") and not results or data is None:
-            continue  # nothing measured for this section yet
-        md += [f"## {sec['title']}", ""] if sec.get("title") else []
-        if sec.get("text"):
-            md += [(sec["text"].format_map(data) if sec.get("data") else sec["text"]).rstrip(), ""]
-        if results and sec.get("table", True):
-            agg = aggregate(results)
-            ns = sorted({a["n"] for a in agg})
-            md += [format_table(agg, "markdown", titles=True).rstrip(), "",
-                   f"Seeds per cell: {', '.join(map(str, ns))}.", ""]
-            if sec.get("files"):
-                base = out / sec["files"]
-                for fmt, ext in (("csv", ".csv"), ("latex", ".tex")):
-                    files[f"{sec['files']}{ext}"] = base.with_suffix(ext)
-                    atomic_write_text(base.with_suffix(ext), format_table(agg, fmt, titles=fmt == "latex"))
-                files[f"{sec['files']}.png"] = plot_bars(agg, base.with_suffix(".png"))
-                md += [f"![{sec['files']}]({base.name}.png) (CSV: [{base.name}.csv]({base.name}.csv), LaTeX: "
-                       f"[{base.name}.tex]({base.name}.tex))", ""]
-            md += _deltas(agg, sec.get("deltas") or [])
-        if sec.get("agreement"):
-            other = find_results(root_p / sec["agreement"]["with"])
-            md += _agreement(results, other, sec["agreement"]["rows"],
-                             (", ".join(sec["results"]), sec["agreement"]["with"]))
-        if sec.get("runs"):
-            heads = [h for h, _ in sec["runs"]]
-            md += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
-            for r in sorted(results, key=lambda r: (r["_path"])):
-                f = _run_fields(r)
-                md.append("| " + " | ".join(fmt.format_map(f) for _, fmt in sec["runs"]) + " |")
-            md += [""]
-        if sec.get("selections"):
-            md += _selections_table(root_p / sec["selections"]) + [""]
-        if sec.get("stages"):
-            md += _stages_table(root_p / sec["stages"]) + [""]
-        if results:
-            md += [_env_line(results), ""]
-        if sec.get("after"):
-            md += [sec["after"].rstrip(), ""]
-        for c in sec.get("commands") or []:
-            md += [f"    {c}", ""]
+        md += _section(sec, root_p, out, files)
     files["markdown"] = out / "RESULTS.md"
     atomic_write_text(files["markdown"], "\n".join(md).rstrip() + "\n")
     return files
+
+
+_SECTION_KEYS = {
+    "title",
+    "text",
+    "data",
+    "results",
+    "rows",
+    "files",
+    "deltas",
+    "agreement",
+    "runs",
+    "selections",
+    "stages",
+    "commands",
+    "after",
+    "table",
+}
+
+
+def _section(sec: Dict, root_p: Path, out: Path, files: Dict[str, Path]) -> List[str]:
+    """The markdown of one spec section (empty when its results or data files are missing)."""
+    results = [
+        r
+        for d in sec.get("results", [])
+        for r in find_results(root_p / d)
+        if not sec.get("rows") or r["row"] in sec["rows"]
+    ]
+    data = {}
+    for name, rel in (sec.get("data") or {}).items():
+        try:
+            data[name] = json.loads((root_p / rel).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = None
+            break
+    if sec.get("results") and not results or data is None:
+        return []  # nothing measured for this section yet
+    md = [f"## {sec['title']}", ""] if sec.get("title") else []
+    if sec.get("text"):
+        md += [(sec["text"].format_map(data) if sec.get("data") else sec["text"]).rstrip(), ""]
+    if results and sec.get("table", True):
+        md += _section_table(sec, results, out, files)
+    if sec.get("agreement"):
+        other = find_results(root_p / sec["agreement"]["with"])
+        md += _agreement(
+            results, other, sec["agreement"]["rows"], (", ".join(sec["results"]), sec["agreement"]["with"])
+        )
+    if sec.get("runs"):
+        heads = [h for h, _ in sec["runs"]]
+        md += ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+        for r in sorted(results, key=lambda r: r["_path"]):
+            f = _run_fields(r)
+            md.append("| " + " | ".join(fmt.format_map(f) for _, fmt in sec["runs"]) + " |")
+        md += [""]
+    if sec.get("selections"):
+        md += _selections_table(root_p / sec["selections"]) + [""]
+    if sec.get("stages"):
+        md += _stages_table(root_p / sec["stages"]) + [""]
+    if results:
+        md += [_env_line(results), ""]
+    if sec.get("after"):
+        md += [sec["after"].rstrip(), ""]
+    for c in sec.get("commands") or []:
+        md += [f"    {c}", ""]
+    return md
+
+
+def _section_table(sec: Dict, results: List[Dict], out: Path, files: Dict[str, Path]) -> List[str]:
+    """A section's mean (std) table, its CSV/LaTeX/PNG files (``files``) and per-target differences (``deltas``)."""
+    agg = aggregate(results)
+    ns = sorted({a["n"] for a in agg})
+    md = [format_table(agg, "markdown", titles=True).rstrip(), "", f"Seeds per cell: {', '.join(map(str, ns))}.", ""]
+    if sec.get("files"):
+        base = out / sec["files"]
+        for fmt, ext in (("csv", ".csv"), ("latex", ".tex")):
+            files[f"{sec['files']}{ext}"] = base.with_suffix(ext)
+            atomic_write_text(base.with_suffix(ext), format_table(agg, fmt, titles=fmt == "latex"))
+        files[f"{sec['files']}.png"] = plot_bars(agg, base.with_suffix(".png"))
+        md += [
+            f"![{sec['files']}]({base.name}.png) (CSV: [{base.name}.csv]({base.name}.csv), LaTeX: "
+            f"[{base.name}.tex]({base.name}.tex))",
+            "",
+        ]
+    return md + _deltas(agg, sec.get("deltas") or [])

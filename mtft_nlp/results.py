@@ -108,8 +108,13 @@ def environment() -> Dict[str, object]:
             pass
     env["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         if rev.returncode == 0:
             env["git_revision"] = rev.stdout.strip()
     except Exception:
@@ -145,8 +150,17 @@ def aggregate(results: Iterable[Dict]) -> List[Dict]:
         scores = [100.0 * float(r["test_score"]) for r in rs]
         mean = sum(scores) / len(scores)
         std = math.sqrt(sum((s - mean) ** 2 for s in scores) / len(scores))
-        rows.append({"task": task, "row": row, "metric": rs[0]["metric"], "mean": mean, "std": std, "n": len(scores),
-                     "seeds": sorted(r.get("seed") for r in rs)})
+        rows.append(
+            {
+                "task": task,
+                "row": row,
+                "metric": rs[0]["metric"],
+                "mean": mean,
+                "std": std,
+                "n": len(scores),
+                "seeds": sorted(r.get("seed") for r in rs),
+            }
+        )
     return sorted(rows, key=lambda a: (_row_key(a["row"]), a["task"]))
 
 
@@ -160,8 +174,24 @@ def _task_order(tasks: Iterable[str]) -> List[str]:
     return [t for t in _PAPER_TASK_ORDER if t in tasks] + sorted(t for t in tasks if t not in _PAPER_TASK_ORDER)
 
 
-_PAPER_TASK_ORDER = ("SST-2", "SST-5", "MR", "CR", "MPQA", "Subj", "TREC", "CoLA", "MNLI", "MNLI-mm", "SNLI", "QNLI",
-                     "RTE", "MRPC", "QQP", "STS-B")
+_PAPER_TASK_ORDER = (
+    "SST-2",
+    "SST-5",
+    "MR",
+    "CR",
+    "MPQA",
+    "Subj",
+    "TREC",
+    "CoLA",
+    "MNLI",
+    "MNLI-mm",
+    "SNLI",
+    "QNLI",
+    "RTE",
+    "MRPC",
+    "QQP",
+    "STS-B",
+)
 
 
 def _cell(a: Optional[Dict], bold: bool = False, latex: bool = False) -> str:
@@ -195,11 +225,24 @@ def format_table(agg: List[Dict], fmt: str = "markdown", titles: bool = False) -
     name = (lambda r: ROW_TITLES.get(r, r)) if titles else (lambda r: r)
     body = []
     for r in rows:
-        body.append([name(r)] + [_cell(cell.get((t, r)), t in best and (t, r) in cell and cell[(t, r)]["mean"] == best[t],
-                                       latex=fmt == "latex") for t in tasks])
+        body.append(
+            [name(r)]
+            + [
+                _cell(
+                    cell.get((t, r)),
+                    t in best and (t, r) in cell and cell[(t, r)]["mean"] == best[t],
+                    latex=fmt == "latex",
+                )
+                for t in tasks
+            ]
+        )
     if fmt == "latex":
-        lines = ["\\begin{tabular}{l" + "c" * len(tasks) + "}", "\\toprule",
-                 " & ".join(["Row"] + [h.replace("_", "\\_") for h in head]) + " \\\\", "\\midrule"]
+        lines = [
+            "\\begin{tabular}{l" + "c" * len(tasks) + "}",
+            "\\toprule",
+            " & ".join(["Row"] + [h.replace("_", "\\_") for h in head]) + " \\\\",
+            "\\midrule",
+        ]
         lines += [" & ".join(b) + " \\\\" for b in body]
         lines += ["\\bottomrule", "\\end{tabular}"]
         return "\n".join(lines) + "\n"

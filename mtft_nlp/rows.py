@@ -18,8 +18,23 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, List, Optional, Tuple
 
-__all__ = ["Row", "KINDS", "METHOD_KINDS", "VARIANTS", "ROWS", "ROW_GROUPS", "PAPER_ROWS", "EMBEDDING_ROWS",
-           "ROW_ORDER", "ROW_TITLES", "parse_row", "row_name", "row_for_start", "variant_of_method", "expand_rows"]
+__all__ = [
+    "Row",
+    "KINDS",
+    "METHOD_KINDS",
+    "VARIANTS",
+    "ROWS",
+    "ROW_GROUPS",
+    "PAPER_ROWS",
+    "EMBEDDING_ROWS",
+    "ROW_ORDER",
+    "ROW_TITLES",
+    "parse_row",
+    "row_name",
+    "row_for_start",
+    "variant_of_method",
+    "expand_rows",
+]
 
 # kind -> adaptation method
 KINDS: Dict[str, str] = {
@@ -82,8 +97,8 @@ def parse_row(name: str) -> Row:
     if name.startswith("mt-"):
         rest, variant = name[3:], "all"
         head = rest.split("-", 1)[0]
-        if head in VARIANTS and rest[len(head) + 1:] in _MT_KINDS:
-            variant, rest = head, rest[len(head) + 1:]
+        if head in VARIANTS and rest[len(head) + 1 :] in _MT_KINDS:
+            variant, rest = head, rest[len(head) + 1 :]
         if rest not in _MT_KINDS:
             raise ValueError(f"unknown row {name!r}")
     if rest not in KINDS:
@@ -109,11 +124,15 @@ def variant_of_method(selection_method: Optional[str]) -> str:
 
 PAPER_ROWS: Tuple[str, ...] = ("zero-shot", "mt-zero-shot", "mt-sel-zero-shot", "pbft", "mt-pbft", "mt-sel-pbft")
 EMBEDDING_ROWS: Tuple[str, ...] = tuple(
-    row_name(k, v) for v in (None, "all", "sel") for k in ("embed-zero-shot", "embed-adapt", "embed-ft"))
-ROWS: Tuple[str, ...] = PAPER_ROWS + tuple(
-    row_name(k, v) for k in ("zero-shot", "pbft") for v in VARIANTS if v != "sel"
-) + EMBEDDING_ROWS + tuple(row_name(k, v) for k in METHOD_KINDS["embedding"] for v in VARIANTS if v != "sel") + (
-    "setfit",)
+    row_name(k, v) for v in (None, "all", "sel") for k in ("embed-zero-shot", "embed-adapt", "embed-ft")
+)
+ROWS: Tuple[str, ...] = (
+    PAPER_ROWS
+    + tuple(row_name(k, v) for k in ("zero-shot", "pbft") for v in VARIANTS if v != "sel")
+    + EMBEDDING_ROWS
+    + tuple(row_name(k, v) for k in METHOD_KINDS["embedding"] for v in VARIANTS if v != "sel")
+    + ("setfit",)
+)
 ROW_GROUPS: Dict[str, List[str]] = {
     "all": list(PAPER_ROWS),
     "ablations": ["mt-sel-pbft", "mt-random-pbft", "mt-nocon-pbft", "mt-nodiv-pbft"],
@@ -128,13 +147,31 @@ def expand_rows(rows) -> List[str]:
     return list(dict.fromkeys(x for r in rows for x in ROW_GROUPS.get(r, [r])))
 
 
-_KIND_TITLES = {"embed-zero-shot": "embedding zero-shot", "embed-adapt": "embedding adaptation",
-                "embed-ft": "embedding FT"}
+_KIND_TITLES = {
+    "embed-zero-shot": "embedding zero-shot",
+    "embed-adapt": "embedding adaptation",
+    "embed-ft": "embedding FT",
+}
 # table order and long names (the prompt rows' names are those of the committed RESULTS tables)
-ROW_ORDER: Tuple[str, ...] = ("zero-shot", "mt-zero-shot", "mt-sel-zero-shot", "pbft", "mt-pbft", "mt-sel-pbft",
-                              "mt-random-zero-shot", "mt-nocon-zero-shot", "mt-nodiv-zero-shot",
-                              "mt-random-pbft", "mt-nocon-pbft", "mt-nodiv-pbft") + EMBEDDING_ROWS + tuple(
-    row_name(k, v) for k in METHOD_KINDS["embedding"] for v in VARIANTS if v != "sel") + ("setfit",)
+ROW_ORDER: Tuple[str, ...] = (
+    (
+        "zero-shot",
+        "mt-zero-shot",
+        "mt-sel-zero-shot",
+        "pbft",
+        "mt-pbft",
+        "mt-sel-pbft",
+        "mt-random-zero-shot",
+        "mt-nocon-zero-shot",
+        "mt-nodiv-zero-shot",
+        "mt-random-pbft",
+        "mt-nocon-pbft",
+        "mt-nodiv-pbft",
+    )
+    + EMBEDDING_ROWS
+    + tuple(row_name(k, v) for k in METHOD_KINDS["embedding"] for v in VARIANTS if v != "sel")
+    + ("setfit",)
+)
 ROW_TITLES: Dict[str, str] = {
     "zero-shot": "Prompt-based zero-shot",
     "mt-zero-shot": "Multitask FT zero-shot",
@@ -155,7 +192,10 @@ ROW_TITLES: Dict[str, str] = {
     "embed-ft": "Embedding FT (encoder + head)",
     **{row_name(k, "all"): f"Multitask FT + {t}" for k, t in _KIND_TITLES.items()},
     **{row_name(k, "sel"): f"+ task selection ({t})" for k, t in _KIND_TITLES.items()},
-    **{row_name(k, v): f"{n} ({t})" for k, t in _KIND_TITLES.items()
-       for v, n in (("random", "Random tasks"), ("nocon", "No consistency"), ("nodiv", "No diversity"))},
+    **{
+        row_name(k, v): f"{n} ({t})"
+        for k, t in _KIND_TITLES.items()
+        for v, n in (("random", "Random tasks"), ("nocon", "No consistency"), ("nodiv", "No diversity"))
+    },
     "setfit": "SetFit (peer, same backbone)",
 }

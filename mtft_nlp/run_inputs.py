@@ -27,9 +27,11 @@ def parse_label_words(spec: str) -> Dict[str, str]:
 def resolve_prompt(task: TaskSpec, args: PromptArguments) -> Prompt:
     if args.template or args.label_words:
         base = load_prompt(task, args.prompt, args.prompt_file) if not (args.template and args.label_words) else None
-        prompt = Prompt(template=args.template or base.template,
-                        label_words=parse_label_words(args.label_words) if args.label_words else base.label_words,
-                        name="command-line")
+        prompt = Prompt(
+            template=args.template or base.template,
+            label_words=parse_label_words(args.label_words) if args.label_words else base.label_words,
+            name="command-line",
+        )
         prompt.words_in_order(task)
         return prompt
     return load_prompt(task, args.prompt, args.prompt_file)
@@ -37,11 +39,27 @@ def resolve_prompt(task: TaskSpec, args: PromptArguments) -> Prompt:
 
 def load_task_data(task: TaskSpec, args: PromptArguments, seed: int) -> Dict[str, List[Dict]]:
     if args.train_file or args.test_file:
-        return load_files(task, seed, args.k, args.train_file, args.validation_file, args.test_file,
-                          args.text_a_column, args.text_b_column, args.label_column, args.max_test_examples)
+        return load_files(
+            task,
+            seed,
+            args.k,
+            args.train_file,
+            args.validation_file,
+            args.test_file,
+            args.text_a_column,
+            args.text_b_column,
+            args.label_column,
+            args.max_test_examples,
+        )
     if args.dataset_name:
-        return load_hub(task, seed, args.k, None if args.dataset_name == "hub" else args.dataset_name,
-                        args.dataset_config_name, args.max_test_examples)
+        return load_hub(
+            task,
+            seed,
+            args.k,
+            None if args.dataset_name == "hub" else args.dataset_name,
+            args.dataset_config_name,
+            args.max_test_examples,
+        )
     return load_kshot(task, args.data_dir, seed, args.k, max_test_examples=args.max_test_examples)
 
 

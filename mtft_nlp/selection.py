@@ -54,6 +54,20 @@ from .coverage import (  # noqa: F401
     make_coverage,
 )
 from .data import DEFAULT_K, default_data_dir, text_overlap  # noqa: F401
+from .selection_algorithm import (  # noqa: F401  (the algorithm's core, re-exported)
+    AUTO_P,
+    DEFAULT_BUDGET,
+    DEFAULT_P,
+    FIXED_P,
+    P_GRID,
+    _prepared,
+    accepts,
+    check_p,
+    choose_p,
+    consistency,
+    cosine,
+    greedy_select,
+)
 from .selection_embeddings import (  # noqa: F401
     DEFAULT_ENCODER,
     DEFAULT_MODEL,
@@ -78,11 +92,6 @@ logger = logging.getLogger(__name__)
 
 METHODS = ("selected", "random", "no-consistency", "no-diversity")
 DEFAULT_METHOD = "selected"
-AUTO_P = "auto"
-DEFAULT_P = AUTO_P
-FIXED_P = 0.01  # select_from_embeddings' default (no pools to choose p from)
-DEFAULT_BUDGET = 4  # p rule's target mean size, and no-diversity's k
-P_GRID = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 CoverageFn = Callable[[Sequence[np.ndarray], np.ndarray], float]
 
@@ -103,13 +112,17 @@ def resolve_candidates(target: TaskSpec | str, candidates: Optional[Sequence[str
     if candidates is None:
         out = default_candidates(target)
         if not out:
-            raise SelectionError(f"target {target.name}: no candidate tasks left after excluding the target and the "
-                                 f"tasks sharing its data")
+            raise SelectionError(
+                f"target {target.name}: no candidate tasks left after excluding the target and the "
+                f"tasks sharing its data"
+            )
         return out
     family = in_family(candidates, target)
     if family and len(family) == len(candidates):
-        raise SelectionError(f"target {target.name}: no candidate tasks left after excluding the target and the tasks "
-                             f"sharing its data ({', '.join(map(repr, family))})")
+        raise SelectionError(
+            f"target {target.name}: no candidate tasks left after excluding the target and the tasks "
+            f"sharing its data ({', '.join(map(repr, family))})"
+        )
     if family:
         raise SelectionError(f"candidate {family[0]!r} is the target {target.name} or shares its data; remove it")
     out: List[str] = []
@@ -120,125 +133,6 @@ def resolve_candidates(target: TaskSpec | str, candidates: Optional[Sequence[str
     if not out:
         raise SelectionError(f"target {target.name}: no candidate tasks given")
     return out
-
-
-# --------------------------------------------------------------------------- consistency
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-    if na == 0.0 or nb == 0.0:
-        raise SelectionError("cosine similarity of a zero vector is undefined")
-    return float(np.dot(a, b) / (na * nb))
-
-
-def consistency(target: np.ndarray, candidates: Dict[str, np.ndarray]) -> Dict[str, float]:
-    """similarity(T0, Ti) = cosine(mean embedding of T0, mean embedding of Ti)."""
-    mu0 = np.asarray(target, dtype=np.float64).mean(axis=0)
-    return {name: cosine(mu0, np.asarray(e, dtype=np.float64).mean(axis=0)) for name, e in candidates.items()}
-
-
-# --------------------------------------------------------------------------- Algorithm 1
-
-
-def check_p(p) -> Union[float, str]:
-    """``"auto"`` or a number >= 0 (a string number is parsed); anything else is a :class:`SelectionError`."""
-    given = p
-    if isinstance(p, str):
-        if p.strip().lower() == AUTO_P:
-            return AUTO_P
-        try:
-            p = float(p)
-        except ValueError:
-            raise SelectionError(f"--p must be 'auto' or a number >= 0, got {p!r}") from None
-    if p is None or not np.isfinite(p) or p < 0:
-        raise SelectionError(f"--p must be >= 0, got {given}")
-    return float(p)
-
-
-def accepts(new: float, old: float, p: float) -> bool:
-    """Algorithm 1's test ``new >= (1 + p) * old``; with ``old == 0`` a candidate must cover something."""
-    if old == 0.0:
-        return new > 0.0
-    return new >= (1.0 + p) * old
-
-
-def greedy_select(order: Sequence[str], target: np.ndarray, embeddings: Dict[str, np.ndarray], coverage: CoverageFn,
-                  p: float = FIXED_P, memo: Optional[Dict] = None) -> Tuple[List[str], List[Dict]]:
-    """Algorithm 1's loop over candidates in ``order``: returns (selected, steps).
-
-    L starts with ``order[0]``; each next candidate is added if it raises coverage by the factor
-    (1 + p) (:func:`accepts`); the loop stops at the first that does not; later candidates are
-    ``not reached``. Coverage is called with one array per task. ``memo`` (a dict, optional) caches
-    coverage by the tuple of task names, for repeated runs on one target (:func:`choose_p`).
-    """
-    if not order:
-        raise SelectionError("no candidate tasks to select from")
-    p = check_p(p)
-    if p == AUTO_P:
-        raise SelectionError("greedy_select needs a number p; 'auto' is resolved by choose_p / select_tasks")
-    memo = {} if memo is None else memo
-
-    def cov(names: Tuple[str, ...]) -> float:
-        if names not in memo:
-            memo[names] = coverage([embeddings[n] for n in names], target)
-        return memo[names]
-
-    selected = [order[0]]
-    current = cov(tuple(selected))
-    steps = [{"task": order[0], "coverage_before": 0.0, "coverage": current, "decision": "added (first)"}]
-    stopped = False
-    for name in order[1:]:
-        if stopped:
-            steps.append({"task": name, "coverage_before": None, "coverage": None, "decision": "not reached"})
-            continue
-        trial = cov(tuple(selected) + (name,))
-        step = {"task": name, "coverage_before": current, "coverage": trial}
-        if accepts(trial, current, p):
-            selected.append(name)
-            current = trial
-            step["decision"] = "added"
-        else:
-            step["decision"] = "stop"
-            stopped = True
-        steps.append(step)
-    return selected, steps
-
-
-def _prepared(coverage, target: np.ndarray, candidates: Dict[str, np.ndarray]):
-    """The coverage fitted (PCA) once on every point of this selection, so all steps are measured alike."""
-    if hasattr(coverage, "prepare"):
-        return coverage.prepare(np.concatenate([target, *candidates.values()], axis=0))
-    return coverage
-
-
-def choose_p(pools: Dict[str, Tuple[np.ndarray, Dict[str, np.ndarray]]], coverage=None, budget: float = DEFAULT_BUDGET,
-             grid: Sequence[float] = P_GRID) -> Dict:
-    """The p rule, fixed in advance and using embeddings only: for each p of ``grid``, run Algorithm 1
-    (similarity order, greedy loop) on every pool ``{target: (target points, {candidate: points})}``; pick
-    the p whose mean selected-set size is closest to ``budget`` (ties: the larger p, the stricter test).
-
-    Returns ``{"rule", "p", "budget", "grid", "mean_size": {p: mean}, "sizes": {target: size at p}}``.
-    """
-    if not pools:
-        raise SelectionError("choose_p needs at least one pool")
-    if budget <= 0:
-        raise SelectionError(f"--budget must be > 0, got {budget}")
-    coverage = coverage or make_coverage()
-    sizes: Dict[float, Dict[str, int]] = {float(p): {} for p in grid}
-    for name, (target, cands) in pools.items():
-        cov = _prepared(coverage, target, cands)
-        order = rank_by_similarity(consistency(target, cands))
-        memo: Dict = {}
-        for p in grid:
-            sizes[float(p)][name] = len(greedy_select(order, target, cands, cov, p, memo)[0])
-    mean = {p: float(np.mean(list(s.values()))) for p, s in sizes.items()}
-    best = min(mean, key=lambda p: (abs(mean[p] - budget), -p))
-    return {"rule": f"p in the grid whose mean Algorithm-1 set size over {len(pools)} leave-one-out pools is closest "
-                    f"to the budget (ties: the larger p)",
-            "p": best, "budget": budget, "grid": [float(p) for p in grid],
-            "mean_size": {str(p): m for p, m in mean.items()},
-            "sizes": dict(sizes[best])}
 
 
 # --------------------------------------------------------------------------- ablations
@@ -252,7 +146,7 @@ def method_rng(seed: int, target: str, method: str) -> np.random.Generator:
     """The random stream of one (seed, target, method): a ``numpy`` generator from a ``SeedSequence`` of the
     seed and stable hashes of the target and method names, so ``random`` and ``no-consistency`` draw
     independently, and different targets at one seed get independent draws."""
-    words = [int(seed) % 2 ** 32, _stable_int(target), _stable_int(method)]
+    words = [int(seed) % 2**32, _stable_int(target), _stable_int(method)]
     return np.random.default_rng(np.random.SeedSequence(words))
 
 
@@ -268,8 +162,13 @@ def _random_draw(names: Iterable[str], k: int, seed: int, target: str) -> List[s
     return [names[i] for i in method_rng(seed, target, "random").choice(len(names), size=k, replace=False)]
 
 
-def _fixed_steps(order: Sequence[str], selected: Sequence[str], target: np.ndarray, candidates: Dict[str, np.ndarray],
-                 coverage: CoverageFn) -> List[Dict]:
+def _fixed_steps(
+    order: Sequence[str],
+    selected: Sequence[str],
+    target: np.ndarray,
+    candidates: Dict[str, np.ndarray],
+    coverage: CoverageFn,
+) -> List[Dict]:
     """Steps of a fixed-size selection: the coverage as each chosen task joins (reported, not used)."""
     steps, chosen, current = [], [], 0.0
     for name in order:
@@ -283,9 +182,17 @@ def _fixed_steps(order: Sequence[str], selected: Sequence[str], target: np.ndarr
     return steps
 
 
-def select_from_embeddings(target_name: str, target: np.ndarray, candidates: Dict[str, np.ndarray],
-                           method: str = DEFAULT_METHOD, coverage: Optional[CoverageFn] = None, p: float = FIXED_P,
-                           k: Optional[int] = None, seed: int = 0, budget: int = DEFAULT_BUDGET) -> SelectionResult:
+def select_from_embeddings(
+    target_name: str,
+    target: np.ndarray,
+    candidates: Dict[str, np.ndarray],
+    method: str = DEFAULT_METHOD,
+    coverage: Optional[CoverageFn] = None,
+    p: float = FIXED_P,
+    k: Optional[int] = None,
+    seed: int = 0,
+    budget: int = DEFAULT_BUDGET,
+) -> SelectionResult:
     """Algorithm 1 or one of its ablations on given embeddings (no data, no encoder); ``p`` is a number.
 
     * ``selected``: candidates by similarity, then the greedy coverage loop (:func:`greedy_select`).
@@ -302,8 +209,9 @@ def select_from_embeddings(target_name: str, target: np.ndarray, candidates: Dic
         raise SelectionError("p 'auto' needs the leave-one-out pools: use select_tasks, or choose_p then a number")
     dims = {np.asarray(e).shape[1] for e in candidates.values()} | {np.asarray(target).shape[1]}
     if len(dims) != 1:
-        raise SelectionError(f"embeddings of different sizes {sorted(dims)}: all tasks must be embedded by one "
-                             f"encoder")
+        raise SelectionError(
+            f"embeddings of different sizes {sorted(dims)}: all tasks must be embedded by one encoder"
+        )
     if budget < 1:
         raise SelectionError(f"--budget must be >= 1, got {budget}")
     fixed_size = method in ("random", "no-diversity")
@@ -329,35 +237,53 @@ def select_from_embeddings(target_name: str, target: np.ndarray, candidates: Dic
         selected = by_similarity[:k]
         steps = _fixed_steps(by_similarity, selected, target, candidates, coverage)
     final = [s["coverage"] for s in steps if s["decision"].startswith("added")][-1]
-    describe = coverage.describe() if hasattr(coverage, "describe") else \
-        {"name": getattr(coverage, "__name__", "custom")}
-    return SelectionResult(target=target_name, method=method, selected=list(selected), similarity=similarity,
-                           steps=steps,
-                           coverage=describe, final_coverage=final, p=p if method != "no-diversity" else None,
-                           k=k if fixed_size else None, seed=seed if method in ("random", "no-consistency") else None)
+    describe = (
+        coverage.describe() if hasattr(coverage, "describe") else {"name": getattr(coverage, "__name__", "custom")}
+    )
+    return SelectionResult(
+        target=target_name,
+        method=method,
+        selected=list(selected),
+        similarity=similarity,
+        steps=steps,
+        coverage=describe,
+        final_coverage=final,
+        p=p if method != "no-diversity" else None,
+        k=k if fixed_size else None,
+        seed=seed if method in ("random", "no-consistency") else None,
+    )
 
 
 # --------------------------------------------------------------------------- text overlap (leakage guard)
 
 
-def _overlap_with_target(target: TaskSpec, data_dir, candidates: Sequence[str], split_seed: int, k_shot: int,
-                         pool_seeds: bool) -> Tuple[Dict[str, Dict], Optional[str]]:
+def _overlap_with_target(
+    target: TaskSpec, data_dir, candidates: Sequence[str], split_seed: int, k_shot: int, pool_seeds: bool
+) -> Tuple[Dict[str, Dict], Optional[str]]:
     """text_overlap of each candidate's k-shot train data with the target's test set (the source pool's guard,
     reported here, not applied: the multitask stage removes the overlapping examples)."""
     test, note = load_target_test(target, data_dir, split_seed, k_shot)
     if test is None:
         return {}, note
-    return {c: text_overlap(test, task_examples(c, data_dir, split_seed, k_shot, pool_seeds))
-            for c in candidates}, None
+    return {
+        c: text_overlap(test, task_examples(c, data_dir, split_seed, k_shot, pool_seeds)) for c in candidates
+    }, None
 
 
 # --------------------------------------------------------------------------- the API
 
 
-def embed_tasks(names: Sequence[str], data_dir=None, encoder: Optional[str | EncoderSpec] = DEFAULT_ENCODER,
-                variant: str = DEFAULT_VARIANT, split_seed: int = DEFAULT_SPLIT_SEED, k_shot: int = DEFAULT_K,
-                pool_seeds: bool = False, cache_dir=None,
-                model_name_or_path: Optional[str] = None) -> Dict[str, np.ndarray]:
+def embed_tasks(
+    names: Sequence[str],
+    data_dir=None,
+    encoder: Optional[str | EncoderSpec] = DEFAULT_ENCODER,
+    variant: str = DEFAULT_VARIANT,
+    split_seed: int = DEFAULT_SPLIT_SEED,
+    k_shot: int = DEFAULT_K,
+    pool_seeds: bool = False,
+    cache_dir=None,
+    model_name_or_path: Optional[str] = None,
+) -> Dict[str, np.ndarray]:
     """:func:`task_embeddings` of several tasks, by name."""
     if variant not in VARIANTS:
         raise SelectionError(f"unknown embedding variant {variant!r}; choose from {', '.join(VARIANTS)}")
@@ -366,8 +292,13 @@ def embed_tasks(names: Sequence[str], data_dir=None, encoder: Optional[str | Enc
     return {n: task_embeddings(n, data_dir, spec, variant, split_seed, k_shot, pool_seeds, cache_dir) for n in names}
 
 
-def auto_p(coverage, embed: Callable[[Sequence[str]], Dict[str, np.ndarray]], budget: float = DEFAULT_BUDGET,
-           grid: Sequence[float] = P_GRID, known: Optional[Dict[str, np.ndarray]] = None) -> Dict:
+def auto_p(
+    coverage,
+    embed: Callable[[Sequence[str]], Dict[str, np.ndarray]],
+    budget: float = DEFAULT_BUDGET,
+    grid: Sequence[float] = P_GRID,
+    known: Optional[Dict[str, np.ndarray]] = None,
+) -> Dict:
     """:func:`choose_p` on the leave-one-out pools of every classification task (each one the target,
     its default candidates the pool), embedded by ``embed(names)``; ``known`` embeddings are reused."""
     names = classification_tasks()
@@ -379,13 +310,27 @@ def auto_p(coverage, embed: Callable[[Sequence[str]], Dict[str, np.ndarray]], bu
     return choose_p(pools, coverage, budget, grid)
 
 
-def select_tasks(target: str, candidates: Optional[Sequence[str]] = None, method: str = DEFAULT_METHOD,
-                 encoder: Optional[str] = DEFAULT_ENCODER, variant: str = DEFAULT_VARIANT,
-                 coverage: str = DEFAULT_COVERAGE, quantile: Optional[float] = None,
-                 dims: Optional[int] = DEFAULT_ELLIPSOID_DIMS, p: Union[float, str] = DEFAULT_P,
-                 k: Optional[int] = None, seed: int = 0, data_dir=None, split_seed: int = DEFAULT_SPLIT_SEED,
-                 k_shot: int = DEFAULT_K, pool_seeds: bool = False, cache_dir=None, check_overlap: bool = True,
-                 model_name_or_path: Optional[str] = None, budget: int = DEFAULT_BUDGET) -> SelectionResult:
+def select_tasks(
+    target: str,
+    candidates: Optional[Sequence[str]] = None,
+    method: str = DEFAULT_METHOD,
+    encoder: Optional[str] = DEFAULT_ENCODER,
+    variant: str = DEFAULT_VARIANT,
+    coverage: str = DEFAULT_COVERAGE,
+    quantile: Optional[float] = None,
+    dims: Optional[int] = DEFAULT_ELLIPSOID_DIMS,
+    p: Union[float, str] = DEFAULT_P,
+    k: Optional[int] = None,
+    seed: int = 0,
+    data_dir=None,
+    split_seed: int = DEFAULT_SPLIT_SEED,
+    k_shot: int = DEFAULT_K,
+    pool_seeds: bool = False,
+    cache_dir=None,
+    check_overlap: bool = True,
+    model_name_or_path: Optional[str] = None,
+    budget: int = DEFAULT_BUDGET,
+) -> SelectionResult:
     """Choose finetuning tasks for ``target`` (the API of ``mtft-nlp select``): embed, rank, select.
 
     ``encoder="model"`` (default) embeds with ``model_name_or_path`` (the model being finetuned; default
@@ -423,15 +368,16 @@ def select_tasks(target: str, candidates: Optional[Sequence[str]] = None, method
     result.split_seed = "pooled" if pool_seeds else split_seed
     result.k_shot = k_shot
     if check_overlap:
-        result.overlap, result.overlap_note = _overlap_with_target(target_task, data_dir, names, split_seed, k_shot,
-                                                                   pool_seeds)
+        result.overlap, result.overlap_note = _overlap_with_target(
+            target_task, data_dir, names, split_seed, k_shot, pool_seeds
+        )
     return result
 
 
 def same_sets(selections: Dict[str, Sequence[str]]) -> List[Tuple[str, str]]:
     """Pairs of methods (in the order given) that chose the same set of tasks (order ignored)."""
     names = list(selections)
-    return [(a, b) for i, a in enumerate(names) for b in names[i + 1:] if set(selections[a]) == set(selections[b])]
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1 :] if set(selections[a]) == set(selections[b])]
 
 
 def compare_methods(target: str, methods: Sequence[str] = METHODS, **options) -> Dict:
@@ -445,11 +391,18 @@ def compare_methods(target: str, methods: Sequence[str] = METHODS, **options) ->
     results = {"selected": first}
     for m in methods:
         if m != "selected":
-            results[m] = select_tasks(target, method=m, check_overlap=False,
-                                      k=k if m in ("random", "no-diversity") else None, **options)
+            results[m] = select_tasks(
+                target, method=m, check_overlap=False, k=k if m in ("random", "no-diversity") else None, **options
+            )
     sets = {m: results[m].selected for m in methods}
-    return {"target": first.target, "p": first.p, "p_rule": first.p_rule, "sets": sets,
-            "sizes": {m: len(s) for m, s in sets.items()}, "same": [list(pair) for pair in same_sets(sets)]}
+    return {
+        "target": first.target,
+        "p": first.p,
+        "p_rule": first.p_rule,
+        "sets": sets,
+        "sizes": {m: len(s) for m, s in sets.items()},
+        "same": [list(pair) for pair in same_sets(sets)],
+    }
 
 
 def register_cli(subparsers):

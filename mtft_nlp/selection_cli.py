@@ -7,60 +7,97 @@ one ``error:`` line with exit status 2 (no selection file is written).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Dict, List, Optional, Tuple
-
-import numpy as np
+from typing import Dict
 
 from . import selection as sel
+from .plotting import cluster_order, plot_similarity, similarity_matrix  # noqa: F401  (re-exported)
 
 
 def register_cli(subparsers):
     """Add the ``select`` subcommand to the ``mtft-nlp`` parser."""
     s = subparsers.add_parser(
-        "select", help="choose finetuning tasks for a target by consistency and diversity (Algorithm 1)",
+        "select",
+        help="choose finetuning tasks for a target by consistency and diversity (Algorithm 1)",
         description="Rank candidate tasks by the cosine similarity of their mean embedding to the target's, then add "
-                    "them greedily while they raise the coverage of the target's examples by a factor 1 + p "
-                    "(PROTOCOL section 6). See docs/SELECTION.md.")
+        "them greedily while they raise the coverage of the target's examples by a factor 1 + p "
+        "(PROTOCOL section 6). See docs/SELECTION.md.",
+    )
     s.add_argument("--target", required=True, help="target task (name, alias or task file)")
     s.add_argument("--output", help="write the selection JSON here")
-    s.add_argument("--method", choices=sel.METHODS, default=sel.DEFAULT_METHOD,
-                   help="selected (Algorithm 1, default), random (|selected| tasks drawn uniformly), no-consistency "
-                        "(the greedy loop over a random order), no-diversity (top --k by similarity, default "
-                        "--budget)")
-    s.add_argument("--compare", action="store_true",
-                   help="run all four methods and print their sets and which methods chose the same set")
-    s.add_argument("--k", type=int, help="random: number of tasks (default |selected|); no-diversity: number of tasks "
-                                         "(default --budget)")
-    s.add_argument("--seed", type=int, default=0,
-                   help="random / no-consistency: seed of their random streams (default 0)")
-    s.add_argument("--p", default=sel.DEFAULT_P,
-                   help="greedy loop: add a task only if it multiplies coverage by at least 1 + p; 'auto' (default): "
-                        "the p of a fixed grid whose mean set size over the leave-one-out pools is closest to "
-                        "--budget")
-    s.add_argument("--budget", type=int, default=sel.DEFAULT_BUDGET,
-                   help=f"target mean set size of --p auto, and no-diversity's k (default {sel.DEFAULT_BUDGET})")
-    s.add_argument("--coverage", default=sel.DEFAULT_COVERAGE,
-                   help=f"coverage definition: {', '.join(sel.COVERAGES)} (default {sel.DEFAULT_COVERAGE})")
-    s.add_argument("--quantile", type=float,
-                   help=f"union/ellipsoid: Gaussian mass inside each ellipsoid (default {sel.DEFAULT_QUANTILE}); knn: "
-                        f"quantile of the target's nearest-neighbour distances used as radius "
-                        f"(default {sel.DEFAULT_KNN_QUANTILE})")
-    s.add_argument("--dims", type=int, default=sel.DEFAULT_ELLIPSOID_DIMS,
-                   help=f"union/ellipsoid: principal components they are fitted in (default "
-                        f"{sel.DEFAULT_ELLIPSOID_DIMS}; 0 = the full embedding)")
-    s.add_argument("--encoder", default=sel.DEFAULT_ENCODER,
-                   help="phi: 'model' (default) = --model_name_or_path, the model being finetuned; or another model's "
-                        "name or path (sentence-transformers: pooled embedding; masked LM: hidden state at the mask)")
-    s.add_argument("--model_name_or_path", default=None,
-                   help="the model being finetuned, phi of --encoder model (default: minilm, the packaged "
-                        "all-MiniLM-L6-v2)")
-    s.add_argument("--variant", choices=sel.VARIANTS, default=sel.DEFAULT_VARIANT,
-                   help="label: the task's prompt with the gold label word (default); raw: text only (masked LM: the "
-                        "prompt with its mask token)")
-    s.add_argument("--candidates", nargs="+",
-                   help="candidate tasks (default: the 14 classification tasks minus the target)")
+    s.add_argument(
+        "--method",
+        choices=sel.METHODS,
+        default=sel.DEFAULT_METHOD,
+        help="selected (Algorithm 1, default), random (|selected| tasks drawn uniformly), no-consistency "
+        "(the greedy loop over a random order), no-diversity (top --k by similarity, default "
+        "--budget)",
+    )
+    s.add_argument(
+        "--compare",
+        action="store_true",
+        help="run all four methods and print their sets and which methods chose the same set",
+    )
+    s.add_argument(
+        "--k",
+        type=int,
+        help="random: number of tasks (default |selected|); no-diversity: number of tasks (default --budget)",
+    )
+    s.add_argument(
+        "--seed", type=int, default=0, help="random / no-consistency: seed of their random streams (default 0)"
+    )
+    s.add_argument(
+        "--p",
+        default=sel.DEFAULT_P,
+        help="greedy loop: add a task only if it multiplies coverage by at least 1 + p; 'auto' (default): "
+        "the p of a fixed grid whose mean set size over the leave-one-out pools is closest to "
+        "--budget",
+    )
+    s.add_argument(
+        "--budget",
+        type=int,
+        default=sel.DEFAULT_BUDGET,
+        help=f"target mean set size of --p auto, and no-diversity's k (default {sel.DEFAULT_BUDGET})",
+    )
+    s.add_argument(
+        "--coverage",
+        default=sel.DEFAULT_COVERAGE,
+        help=f"coverage definition: {', '.join(sel.COVERAGES)} (default {sel.DEFAULT_COVERAGE})",
+    )
+    s.add_argument(
+        "--quantile",
+        type=float,
+        help=f"union/ellipsoid: Gaussian mass inside each ellipsoid (default {sel.DEFAULT_QUANTILE}); knn: "
+        f"quantile of the target's nearest-neighbour distances used as radius "
+        f"(default {sel.DEFAULT_KNN_QUANTILE})",
+    )
+    s.add_argument(
+        "--dims",
+        type=int,
+        default=sel.DEFAULT_ELLIPSOID_DIMS,
+        help=f"union/ellipsoid: principal components they are fitted in (default "
+        f"{sel.DEFAULT_ELLIPSOID_DIMS}; 0 = the full embedding)",
+    )
+    s.add_argument(
+        "--encoder",
+        default=sel.DEFAULT_ENCODER,
+        help="phi: 'model' (default) = --model_name_or_path, the model being finetuned; or another model's "
+        "name or path (sentence-transformers: pooled embedding; masked LM: hidden state at the mask)",
+    )
+    s.add_argument(
+        "--model_name_or_path",
+        default=None,
+        help="the model being finetuned, phi of --encoder model (default: minilm, the packaged all-MiniLM-L6-v2)",
+    )
+    s.add_argument(
+        "--variant",
+        choices=sel.VARIANTS,
+        default=sel.DEFAULT_VARIANT,
+        help="label: the task's prompt with the gold label word (default); raw: text only (masked LM: the "
+        "prompt with its mask token)",
+    )
+    s.add_argument(
+        "--candidates", nargs="+", help="candidate tasks (default: the 14 classification tasks minus the target)"
+    )
     s.add_argument("--data_dir", help="LM-BFF data root (default: $MTFT_NLP_DATA_DIR or ../shared/data)")
     s.add_argument("--split_seed", type=int, default=sel.DEFAULT_SPLIT_SEED, help="k-shot split embedded (default 42)")
     s.add_argument("--k_shot", type=int, default=sel.DEFAULT_K, help="examples per class (default 16)")
@@ -72,11 +109,23 @@ def register_cli(subparsers):
 
 
 def _options(a) -> Dict:
-    return dict(candidates=a.candidates, encoder=a.encoder, variant=a.variant, coverage=a.coverage,
-                quantile=a.quantile, dims=a.dims, p=a.p, seed=a.seed, data_dir=a.data_dir, split_seed=a.split_seed,
-                k_shot=a.k_shot, pool_seeds=a.pool_seeds, cache_dir=a.cache_dir,
-                model_name_or_path=a.model_name_or_path,
-                budget=a.budget)
+    return dict(
+        candidates=a.candidates,
+        encoder=a.encoder,
+        variant=a.variant,
+        coverage=a.coverage,
+        quantile=a.quantile,
+        dims=a.dims,
+        p=a.p,
+        seed=a.seed,
+        data_dir=a.data_dir,
+        split_seed=a.split_seed,
+        k_shot=a.k_shot,
+        pool_seeds=a.pool_seeds,
+        cache_dir=a.cache_dir,
+        model_name_or_path=a.model_name_or_path,
+        budget=a.budget,
+    )
 
 
 def format_comparison(cmp: Dict) -> str:
@@ -101,71 +150,17 @@ def cmd_select(a) -> int:
         atomic_write_json(a.output, result.to_dict())
         print(f"wrote {a.output}")
     if a.plot:
-        embs = sel.embed_tasks([result.target, *result.similarity], a.data_dir, a.encoder, a.variant, a.split_seed,
-                               a.k_shot, a.pool_seeds, a.cache_dir, a.model_name_or_path)  # cache hits
+        embs = sel.embed_tasks(
+            [result.target, *result.similarity],
+            a.data_dir,
+            a.encoder,
+            a.variant,
+            a.split_seed,
+            a.k_shot,
+            a.pool_seeds,
+            a.cache_dir,
+            a.model_name_or_path,
+        )  # cache hits
         plot_similarity(embs, a.plot, title=f"Task similarity ({result.variant} embeddings, target {result.target})")
         print(f"wrote {a.plot}")
     return 0
-
-
-# --------------------------------------------------------------------------- similarity heatmap
-
-
-def similarity_matrix(embeddings: Dict[str, np.ndarray]) -> Tuple[List[str], np.ndarray]:
-    """Pairwise cosine similarity of the tasks' mean embeddings."""
-    names = list(embeddings)
-    means = np.stack([np.asarray(embeddings[n], dtype=np.float64).mean(axis=0) for n in names])
-    means /= np.linalg.norm(means, axis=1, keepdims=True)
-    return names, means @ means.T
-
-
-def cluster_order(similarity: np.ndarray) -> List[int]:
-    """Leaf order of average-linkage agglomerative clustering on ``1 - similarity``.
-
-    Repeatedly merges the two clusters with the highest mean pairwise similarity; the merged cluster
-    lists the first cluster's leaves then the second's, so similar tasks end up adjacent. Ties are
-    broken by the lowest index (deterministic).
-    """
-    sim = np.asarray(similarity, dtype=np.float64)
-    clusters: List[List[int]] = [[i] for i in range(sim.shape[0])]
-    while len(clusters) > 1:
-        best, pair = -np.inf, (0, 1)
-        for a in range(len(clusters)):
-            for b in range(a + 1, len(clusters)):
-                s = sim[np.ix_(clusters[a], clusters[b])].mean()
-                if s > best + 1e-12:
-                    best, pair = s, (a, b)
-        a, b = pair
-        clusters[a] = clusters[a] + clusters[b]
-        del clusters[b]
-    return clusters[0]
-
-
-def plot_similarity(embeddings: Dict[str, np.ndarray], path: str | os.PathLike, title: Optional[str] = None) -> Path:
-    """PNG heatmap of pairwise task similarity, tasks in :func:`cluster_order`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names, sim = similarity_matrix(embeddings)
-    idx = cluster_order(sim)
-    names = [names[i] for i in idx]
-    sim = sim[np.ix_(idx, idx)]
-    n = len(names)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
-    im = ax.imshow(sim, cmap="viridis", vmin=float(sim.min()), vmax=1.0)
-    ax.set_xticks(range(n), names, rotation=60, ha="right")
-    ax.set_yticks(range(n), names)
-    for i in range(n):
-        for j in range(n):
-            ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="black" if sim[i, j] > (sim.min() + 1.0) / 2 else "white")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="cosine of mean embeddings")
-    ax.set_title(title or "Task similarity")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path

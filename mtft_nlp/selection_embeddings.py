@@ -51,8 +51,13 @@ MASKED_LM = "masked-lm"
 # --------------------------------------------------------------------------- examples and texts
 
 
-def task_examples(task: TaskSpec | str, data_dir, split_seed: int = DEFAULT_SPLIT_SEED, k_shot: int = DEFAULT_K,
-                  pool_seeds: bool = False) -> List[Dict]:
+def task_examples(
+    task: TaskSpec | str,
+    data_dir,
+    split_seed: int = DEFAULT_SPLIT_SEED,
+    k_shot: int = DEFAULT_K,
+    pool_seeds: bool = False,
+) -> List[Dict]:
     """The task's k-shot train examples (one split seed, or the union over the 5 seeds): the source pool's
     :func:`~mtft_nlp.sources.pooled_train`."""
     return pooled_train(task, data_dir, split_seeds(split_seed, pool_seeds), k_shot)[0]
@@ -99,7 +104,7 @@ def render_with_label(task: TaskSpec | str, examples: Sequence[Dict]) -> List[st
     at the mask: ``a fun film It was great.`` (special tokens carry no text)."""
     task = get_task(task)
     tok = _TextTokens()
-    enc = PromptEncoder(task, load_prompt(task), tok, max_seq_length=10 ** 6, first_sent_limit=0, other_sent_limit=0)
+    enc = PromptEncoder(task, load_prompt(task), tok, max_seq_length=10**6, first_sent_limit=0, other_sent_limit=0)
     feats = enc.encode_batch([ex["text_a"] for ex in examples], [ex["text_b"] for ex in examples], _rows(examples))
     out = []
     for f, ex in zip(feats, examples):
@@ -169,8 +174,11 @@ def _st_pooling(folder: Path, modules: List[Dict]) -> Tuple[str, Optional[int]]:
     for m in modules:
         cfg = _read_json(folder / m.get("path", "") / "config.json") or {}
         if m.get("type", "").endswith("Pooling"):
-            modes = [k[len("pooling_mode_"):].replace("_tokens", "") for k, v in cfg.items()
-                     if k.startswith("pooling_mode_") and v is True]
+            modes = [
+                k[len("pooling_mode_") :].replace("_tokens", "")
+                for k, v in cfg.items()
+                if k.startswith("pooling_mode_") and v is True
+            ]
             pooling = "+".join(modes) or pooling
             dim = cfg.get("word_embedding_dimension", dim)
         elif m.get("type", "").endswith("Dense"):
@@ -201,8 +209,10 @@ def resolve_encoder(encoder: Optional[str] = DEFAULT_ENCODER, model_name_or_path
         raise SelectionError(f"unknown encoder {name!r}: no such folder")
     config = find("config.json")  # first: an unknown Hub id fails after one lookup
     if config is None and (find is _hub or find("adapter_config.json") is None):
-        raise SelectionError(f"unknown encoder {name!r}: neither a local model folder nor a Hugging Face model found "
-                             f"in the local cache or online (no config.json)")
+        raise SelectionError(
+            f"unknown encoder {name!r}: neither a local model folder nor a Hugging Face model found "
+            f"in the local cache or online (no config.json)"
+        )
     modules = find("modules.json")
     if modules is not None:
         pooling, dim = _st_pooling(modules.parent, _read_json(modules) or [])
@@ -227,8 +237,9 @@ def _load_sentence_encoder(path: str):
 def encode_texts(texts: Sequence[str], encoder: str) -> np.ndarray:
     """L2-normalised float32 sentence-transformers embeddings ``[len(texts), dim]`` (the only call to it)."""
     model = _load_sentence_encoder(encoder)
-    emb = model.encode(list(texts), batch_size=64, convert_to_numpy=True, normalize_embeddings=True,
-                       show_progress_bar=False)
+    emb = model.encode(
+        list(texts), batch_size=64, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
+    )
     return np.asarray(emb, dtype=np.float32)
 
 
@@ -243,8 +254,9 @@ def _load_masked_lm(path: str):
     return model.eval(), tokenizer
 
 
-def mask_states(task: TaskSpec | str, examples: Sequence[Dict], encoder: str, variant: str = DEFAULT_VARIANT,
-                batch_size: int = 16) -> np.ndarray:
+def mask_states(
+    task: TaskSpec | str, examples: Sequence[Dict], encoder: str, variant: str = DEFAULT_VARIANT, batch_size: int = 16
+) -> np.ndarray:
     """L2-normalised float32 last hidden states ``[len(examples), hidden]`` of a masked LM at the mask
     position of each example's task prompt; in the ``label`` variant the gold label word replaces the mask."""
     import torch
@@ -261,10 +273,12 @@ def mask_states(task: TaskSpec | str, examples: Sequence[Dict], encoder: str, va
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(feats), batch_size):
-        chunk = feats[start:start + batch_size]
+        chunk = feats[start : start + batch_size]
         width = max(len(f["input_ids"]) for f in chunk)
-        batch = {"input_ids": [f["input_ids"] + [pad] * (width - len(f["input_ids"])) for f in chunk],
-                 "attention_mask": [f["attention_mask"] + [0] * (width - len(f["attention_mask"])) for f in chunk]}
+        batch = {
+            "input_ids": [f["input_ids"] + [pad] * (width - len(f["input_ids"])) for f in chunk],
+            "attention_mask": [f["attention_mask"] + [0] * (width - len(f["attention_mask"])) for f in chunk],
+        }
         if enc.use_token_types:
             batch["token_type_ids"] = [f["token_type_ids"] + [0] * (width - len(f["token_type_ids"])) for f in chunk]
         batch = {k: torch.tensor(v, device=device) for k, v in batch.items()}
@@ -283,12 +297,21 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("MTFT_NLP_CACHE") or Path.home() / ".cache" / "mtft-nlp")
 
 
-def embedding_cache_key(encoder: str, task: str, split_seed, k_shot: int, variant: str, texts: Sequence[str],
-                        **extra) -> Dict:
+def embedding_cache_key(
+    encoder: str, task: str, split_seed, k_shot: int, variant: str, texts: Sequence[str], **extra
+) -> Dict:
     """What an embedding file depends on; the texts' hash makes data or prompt edits a miss."""
     digest = hashlib.sha256(json.dumps(list(texts)).encode("utf-8")).hexdigest()
-    return {"encoder": encoder, "task": task, "split_seed": split_seed, "k_shot": k_shot, "variant": variant,
-            "n": len(texts), "texts_sha256": digest, **extra}
+    return {
+        "encoder": encoder,
+        "task": task,
+        "split_seed": split_seed,
+        "k_shot": k_shot,
+        "variant": variant,
+        "n": len(texts),
+        "texts_sha256": digest,
+        **extra,
+    }
 
 
 def cache_paths(cache_dir: Path, key: Dict) -> Tuple[Path, Path]:
@@ -327,10 +350,17 @@ def write_cache(cache_dir: Path, key: Dict, emb: np.ndarray) -> None:
     atomic_write_json(meta, key)  # the key last: a file pair without it is never read
 
 
-def task_embeddings(task: TaskSpec | str, data_dir, encoder: Optional[str | EncoderSpec] = None,
-                    variant: str = DEFAULT_VARIANT, split_seed: int = DEFAULT_SPLIT_SEED, k_shot: int = DEFAULT_K,
-                    pool_seeds: bool = False, cache_dir: Optional[str | os.PathLike] = None,
-                    model_name_or_path: Optional[str] = None) -> np.ndarray:
+def task_embeddings(
+    task: TaskSpec | str,
+    data_dir,
+    encoder: Optional[str | EncoderSpec] = None,
+    variant: str = DEFAULT_VARIANT,
+    split_seed: int = DEFAULT_SPLIT_SEED,
+    k_shot: int = DEFAULT_K,
+    pool_seeds: bool = False,
+    cache_dir: Optional[str | os.PathLike] = None,
+    model_name_or_path: Optional[str] = None,
+) -> np.ndarray:
     """phi of a task's k-shot train examples ``[n, dim]``, from the cache when present. Cached vectors
     whose size differs from the encoder's are a :class:`SelectionError`."""
     task = get_task(task)
@@ -344,18 +374,24 @@ def task_embeddings(task: TaskSpec | str, data_dir, encoder: Optional[str | Enco
         key = embedding_cache_key(spec.path, task.name, seed, k_shot, variant, texts)
     else:
         texts = example_texts(task, examples, "label")  # the prompt and labels the hidden states depend on
-        key = embedding_cache_key(spec.path, task.name, seed, k_shot, variant, texts, pooling="mask",
-                                  template=load_prompt(task).template)
+        key = embedding_cache_key(
+            spec.path, task.name, seed, k_shot, variant, texts, pooling="mask", template=load_prompt(task).template
+        )
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     emb = _read_cache(cache, key)
     if emb is not None:
         if spec.dim is not None and emb.shape[1] != spec.dim:
-            raise SelectionError(f"encoder {spec.name!r} has hidden size {spec.dim} but the cached embeddings "
-                                 f"{cache_paths(cache, key)[0]} have {emb.shape[1]}; delete them or use another "
-                                 f"--cache_dir")
+            raise SelectionError(
+                f"encoder {spec.name!r} has hidden size {spec.dim} but the cached embeddings "
+                f"{cache_paths(cache, key)[0]} have {emb.shape[1]}; delete them or use another "
+                f"--cache_dir"
+            )
         return emb
     logger.info("embedding %d examples of %s (%s, %s)", len(examples), task.name, variant, spec.kind)
-    emb = encode_texts(texts, spec.path) if spec.kind == SENTENCE_TRANSFORMERS else \
-        mask_states(task, examples, spec.path, variant)
+    emb = (
+        encode_texts(texts, spec.path)
+        if spec.kind == SENTENCE_TRANSFORMERS
+        else mask_states(task, examples, spec.path, variant)
+    )
     write_cache(cache, key, emb)
     return emb

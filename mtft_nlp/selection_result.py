@@ -49,10 +49,18 @@ class SelectionResult:
         candidates = []
         for s in self.steps:
             name = s["task"]
-            candidates.append({"task": name, "similarity": self.similarity[name], "similarity_rank": ranks[name],
-                               "coverage_before": s["coverage_before"], "coverage": s["coverage"],
-                               "decision": s["decision"], "shares_text_with_target_test": self.shares_text(name),
-                               "text_overlap": self.overlap.get(name)})
+            candidates.append(
+                {
+                    "task": name,
+                    "similarity": self.similarity[name],
+                    "similarity_rank": ranks[name],
+                    "coverage_before": s["coverage_before"],
+                    "coverage": s["coverage"],
+                    "decision": s["decision"],
+                    "shares_text_with_target_test": self.shares_text(name),
+                    "text_overlap": self.overlap.get(name),
+                }
+            )
         return {
             "kind": "mtft-nlp-selection",
             "target": self.target,
@@ -82,25 +90,33 @@ class SelectionResult:
         opts += [f"{k} {v}" for k, v in (("p", self.p), ("k", self.k), ("seed", self.seed)) if v is not None]
         lines = ["  ".join(opts)]
         if self.p_rule:
-            lines.append(f"p {self.p} chosen by rule: mean set size closest to {self.p_rule['budget']} over the "
-                         f"leave-one-out pools")
+            lines.append(
+                f"p {self.p} chosen by rule: mean set size closest to {self.p_rule['budget']} over the "
+                f"leave-one-out pools"
+            )
         if self.encoder:
             pooling = f" ({self.encoder_info['kind']})" if self.encoder_info else ""
-            lines.append(f"encoder {self.encoder}{pooling}  variant {self.variant}  split seed {self.split_seed}  "
-                         f"K {self.k_shot}")
+            lines.append(
+                f"encoder {self.encoder}{pooling}  variant {self.variant}  split seed {self.split_seed}  "
+                f"K {self.k_shot}"
+            )
         lines.append(f"{'task':8s} {'similarity':>10s} {'rank':>4s} {'coverage':>8s}  decision")
         for s in self.steps:
             cov = "" if s["coverage"] is None else f"{s['coverage']:.3f}"
             flag = "  [shares text with target test]" if self.shares_text(s["task"]) else ""
-            lines.append(f"{s['task']:8s} {self.similarity[s['task']]:>10.4f} {ranks[s['task']]:>4d} {cov:>8s}  "
-                         f"{s['decision']}{flag}")
-        lines.append(f"selected ({len(self.selected)}): {', '.join(self.selected)}  "
-                     f"coverage {self.final_coverage:.3f}")
+            lines.append(
+                f"{s['task']:8s} {self.similarity[s['task']]:>10.4f} {ranks[s['task']]:>4d} {cov:>8s}  "
+                f"{s['decision']}{flag}"
+            )
+        lines.append(
+            f"selected ({len(self.selected)}): {', '.join(self.selected)}  coverage {self.final_coverage:.3f}"
+        )
         if self.overlap_note:
             lines.append(f"note: {self.overlap_note}")
         return "\n".join(lines) + "\n"
 
 
 def _describe(coverage: Dict) -> str:
-    return coverage.get("name", "?") + "".join(f" {k}={v}" for k, v in coverage.items()
-                                               if k != "name" and v is not None)
+    return coverage.get("name", "?") + "".join(
+        f" {k}={v}" for k, v in coverage.items() if k != "name" and v is not None
+    )

@@ -73,8 +73,10 @@ def check_weights_format(path: str | os.PathLike, allow_pickle: bool = False) ->
     """
     pickled = [] if allow_pickle else pickled_only_weights(path)
     if pickled:
-        raise MtftError(f"{path} holds only pickled weights ({', '.join(pickled)}), which are not loaded by default; "
-                        "convert them to safetensors, or pass --allow_pickle if you trust the folder")
+        raise MtftError(
+            f"{path} holds only pickled weights ({', '.join(pickled)}), which are not loaded by default; "
+            "convert them to safetensors, or pass --allow_pickle if you trust the folder"
+        )
 
 
 def tasks_dir() -> Path:
@@ -168,7 +170,9 @@ class TaskSpec:
     def num_sentences(self) -> int:
         if self.sentences:
             return int(self.sentences)
-        two = (self.lmbff is not None and self.lmbff.text_b is not None) or (self.hub is not None and bool(self.hub.text_b))
+        two = (self.lmbff is not None and self.lmbff.text_b is not None) or (
+            self.hub is not None and bool(self.hub.text_b)
+        )
         return 2 if two else 1
 
     @property
@@ -191,25 +195,57 @@ def _normalise(name: str) -> str:
 # is an error naming the field (not a silently split string or a Python TypeError).
 _LABEL = (str, int, float)
 _SCHEMA_TOP = {
-    "name": (str, True), "labels": ("labels", True), "metric": (str, True), "lmbff": ("lmbff", False),
-    "hub": ("hub", False), "aliases": ("strlist", False), "max_seq_length": ("posint", False),
-    "first_sent_limit": ("posint", False), "other_sent_limit": ("posint", False), "regression": ("regression", False),
-    "split_of": (str, False), "prompt_file": (str, False), "sentences": ("sentences", False),
+    "name": (str, True),
+    "labels": ("labels", True),
+    "metric": (str, True),
+    "lmbff": ("lmbff", False),
+    "hub": ("hub", False),
+    "aliases": ("strlist", False),
+    "max_seq_length": ("posint", False),
+    "first_sent_limit": ("posint", False),
+    "other_sent_limit": ("posint", False),
+    "regression": ("regression", False),
+    "split_of": (str, False),
+    "prompt_file": (str, False),
+    "sentences": ("sentences", False),
 }
 _SCHEMA_LMBFF = {
-    "dir": (str, True), "format": (str, True), "header": (bool, False), "train": (str, True), "test": ("strmap", True),
-    "text_a": ("index", True), "label": ("index", True), "text_b": ("index", False), "skip_malformed": (bool, False),
-    "dev_name": (str, False), "test_name": (str, False),
+    "dir": (str, True),
+    "format": (str, True),
+    "header": (bool, False),
+    "train": (str, True),
+    "test": ("strmap", True),
+    "text_a": ("index", True),
+    "label": ("index", True),
+    "text_b": ("index", False),
+    "skip_malformed": (bool, False),
+    "dev_name": (str, False),
+    "test_name": (str, False),
 }
 _SCHEMA_HUB = {
-    "path": (str, True), "train_split": (str, False), "test_split": (str, False), "text_a": (str, False),
-    "label": (str, False), "name": (str, False), "text_b": (str, False), "label_map": ("labelmap", False),
+    "path": (str, True),
+    "train_split": (str, False),
+    "test_split": (str, False),
+    "text_a": (str, False),
+    "label": (str, False),
+    "name": (str, False),
+    "text_b": (str, False),
+    "label_map": ("labelmap", False),
 }
-_TYPE_NAMES = {str: "a string", bool: "true or false", "labels": "a list of at least two labels",
-               "strlist": "a list of strings", "posint": "a positive integer", "index": "a column index (integer)",
-               "strmap": "a mapping of file names to file names", "labelmap": "a mapping of values to labels",
-               "regression": "a mapping {low, high, bucket_threshold} of numbers", "sentences": "1 or 2",
-               "lmbff": "a mapping (the LM-BFF source)", "hub": "a mapping (the Hub source)"}
+_TYPE_NAMES = {
+    str: "a string",
+    bool: "true or false",
+    "labels": "a list of at least two labels",
+    "strlist": "a list of strings",
+    "posint": "a positive integer",
+    "index": "a column index (integer)",
+    "strmap": "a mapping of file names to file names",
+    "labelmap": "a mapping of values to labels",
+    "regression": "a mapping {low, high, bucket_threshold} of numbers",
+    "sentences": "1 or 2",
+    "lmbff": "a mapping (the LM-BFF source)",
+    "hub": "a mapping (the Hub source)",
+}
 
 
 def _is_int(v) -> bool:
@@ -222,7 +258,9 @@ def _type_ok(kind, v) -> bool:
     if kind is bool:
         return isinstance(v, bool)
     if kind == "labels":
-        return isinstance(v, list) and len(v) >= 2 and all(isinstance(x, _LABEL) and not isinstance(x, bool) for x in v)
+        return (
+            isinstance(v, list) and len(v) >= 2 and all(isinstance(x, _LABEL) and not isinstance(x, bool) for x in v)
+        )
     if kind == "strlist":
         return isinstance(v, list) and all(isinstance(x, str) for x in v)
     if kind == "posint":
@@ -234,8 +272,11 @@ def _type_ok(kind, v) -> bool:
     if kind == "labelmap":
         return isinstance(v, dict) and all(isinstance(b, _LABEL) and not isinstance(b, bool) for b in v.values())
     if kind == "regression":
-        return isinstance(v, dict) and set(v) == {"low", "high", "bucket_threshold"} and \
-            all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v.values())
+        return (
+            isinstance(v, dict)
+            and set(v) == {"low", "high", "bucket_threshold"}
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v.values())
+        )
     if kind == "sentences":
         return v in (1, 2) and not isinstance(v, bool)
     if kind in ("lmbff", "hub"):

@@ -69,9 +69,11 @@ def load_prompt(task: TaskSpec | str, name: Optional[str] = None, prompt_file: O
     except FileNotFoundError:
         if prompt_file or task.prompt_file:
             raise PromptError(f"prompt file not found: {path}") from None
-        raise PromptError(f"task {task.name} has no prompt file ({path} not found): pass --prompt_file, or "
-                          "--template and --label_words, or set prompt_file: in the task file "
-                          "(docs/TASKS.md)") from None
+        raise PromptError(
+            f"task {task.name} has no prompt file ({path} not found): pass --prompt_file, or "
+            "--template and --label_words, or set prompt_file: in the task file "
+            "(docs/TASKS.md)"
+        ) from None
     except UnicodeDecodeError as exc:
         raise PromptError(f"prompt file {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except IsADirectoryError:
@@ -90,14 +92,20 @@ def load_prompt(task: TaskSpec | str, name: Optional[str] = None, prompt_file: O
     if not isinstance(p["template"], str):
         raise PromptError(f"prompt {name!r} in {path}: 'template' must be a string, got {p['template']!r}")
     if not isinstance(p["label_words"], dict):
-        raise PromptError(f"prompt {name!r} in {path}: 'label_words' must be a mapping label: word, "
-                          f"got {p['label_words']!r}")
+        raise PromptError(
+            f"prompt {name!r} in {path}: 'label_words' must be a mapping label: word, got {p['label_words']!r}"
+        )
     for k, v in p["label_words"].items():
         if not isinstance(v, str):  # YAML 1.1 reads unquoted No/Yes as booleans
-            raise PromptError(f"prompt {name!r} in {path}: label word for {k!r} was read as {v!r}; quote it (\"No\")")
+            raise PromptError(f'prompt {name!r} in {path}: label word for {k!r} was read as {v!r}; quote it ("No")')
     words = {str(k): v for k, v in p["label_words"].items()}
-    prompt = Prompt(template=str(p["template"]), label_words=words, name=name, description=p.get("description", ""),
-                    descriptions=_descriptions(p.get("descriptions"), task, f"prompt {name!r} in {path}"))
+    prompt = Prompt(
+        template=str(p["template"]),
+        label_words=words,
+        name=name,
+        description=p.get("description", ""),
+        descriptions=_descriptions(p.get("descriptions"), task, f"prompt {name!r} in {path}"),
+    )
     prompt.words_in_order(task)  # validate the label set now
     return prompt
 
@@ -131,16 +139,20 @@ def _descriptions(value, task: TaskSpec, where: str) -> Optional[Dict[str, str]]
         return None
     if isinstance(value, list):
         if len(value) != len(task.labels):
-            raise PromptError(f"{where}: 'descriptions' has {len(value)} entries, the task has {len(task.labels)} "
-                              f"labels {task.labels}")
+            raise PromptError(
+                f"{where}: 'descriptions' has {len(value)} entries, the task has {len(task.labels)} "
+                f"labels {task.labels}"
+            )
         value = dict(zip(task.labels, value))
     if not isinstance(value, dict):
         raise PromptError(f"{where}: 'descriptions' must be a list or a label -> text mapping")
     out = {str(k): v for k, v in value.items()}
     bad = [k for k, v in out.items() if not isinstance(v, str) or not v.strip()]
     if set(out) != set(task.labels) or bad:
-        raise PromptError(f"{where}: 'descriptions' must give one non-empty text for each label {task.labels}; "
-                          f"got {sorted(out)}{', empty or not text: ' + str(bad) if bad else ''}")
+        raise PromptError(
+            f"{where}: 'descriptions' must give one non-empty text for each label {task.labels}; "
+            f"got {sorted(out)}{', empty or not text: ' + str(bad) if bad else ''}"
+        )
     return out
 
 
@@ -169,7 +181,15 @@ def parse_template(template: str) -> List[_Piece]:
             continue
         m = _SENT.match(part)
         if m:
-            pieces.append(_Piece("sent", sent_id=int(m.group(4)), space=bool(m.group(1)), case=m.group(2), drop_last=bool(m.group(3))))
+            pieces.append(
+                _Piece(
+                    "sent",
+                    sent_id=int(m.group(4)),
+                    space=bool(m.group(1)),
+                    case=m.group(2),
+                    drop_last=bool(m.group(3)),
+                )
+            )
             continue
         m = _LABEL.match(part)
         if m:
@@ -222,9 +242,17 @@ class PromptEncoder:
     the task and are per-instance state, so two tasks never share them.
     """
 
-    def __init__(self, task: TaskSpec | str, prompt: Prompt, tokenizer, max_seq_length: Optional[int] = None,
-                 first_sent_limit: Optional[int] = None, other_sent_limit: Optional[int] = None,
-                 truncate_head: bool = False, fit_to_length: bool = False):
+    def __init__(
+        self,
+        task: TaskSpec | str,
+        prompt: Prompt,
+        tokenizer,
+        max_seq_length: Optional[int] = None,
+        first_sent_limit: Optional[int] = None,
+        other_sent_limit: Optional[int] = None,
+        truncate_head: bool = False,
+        fit_to_length: bool = False,
+    ):
         self.task = get_task(task)
         self.prompt = prompt
         self.tokenizer = tokenizer
@@ -238,12 +266,18 @@ class PromptEncoder:
         n_sent = self.task.num_sentences
         for p in self.pieces:
             if p.kind == "sent" and p.sent_id >= n_sent:
-                raise PromptError(f"template {prompt.template!r} uses sentence {p.sent_id} but task {self.task.name} has {n_sent}")
+                raise PromptError(
+                    f"template {prompt.template!r} uses sentence {p.sent_id} but task {self.task.name} has {n_sent}"
+                )
         if tokenizer.mask_token_id is None:
-            raise PromptError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')} has no mask token: prompts need a masked LM")
+            raise PromptError(
+                f"tokenizer {getattr(tokenizer, 'name_or_path', '')} has no mask token: prompts need a masked LM"
+            )
         self.label_word_ids: List[int] = [label_word_id(tokenizer, w) for w in prompt.words_in_order(self.task)]
         if len(set(self.label_word_ids)) != len(self.label_word_ids):
-            raise PromptError(f"prompt {prompt.name!r}: two labels share one label word {prompt.words_in_order(self.task)}")
+            raise PromptError(
+                f"prompt {prompt.name!r}: two labels share one label word {prompt.words_in_order(self.task)}"
+            )
         self.use_token_types = "token_type_ids" in getattr(tokenizer, "model_input_names", [])
         special = {"cls": tokenizer.cls_token_id, "mask": tokenizer.mask_token_id, "sep": tokenizer.sep_token_id}
         if special["cls"] is None:
@@ -256,7 +290,10 @@ class PromptEncoder:
                 self._fixed[i] = [special[p.value]]
             elif p.kind == "label":
                 if p.value >= len(self.label_word_ids):
-                    raise PromptError(f"template {prompt.template!r}: label_{p.value} but the task has {len(self.label_word_ids)} classes")
+                    raise PromptError(
+                        f"template {prompt.template!r}: label_{p.value} but the task has {len(self.label_word_ids)} "
+                        f"classes"
+                    )
                 self._fixed[i] = [self.label_word_ids[p.value]]
             elif p.kind == "literal":
                 self._fixed[i] = self._literal_ids(p.value)
@@ -272,8 +309,12 @@ class PromptEncoder:
     def encode(self, text_a: str, text_b: Optional[str] = None) -> Dict[str, object]:
         return self.encode_batch([text_a], [text_b])[0]
 
-    def encode_batch(self, texts_a: Sequence[str], texts_b: Optional[Sequence[Optional[str]]] = None,
-                     row_names: Optional[Sequence[str]] = None) -> List[Dict[str, object]]:
+    def encode_batch(
+        self,
+        texts_a: Sequence[str],
+        texts_b: Optional[Sequence[Optional[str]]] = None,
+        row_names: Optional[Sequence[str]] = None,
+    ) -> List[Dict[str, object]]:
         n = len(texts_a)
         texts_b = texts_b if texts_b is not None else [None] * n
         piece_ids = self._sentence_ids([texts_a, texts_b], n, row_names)
@@ -296,7 +337,9 @@ class PromptEncoder:
                 t = col[j]
                 if t is None:
                     where = row_names[j] if row_names else f"example {j + 1}"
-                    raise PromptError(f"{where}: template {self.prompt.template!r} needs sentence {p.sent_id}, which is missing")
+                    raise PromptError(
+                        f"{where}: template {self.prompt.template!r} needs sentence {p.sent_id}, which is missing"
+                    )
                 texts.append(transform_sentence(str(t), p))
             ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
             limit = self.first_sent_limit if p.sent_id == 0 else self.other_sent_limit
@@ -326,7 +369,7 @@ class PromptEncoder:
                 segment += 1
         if len(input_ids) > self.max_seq_length:
             if self.truncate_head:
-                input_ids, token_types = input_ids[-self.max_seq_length:], token_types[-self.max_seq_length:]
+                input_ids, token_types = input_ids[-self.max_seq_length :], token_types[-self.max_seq_length :]
             else:
                 input_ids, token_types = input_ids[: self.max_seq_length], token_types[: self.max_seq_length]
         if mask_id not in input_ids:

@@ -22,8 +22,14 @@ from .metrics import compute_metrics
 from .modeling import PromptForMaskedLM, predictions_from_logits
 from .tasks import TaskSpec
 
-__all__ = ["SeededEpochSampler", "PromptTrainer", "MultitaskTrainer", "build_trainer", "make_compute_metrics",
-           "peak_memory_mb"]
+__all__ = [
+    "SeededEpochSampler",
+    "PromptTrainer",
+    "MultitaskTrainer",
+    "build_trainer",
+    "make_compute_metrics",
+    "peak_memory_mb",
+]
 
 
 class SeededEpochSampler(torch.utils.data.Sampler):
@@ -88,11 +94,14 @@ class PromptTrainer(Trainer):
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
         return SeededEpochSampler(len(ds), seed)
 
-    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
-                        metric_key_prefix="eval"):
+    def evaluation_loop(
+        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ):
         compute, self.compute_metrics = self.compute_metrics, None
         try:
-            out = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+            out = super().evaluation_loop(
+                dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix
+            )
         finally:
             self.compute_metrics = compute
         n = len(dataloader.dataset)
@@ -125,14 +134,20 @@ class MultitaskTrainer(PromptTrainer):
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
         """The Trainer's evaluation; on a dict of dev sets (one per source) it also logs the mean loss and
         accuracy over the sources (``<prefix>_mean_loss``, ``<prefix>_mean_acc``) through ``Trainer.log``."""
-        metrics = super().evaluate(eval_dataset=eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+        metrics = super().evaluate(
+            eval_dataset=eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix
+        )
         sets = eval_dataset if eval_dataset is not None else self.eval_dataset
         if isinstance(sets, dict) and sets:
-            per_task = [(metrics.get(f"{metric_key_prefix}_{n}_loss"), metrics.get(f"{metric_key_prefix}_{n}_acc"))
-                        for n in sets]
+            per_task = [
+                (metrics.get(f"{metric_key_prefix}_{n}_loss"), metrics.get(f"{metric_key_prefix}_{n}_acc"))
+                for n in sets
+            ]
             if all(loss is not None and acc is not None for loss, acc in per_task):
-                mean = {f"{metric_key_prefix}_mean_loss": float(np.mean([x[0] for x in per_task])),
-                        f"{metric_key_prefix}_mean_acc": float(np.mean([x[1] for x in per_task]))}
+                mean = {
+                    f"{metric_key_prefix}_mean_loss": float(np.mean([x[0] for x in per_task])),
+                    f"{metric_key_prefix}_mean_acc": float(np.mean([x[1] for x in per_task])),
+                }
                 self.log(mean)
                 metrics.update(mean)
         return metrics
@@ -149,13 +164,30 @@ def make_compute_metrics(task: TaskSpec):
     return compute
 
 
-def build_trainer(model, args, train_dataset=None, eval_dataset=None, data_collator=None,
-                  compute_metrics: Optional[Callable] = None, callbacks: Sequence = (), optimizer=None,
-                  tokenizer=None, trainer_class=PromptTrainer) -> Trainer:
+def build_trainer(
+    model,
+    args,
+    train_dataset=None,
+    eval_dataset=None,
+    data_collator=None,
+    compute_metrics: Optional[Callable] = None,
+    callbacks: Sequence = (),
+    optimizer=None,
+    tokenizer=None,
+    trainer_class=PromptTrainer,
+) -> Trainer:
     """The ``Trainer`` of a run: ``label_names`` set to ``["labels"]`` (not the label-word ids that Trainer would
     guess from the forward signature), an optional optimizer (the Trainer then builds the schedule over its
     parameter groups), the callbacks."""
     args.label_names = ["labels"]
-    return trainer_class(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                         data_collator=data_collator, compute_metrics=compute_metrics, callbacks=list(callbacks),
-                         processing_class=tokenizer, optimizers=(optimizer, None))
+    return trainer_class(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=data_collator,
+        compute_metrics=compute_metrics,
+        callbacks=list(callbacks),
+        processing_class=tokenizer,
+        optimizers=(optimizer, None),
+    )

@@ -50,8 +50,14 @@ def _run_process(cmd: List[str], log_path: Path, env: Optional[Dict] = None) -> 
         with _RUNNING_LOCK:
             if _STOP.is_set():
                 return -2
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                    preexec_fn=_child_setup if sys.platform.startswith("linux") else None)
+            proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_child_setup if sys.platform.startswith("linux") else None,
+            )
             _RUNNING[proc.pid] = proc
         try:
             return proc.wait()
@@ -70,7 +76,7 @@ def _last_progress(log_path: Path) -> Optional[str]:
     except OSError:
         return None
     lines = [ln for ln in tail.splitlines() if ln.startswith("progress: ")]
-    return lines[-1][len("progress: "):] if lines else None
+    return lines[-1][len("progress: ") :] if lines else None
 
 
 def _completed_with_progress(futures: Dict, write, poll: float = 2.0):
@@ -155,7 +161,7 @@ def device_envs(workers: int, cells_per_device: int = 1, gpus: Optional[Sequence
 def _unit_results(futures, progress=None):
     """(future, cell or job, return code, seconds) for each job of each finished unit; a unit's seconds are shared
     out over its cells. With ``progress`` (a write function), running jobs' progress lines are written meanwhile."""
-    for fut in (_completed_with_progress(futures, progress) if progress else cf.as_completed(futures)):
+    for fut in _completed_with_progress(futures, progress) if progress else cf.as_completed(futures):
         unit = futures[fut]
         rc, seconds = fut.result()
         for job in unit:
@@ -187,8 +193,13 @@ def _timed(cmd, log, env):
     return rc, time.time() - t0
 
 
-def run_jobs(units: List[List[Dict]], commands: Callable[[List[Dict]], tuple], envs: List[Dict],
-             report: Callable[[Dict, int, float], None], progress_write: Optional[Callable[[str], None]] = None) -> None:
+def run_jobs(
+    units: List[List[Dict]],
+    commands: Callable[[List[Dict]], tuple],
+    envs: List[Dict],
+    report: Callable[[Dict, int, float], None],
+    progress_write: Optional[Callable[[str], None]] = None,
+) -> None:
     """Run each unit's command (``commands(unit) -> (argv, log path)``), ``len(envs)`` at a time, and call
     ``report(job, return code, seconds)`` for each job of a unit as the unit ends. Ctrl-C stops the running jobs
     (their process groups), starts no new one, and raises :class:`Interrupted`."""

@@ -26,7 +26,9 @@ def bert_tokenizer():
 
 def _bytes_to_unicode():
     """GPT-2's reversible byte -> printable-character table (byte-level BPE alphabet)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     chars = printable[:]
     n = 0
     for b in range(256):
@@ -38,10 +40,45 @@ def _bytes_to_unicode():
 
 
 ROBERTA_WORDS = [
-    "Ġgreat", "Ġterrible", "Ġbad", "Ġokay", "Ġgood", "Ġsubjective", "Ġobjective", "ĠDescription", "ĠEntity",
-    "ĠExpression", "ĠHuman", "ĠLocation", "ĠNumber", "Ġincorrect", "Ġcorrect", "ĠNo", "ĠYes", "ĠMaybe",
-    "ĠIt", "Ġwas", "ĠThis", "Ġis", "Ġfun", "Ġfilm", "Ġman", "Ġeating", "Ġsomeone", "Ġeats", "Ġfood", "ĠWhat",
-    "Ġa", "Ġate", "Ġthe", "He", "A", "a", "ĠA", "Ġmovie", "ĠThe",
+    "Ġgreat",
+    "Ġterrible",
+    "Ġbad",
+    "Ġokay",
+    "Ġgood",
+    "Ġsubjective",
+    "Ġobjective",
+    "ĠDescription",
+    "ĠEntity",
+    "ĠExpression",
+    "ĠHuman",
+    "ĠLocation",
+    "ĠNumber",
+    "Ġincorrect",
+    "Ġcorrect",
+    "ĠNo",
+    "ĠYes",
+    "ĠMaybe",
+    "ĠIt",
+    "Ġwas",
+    "ĠThis",
+    "Ġis",
+    "Ġfun",
+    "Ġfilm",
+    "Ġman",
+    "Ġeating",
+    "Ġsomeone",
+    "Ġeats",
+    "Ġfood",
+    "ĠWhat",
+    "Ġa",
+    "Ġate",
+    "Ġthe",
+    "He",
+    "A",
+    "a",
+    "ĠA",
+    "Ġmovie",
+    "ĠThe",
 ]
 
 

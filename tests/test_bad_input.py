@@ -4,6 +4,7 @@ One test per defect of issue 16, then a fuzz test that feeds a few hundred rando
 of valid CSV / JSONL / TSV / task-YAML inputs to the readers and the task loader: each either
 loads or raises :class:`MtftError` (the CLI's one ``error:`` line, exit 2), never anything else.
 """
+
 import json
 import logging
 import os
@@ -59,23 +60,28 @@ def files(tmp_path):
 
 # --------------------------------------------------------------------------- 1. empty train file
 
+
 @pytest.mark.parametrize("content", ["", "text_a,label\n"])
 def test_1_empty_or_header_only_train_file(content, tmp_path, files, capsys):
     _, test = files
     train = tmp_path / "empty.csv"
     train.write_text(content, encoding="utf-8")
-    rc, err, out = _run(["--task_name", "sst-2", "--train_file", str(train), "--test_file", str(test)], tmp_path, capsys)
+    rc, err, out = _run(
+        ["--task_name", "sst-2", "--train_file", str(train), "--test_file", str(test)], tmp_path, capsys
+    )
     _assert_one_error(rc, err, out, "empty.csv", "no examples")
     assert not out.exists()  # not even an empty folder
 
 
 # --------------------------------------------------------------------------- 2. --k
 
+
 @pytest.mark.parametrize("k", ["0", "-3"])
 def test_2_k_must_be_positive(k, tmp_path, files, capsys):
     train, test = files
-    rc, err, out = _run(["--task_name", "sst-2", "--k", k, "--train_file", str(train), "--test_file", str(test)],
-                        tmp_path, capsys)
+    rc, err, out = _run(
+        ["--task_name", "sst-2", "--k", k, "--train_file", str(train), "--test_file", str(test)], tmp_path, capsys
+    )
     _assert_one_error(rc, err, out, "--k must be a positive number")
     with pytest.raises(DataError, match="--k"):
         load_files("sst-2", 13, int(k), str(train), test_file=str(test))
@@ -83,10 +89,13 @@ def test_2_k_must_be_positive(k, tmp_path, files, capsys):
 
 # --------------------------------------------------------------------------- 3. raw tracebacks
 
+
 def test_3_non_utf8_train_file(tmp_path, files, capsys):
     train, test = files
     train.write_bytes(train.read_bytes().replace(b"review number 3 ", b"review \xff\xfe 3 "))
-    rc, err, out = _run(["--task_name", "sst-2", "--train_file", str(train), "--test_file", str(test)], tmp_path, capsys)
+    rc, err, out = _run(
+        ["--task_name", "sst-2", "--train_file", str(train), "--test_file", str(test)], tmp_path, capsys
+    )
     _assert_one_error(rc, err, out, "train.csv", "not UTF-8")
 
 
@@ -111,8 +120,9 @@ def test_3_negative_seed(tmp_path, data_dir, capsys):
 
 
 def test_3_model_folder_missing_or_corrupt(tmp_path, data_dir, capsys):
-    rc, err, out = _run(["--task_name", "sst-2", "--model_name_or_path", str(tmp_path / "nope")], tmp_path, capsys,
-                        data_dir=data_dir)
+    rc, err, out = _run(
+        ["--task_name", "sst-2", "--model_name_or_path", str(tmp_path / "nope")], tmp_path, capsys, data_dir=data_dir
+    )
     _assert_one_error(rc, err, out, "nope: folder not found")
     from mtft_nlp.modeling import default_model_path
 
@@ -123,8 +133,12 @@ def test_3_model_folder_missing_or_corrupt(tmp_path, data_dir, capsys):
             (bad / f.name).write_bytes(f.read_bytes())
     (bad / "config.json").write_text('{"model_type": "bert", ', encoding="utf-8")
     for method in ("auto", "prompt"):
-        rc, err, out = _run(["--task_name", "sst-2", "--model_name_or_path", str(bad), "--method", method], tmp_path,
-                            capsys, data_dir=data_dir)
+        rc, err, out = _run(
+            ["--task_name", "sst-2", "--model_name_or_path", str(bad), "--method", method],
+            tmp_path,
+            capsys,
+            data_dir=data_dir,
+        )
         _assert_one_error(rc, err, out, "badmodel", "config.json is not valid JSON")
     # past the quick checks, the prompt method's own loader says the same in one line
     from mtft_nlp.training import ModelArguments, load_tokenizer_checked
@@ -144,7 +158,9 @@ def test_3_output_dir_is_a_file(tmp_path, data_dir, capsys):
 def test_3_predict_model_folder_missing(tmp_path, capsys):
     inp = tmp_path / "in.txt"
     inp.write_text("a fine film\n")
-    rc = main(["predict", "--model", str(tmp_path / "nope"), "--input", str(inp), "--output", str(tmp_path / "p.jsonl")])
+    rc = main(
+        ["predict", "--model", str(tmp_path / "nope"), "--input", str(inp), "--output", str(tmp_path / "p.jsonl")]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: model folder not found") and err.count("\n") == 1
     assert not (tmp_path / "p.jsonl").exists()
@@ -154,42 +170,57 @@ def test_3_jsonl_line_that_is_a_list(tmp_path, files, capsys):
     _, test = files
     train = tmp_path / "train.jsonl"
     train.write_text('{"text_a": "fine", "label": "1"}\n["fine", "1"]\n', encoding="utf-8")
-    rc, err, out = _run(["--task_name", "sst-2", "--train_file", str(train), "--test_file", str(test)], tmp_path, capsys)
+    rc, err, out = _run(
+        ["--task_name", "sst-2", "--train_file", str(train), "--test_file", str(test)], tmp_path, capsys
+    )
     _assert_one_error(rc, err, out, "train.jsonl:2: expected a JSON object")
 
 
 # --------------------------------------------------------------------------- 4. --max_steps 0
 
+
 def test_4_max_steps_zero_is_an_error(tmp_path, data_dir, capsys):
     out = tmp_path / "out"
-    rc = run_glue_main(["--output_dir", str(out), "--data_dir", str(data_dir), "--task_name", "sst-2", "--max_steps", "0"])
+    rc = run_glue_main(
+        ["--output_dir", str(out), "--data_dir", str(data_dir), "--task_name", "sst-2", "--max_steps", "0"]
+    )
     err = capsys.readouterr().err
     _assert_one_error(rc, err, out, "--max_steps 0 would train nothing", "--zero_shot")
 
 
 # --------------------------------------------------------------------------- 5. a missing class
 
+
 def test_5_train_file_lacking_a_class(tmp_path, files, capsys):
     _, test = files
     train = _csv(tmp_path / "one_class.csv", [(f"text {i}", 1) for i in range(8)])
     dev = _csv(tmp_path / "dev.csv", _sst2_rows(4))
-    rc, err, out = _run(["--task_name", "sst-2", "--train_file", str(train), "--validation_file", str(dev),
-                         "--test_file", str(test)], tmp_path, capsys)
+    rc, err, out = _run(
+        ["--task_name", "sst-2", "--train_file", str(train), "--validation_file", str(dev), "--test_file", str(test)],
+        tmp_path,
+        capsys,
+    )
     _assert_one_error(rc, err, out, "no examples of class '0'")
     with pytest.raises(DataError, match="no examples of class '0'"):  # sampled from the file (no validation file)
-        load_files("sst-2", 13, 4, str(_csv(tmp_path / "many.csv", [(f"t {i}", 1) for i in range(40)])),
-                   test_file=str(test))
+        load_files(
+            "sst-2", 13, 4, str(_csv(tmp_path / "many.csv", [(f"t {i}", 1) for i in range(40)])), test_file=str(test)
+        )
 
 
 # --------------------------------------------------------------------------- 6. saved length overrides
+
 
 def test_6_overrides_recorded_and_long_texts_predicted(tmp_path, data_dir, bert_tokenizer):
     from mtft_nlp.hub import PromptClassifier, prompt_metadata
     from mtft_nlp.modeling import PromptForMaskedLM, load_masked_lm
     from mtft_nlp.training import ModelArguments, PromptArguments, prepare
 
-    prep = prepare(ModelArguments(), PromptArguments(task_name="sst-2", data_dir=str(data_dir), first_sent_limit=20,
-                                                     max_seq_length=40), 13, tokenizer=bert_tokenizer)
+    prep = prepare(
+        ModelArguments(),
+        PromptArguments(task_name="sst-2", data_dir=str(data_dir), first_sent_limit=20, max_seq_length=40),
+        13,
+        tokenizer=bert_tokenizer,
+    )
     meta = prompt_metadata(prep.task, prep.prompt)
     assert meta["first_sent_limit"] == 20 and meta["max_seq_length"] == 40
     assert max(len(f["input_ids"]) for f in prep.train) <= 40
@@ -202,10 +233,13 @@ def test_6_overrides_recorded_and_long_texts_predicted(tmp_path, data_dir, bert_
 
 # --------------------------------------------------------------------------- 7. user task files in `mtft-nlp run`
 
+
 def _user_task(tmp_path, name="MyReviews"):
     (tmp_path / "my_prompt.yaml").write_text(
         "default: p\nprompts:\n  p:\n    template: '*cls**sent_0*_It_was*mask*.*sep+*'\n"
-        "    label_words: {neg: terrible, pos: great}\n", encoding="utf-8")
+        "    label_words: {neg: terrible, pos: great}\n",
+        encoding="utf-8",
+    )
     p = tmp_path / "my_task.yaml"
     p.write_text(f"name: {name}\nlabels: [neg, pos]\nmetric: acc\nprompt_file: my_prompt.yaml\n", encoding="utf-8")
     return p
@@ -219,14 +253,17 @@ def test_7_user_task_file_resolves_in_job_processes(tmp_path, monkeypatch):
     monkeypatch.setattr(tasks_mod, "_USER", {})
     monkeypatch.delenv(tasks_mod.USER_TASKS_ENV, raising=False)
     path = _user_task(tmp_path)
-    cfg = load_config(None, "minilm", targets=[str(path)], rows=["zero-shot"], seeds=[13],
-                      output_dir=str(tmp_path / "runs"))
+    cfg = load_config(
+        None, "minilm", targets=[str(path)], rows=["zero-shot"], seeds=[13], output_dir=str(tmp_path / "runs")
+    )
     assert cfg["targets"] == ["MyReviews"]
     cell = Plan(cfg).cells()[0]
     name = cell["args"][cell["args"].index("--task_name") + 1]
     # the cell's process (started with this environment) finds the task by name, and its prompt
-    code = f"from mtft_nlp.tasks import get_task; from mtft_nlp.templates import load_prompt; " \
-           f"t = get_task({name!r}); print(t.name, load_prompt(t).label_words['pos'])"
+    code = (
+        f"from mtft_nlp.tasks import get_task; from mtft_nlp.templates import load_prompt; "
+        f"t = get_task({name!r}); print(t.name, load_prompt(t).label_words['pos'])"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["MyReviews", "great"]
@@ -235,10 +272,14 @@ def test_7_user_task_file_resolves_in_job_processes(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- 8. Ctrl-C stops a grid
 
+
 def _grid_config(tmp_path):
     cfg = tmp_path / "grid.yaml"
-    cfg.write_text(f"targets: [SST-2]\nrows: [zero-shot]\nseeds: [13, 21, 42]\noutput_dir: {tmp_path / 'grid'}\n"
-                   f"zero_shot: {{max_test_examples: 64}}\n", encoding="utf-8")
+    cfg.write_text(
+        f"targets: [SST-2]\nrows: [zero-shot]\nseeds: [13, 21, 42]\noutput_dir: {tmp_path / 'grid'}\n"
+        f"zero_shot: {{max_test_examples: 64}}\n",
+        encoding="utf-8",
+    )
     return cfg
 
 
@@ -270,8 +311,14 @@ def _wait_for_first_cell(tmp_path, proc, timeout=60):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
 def test_8_ctrl_c_stops_the_grid_and_its_cells(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "mtft_nlp.cli", "run", "--config", str(_grid_config(tmp_path))],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mtft_nlp.cli", "run", "--config", str(_grid_config(tmp_path))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )
     _wait_for_first_cell(tmp_path, proc)
     t0 = time.time()
     os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C: the whole foreground group
@@ -287,8 +334,13 @@ def test_8_ctrl_c_stops_the_grid_and_its_cells(tmp_path):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux only")
 def test_8_killed_parent_takes_its_cells_with_it(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "mtft_nlp.cli", "run", "--config", str(_grid_config(tmp_path))],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mtft_nlp.cli", "run", "--config", str(_grid_config(tmp_path))],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        start_new_session=True,
+    )
     _wait_for_first_cell(tmp_path, proc)
     proc.kill()
     proc.wait()
@@ -299,6 +351,7 @@ def test_8_killed_parent_takes_its_cells_with_it(tmp_path):
 
 
 # --------------------------------------------------------------------------- 9. file line numbers
+
 
 def test_9_errors_name_the_file_line(tmp_path, files):
     _, test = files
@@ -320,6 +373,7 @@ def test_9_errors_name_the_file_line(tmp_path, files):
 
 # --------------------------------------------------------------------------- 10. file modes
 
+
 def test_10_atomic_writes_follow_the_umask(tmp_path):
     from mtft_nlp.results import atomic_write_json, atomic_write_text
 
@@ -338,20 +392,34 @@ def test_10_atomic_writes_follow_the_umask(tmp_path):
 
 # --------------------------------------------------------------------------- 11. task-file schema
 
-@pytest.mark.parametrize("body,message", [
-    ("name: T\nlabels: pos neg\nmetric: acc\n", "field 'labels' must be a list of at least two labels"),
-    ("name: T\nlabels: [neg, pos]\n", "missing required field 'metric'"),
-    ("labels: [neg, pos]\nmetric: acc\n", "missing required field 'name'"),
-    ("name: T\nlabels: [neg, pos]\nmetric: acc\nmax_seq_length: long\n", "field 'max_seq_length' must be a positive integer"),
-    ("name: T\nlabels: [neg, pos]\nmetric: acc\naliases: t2\n", "field 'aliases' must be a list of strings"),
-    ("name: T\nlabels: [no, yes]\nmetric: acc\n", "quote them"),
-    ("name: T\nlabels: [neg, pos]\nmetric: acc\nlmbff: {dir: T, format: tsv, train: train.tsv, test: {dev.tsv: test.tsv}, "
-     "text_a: first, label: -1}\n", "field 'lmbff.text_a' must be a column index"),
-    ("name: T\nlabels: [neg, pos]\nmetric: acc\nlmbff: {dir: T, format: tsv, train: train.tsv, text_a: 0, label: -1}\n",
-     "missing required field 'lmbff.test'"),
-    ("name: T\nlabels: [neg, pos]\nmetric: acc\nlabel: x\n", "unknown field 'label'"),
-    ("- just\n- a list\n", "must be a mapping"),
-])
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ("name: T\nlabels: pos neg\nmetric: acc\n", "field 'labels' must be a list of at least two labels"),
+        ("name: T\nlabels: [neg, pos]\n", "missing required field 'metric'"),
+        ("labels: [neg, pos]\nmetric: acc\n", "missing required field 'name'"),
+        (
+            "name: T\nlabels: [neg, pos]\nmetric: acc\nmax_seq_length: long\n",
+            "field 'max_seq_length' must be a positive integer",
+        ),
+        ("name: T\nlabels: [neg, pos]\nmetric: acc\naliases: t2\n", "field 'aliases' must be a list of strings"),
+        ("name: T\nlabels: [no, yes]\nmetric: acc\n", "quote them"),
+        (
+            "name: T\nlabels: [neg, pos]\nmetric: acc\nlmbff: {dir: T, format: tsv, train: train.tsv, test: "
+            "{dev.tsv: test.tsv}, "
+            "text_a: first, label: -1}\n",
+            "field 'lmbff.text_a' must be a column index",
+        ),
+        (
+            "name: T\nlabels: [neg, pos]\nmetric: acc\nlmbff: {dir: T, format: tsv, train: train.tsv, text_a: 0, "
+            "label: -1}\n",
+            "missing required field 'lmbff.test'",
+        ),
+        ("name: T\nlabels: [neg, pos]\nmetric: acc\nlabel: x\n", "unknown field 'label'"),
+        ("- just\n- a list\n", "must be a mapping"),
+    ],
+)
 def test_11_task_file_schema(body, message, tmp_path, capsys):
     p = tmp_path / "task.yaml"
     p.write_text(body, encoding="utf-8")
@@ -364,6 +432,7 @@ def test_11_task_file_schema(body, message, tmp_path, capsys):
 
 # --------------------------------------------------------------------------- 12. pickled weights
 
+
 def test_12_pickled_weights_refused_unless_allowed(tmp_path, data_dir, capsys):
     from mtft_nlp.modeling import check_weights_format, default_model_path
 
@@ -374,8 +443,12 @@ def test_12_pickled_weights_refused_unless_allowed(tmp_path, data_dir, capsys):
             (folder / f.name).write_bytes(f.read_bytes())
     (folder / "pytorch_model.bin").write_bytes(b"not really a pickle")
     for method in ("auto", "prompt"):
-        rc, err, out = _run(["--task_name", "sst-2", "--model_name_or_path", str(folder), "--method", method], tmp_path,
-                            capsys, data_dir=data_dir)
+        rc, err, out = _run(
+            ["--task_name", "sst-2", "--model_name_or_path", str(folder), "--method", method],
+            tmp_path,
+            capsys,
+            data_dir=data_dir,
+        )
         _assert_one_error(rc, err, out, "only pickled weights (pytorch_model.bin)", "--allow_pickle")
     check_weights_format(str(folder), allow_pickle=True)  # the flag lets it through
     from mtft_nlp.modeling import load_masked_lm
@@ -387,10 +460,13 @@ def test_12_pickled_weights_refused_unless_allowed(tmp_path, data_dir, capsys):
 
 # --------------------------------------------------------------------------- 13. empty texts
 
+
 def test_13_empty_texts(tmp_path, files, capsys, caplog):
     _, test = files
     empty = _csv(tmp_path / "empty_text.csv", [("", c) for _ in range(40) for c in (0, 1)])
-    rc, err, out = _run(["--task_name", "sst-2", "--train_file", str(empty), "--test_file", str(test)], tmp_path, capsys)
+    rc, err, out = _run(
+        ["--task_name", "sst-2", "--train_file", str(empty), "--test_file", str(test)], tmp_path, capsys
+    )
     _assert_one_error(rc, err, out, "every example of the train set has an empty text")
     some = _sst2_rows()
     some[0] = ("", 0)
@@ -402,6 +478,7 @@ def test_13_empty_texts(tmp_path, files, capsys, caplog):
 
 
 # --------------------------------------------------------------------------- documentation gap: prompt_file
+
 
 def test_prompt_file_relative_to_the_task_file_with_extension(tmp_path):
     from mtft_nlp.templates import PromptError, load_prompt
@@ -419,9 +496,30 @@ def test_prompt_file_relative_to_the_task_file_with_extension(tmp_path):
 
 # --------------------------------------------------------------------------- fuzz
 
+
 def _mutate(data: bytes, rng: random.Random) -> bytes:
-    specials = [b"\x00", b"\xff", b"\xc3", b'"', b",", b"\t", b"\n", b"\r", b"{", b"[", b":", b"-", b"'", b"\\",
-                b"1e999", b"NaN", b"null", b"*", b"&a", b"!!python/object:os.system"]
+    specials = [
+        b"\x00",
+        b"\xff",
+        b"\xc3",
+        b'"',
+        b",",
+        b"\t",
+        b"\n",
+        b"\r",
+        b"{",
+        b"[",
+        b":",
+        b"-",
+        b"'",
+        b"\\",
+        b"1e999",
+        b"NaN",
+        b"null",
+        b"*",
+        b"&a",
+        b"!!python/object:os.system",
+    ]
     out = bytearray(data)
     for _ in range(rng.randint(1, 4)):
         op = rng.randrange(6)
@@ -431,7 +529,7 @@ def _mutate(data: bytes, rng: random.Random) -> bytes:
         elif op == 1:
             out[pos:pos] = rng.choice(specials)
         elif op == 2 and out:
-            del out[pos:pos + rng.randint(1, 20)]
+            del out[pos : pos + rng.randint(1, 20)]
         elif op == 3:
             out = out[:pos]
         elif op == 4:
@@ -478,7 +576,9 @@ def test_fuzz_readers_and_task_loader(tmp_path, data_dir):
     # the LM-BFF original/ layout of a CSV task (pandas), split into k-shot sets in memory
     from mtft_nlp.data import load_kshot
 
-    cr = "".join((data_dir / "original" / "cr" / "train.csv").read_text(encoding="utf-8").splitlines(keepends=True)[:60])
+    cr = "".join(
+        (data_dir / "original" / "cr" / "train.csv").read_text(encoding="utf-8").splitlines(keepends=True)[:60]
+    )
     (tmp_path / "o" / "cr").mkdir(parents=True)
     for i in range(40):
         for name in ("train.csv", "test.csv"):
@@ -492,11 +592,18 @@ def test_fuzz_end_to_end_cli(tmp_path):
     """Through the real command: exit 2 and one error line, fast (checked before torch is imported)."""
     y = tmp_path / "task.yaml"
     y.write_text("name: T\nlabels: pos neg\nmetric: acc\n", encoding="utf-8")
-    for args, fragment in ([["--task_file", str(y)], "field 'labels'"], [["--task_name", "sst-2", "--k", "0"], "--k"],
-                           [["--task_name", "sst-2", "--seed", "x"], "--seed must be an integer"]):
+    for args, fragment in (
+        [["--task_file", str(y)], "field 'labels'"],
+        [["--task_name", "sst-2", "--k", "0"], "--k"],
+        [["--task_name", "sst-2", "--seed", "x"], "--seed must be an integer"],
+    ):
         t0 = time.time()
-        r = subprocess.run([sys.executable, "run_glue_fewshot.py", "--output_dir", str(tmp_path / "o"), *args],
-                           capture_output=True, text=True, cwd=ROOT)
+        r = subprocess.run(
+            [sys.executable, "run_glue_fewshot.py", "--output_dir", str(tmp_path / "o"), *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         assert r.returncode == 2 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
         assert fragment in r.stderr and time.time() - t0 < 4
     assert not (tmp_path / "o").exists()
@@ -504,11 +611,14 @@ def test_fuzz_end_to_end_cli(tmp_path):
     assert v.returncode == 0 and v.stdout.startswith("mtft-nlp ")
 
 
-@pytest.mark.parametrize("argv,fragment", [
-    (["table"], "the following arguments are required: dir"),
-    (["run", "--seeds", "abc"], "argument --seeds: invalid int value: 'abc'"),
-    (["train", "--tsk_name", "x", "--output_dir", "o"], "['--tsk_name', 'x']"),
-])
+@pytest.mark.parametrize(
+    "argv,fragment",
+    [
+        (["table"], "the following arguments are required: dir"),
+        (["run", "--seeds", "abc"], "argument --seeds: invalid int value: 'abc'"),
+        (["train", "--tsk_name", "x", "--output_dir", "o"], "['--tsk_name', 'x']"),
+    ],
+)
 def test_usage_errors_are_one_line(argv, fragment, capsys):
     try:
         rc = main(argv)

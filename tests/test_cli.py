@@ -1,4 +1,5 @@
 """Bad input: one clear error line, exit status 2, and no results.json."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -12,21 +13,28 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _run(args, tmp_path, data_dir, capsys):
     out = tmp_path / "out"
-    rc = run_glue_main(["--output_dir", str(out), "--data_dir", str(data_dir), "--max_steps", "1", "--method", "prompt",
-                        *args])
+    rc = run_glue_main(
+        ["--output_dir", str(out), "--data_dir", str(data_dir), "--max_steps", "1", "--method", "prompt", *args]
+    )
     err = capsys.readouterr().err
     return rc, err, out
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--task_name", "sst-3"], "unknown task 'sst-3'"),
-    (["--task_name", "sst-2", "--template", "*cls**sent_0*_It_was.*sep+*"], "must contain exactly one *mask*"),
-    (["--task_name", "sst-2", "--label_words", "0:terrible,1:cinematographically"], "label word 'cinematographically' is not one token"),
-    (["--task_name", "sst-2", "--label_words", "0:terrible"], "missing ['1']"),
-    (["--task_name", "sst-2", "--max_seq_length", "6"], "the mask token was truncated away"),
-    (["--task_name", "sst-2", "--prompt", "nope"], "prompt 'nope' not in"),
-    (["--task_name", "mnli"], "no test file"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--task_name", "sst-3"], "unknown task 'sst-3'"),
+        (["--task_name", "sst-2", "--template", "*cls**sent_0*_It_was.*sep+*"], "must contain exactly one *mask*"),
+        (
+            ["--task_name", "sst-2", "--label_words", "0:terrible,1:cinematographically"],
+            "label word 'cinematographically' is not one token",
+        ),
+        (["--task_name", "sst-2", "--label_words", "0:terrible"], "missing ['1']"),
+        (["--task_name", "sst-2", "--max_seq_length", "6"], "the mask token was truncated away"),
+        (["--task_name", "sst-2", "--prompt", "nope"], "prompt 'nope' not in"),
+        (["--task_name", "mnli"], "no test file"),
+    ],
+)
 def test_bad_input_exits_2_without_results(args, message, tmp_path, data_dir, capsys):
     rc, err, out = _run(args, tmp_path, data_dir, capsys)
     assert rc == 2
@@ -48,8 +56,23 @@ def test_malformed_data_file(tmp_path, data_dir, capsys):
 
 
 def test_console_script_and_help():
-    r = subprocess.run([sys.executable, "-m", "mtft_nlp.cli", "splits", "--data_dir", "x", "--output_dir", "y",
-                        "--tasks", "nosuchtask"], capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mtft_nlp.cli",
+            "splits",
+            "--data_dir",
+            "x",
+            "--output_dir",
+            "y",
+            "--tasks",
+            "nosuchtask",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert r.returncode == 2 and r.stderr.strip().startswith("error: unknown task 'nosuchtask'")
     h = subprocess.run([sys.executable, "run_glue_fewshot.py", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert h.returncode == 0
@@ -58,8 +81,22 @@ def test_console_script_and_help():
 
 
 def test_splits_command(tmp_path, data_dir, capsys):
-    assert main(["splits", "--data_dir", str(data_dir / "original"), "--output_dir", str(tmp_path),
-                 "--tasks", "rte", "--seeds", "13"]) == 0
+    assert (
+        main(
+            [
+                "splits",
+                "--data_dir",
+                str(data_dir / "original"),
+                "--output_dir",
+                str(tmp_path),
+                "--tasks",
+                "rte",
+                "--seeds",
+                "13",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in (tmp_path / "RTE" / "16-13").iterdir()) == ["dev.tsv", "test.tsv", "train.tsv"]
 
 
@@ -69,7 +106,10 @@ def test_step_progress_lines(capsys):
 
     from mtft_nlp.cli import format_progress, step_progress_callback
 
-    assert format_progress(50, 1000, 61, 1159, 0.5) == "progress: step 50/1000 (5%), loss 0.5000, 0:01:01 elapsed, ETA 0:19:19"
+    assert (
+        format_progress(50, 1000, 61, 1159, 0.5)
+        == "progress: step 50/1000 (5%), loss 0.5000, 0:01:01 elapsed, ETA 0:19:19"
+    )
     cb = step_progress_callback(every=2)
     state = SimpleNamespace(max_steps=4, global_step=0, is_world_process_zero=True)
     cb.on_train_begin(None, state, None)
@@ -112,10 +152,16 @@ def test_version_and_verbose_flags(capsys):
 
 
 def test_help_lists_project_options_first():
-    h = subprocess.run([sys.executable, "run_glue_fewshot.py", "--help"], capture_output=True, text=True, cwd=ROOT).stdout
-    model, prompt, training = (h.index(g) for g in ("Model (mtft-nlp):", "Task, prompt and data (mtft-nlp):",
-                                                    "Training (transformers TrainingArguments"))
-    assert model < prompt < training and h.index("  --task_name") < training and h.index("  --learning_rate") > training
+    h = subprocess.run(
+        [sys.executable, "run_glue_fewshot.py", "--help"], capture_output=True, text=True, cwd=ROOT
+    ).stdout
+    model, prompt, training = (
+        h.index(g)
+        for g in ("Model (mtft-nlp):", "Task, prompt and data (mtft-nlp):", "Training (transformers TrainingArguments")
+    )
+    assert (
+        model < prompt < training and h.index("  --task_name") < training and h.index("  --learning_rate") > training
+    )
     assert "picks the k-shot train/dev split" in h
 
 
@@ -136,10 +182,24 @@ def test_predict_writes_label_and_word(tmp_path, bert_tokenizer, capsys):
     task = get_task("sst-2")
     prompt = load_prompt(task)
     mlm, tok = load_masked_lm(None)
-    PromptClassifier(PromptForMaskedLM(mlm), tok, task, prompt, prompt_metadata(task, prompt)).save_pretrained(tmp_path / "m")
+    PromptClassifier(PromptForMaskedLM(mlm), tok, task, prompt, prompt_metadata(task, prompt)).save_pretrained(
+        tmp_path / "m"
+    )
     (tmp_path / "in.txt").write_text("a fine film\n\nawful " + "very " * 300 + "\n")
-    assert main(["predict", "--model", str(tmp_path / "m"), "--input", str(tmp_path / "in.txt"),
-                 "--output", str(tmp_path / "p.jsonl")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(tmp_path / "m"),
+                "--input",
+                str(tmp_path / "in.txt"),
+                "--output",
+                str(tmp_path / "p.jsonl"),
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(r["label_word"] == prompt.label_words[r["prediction"]] for r in rows)
     assert "LOAD REPORT" not in capsys.readouterr().err

@@ -1,12 +1,20 @@
 """LM-BFF-exact k-shot splits (all 105 checksummed files), readers and bad data."""
+
 import hashlib
 import shutil
 from pathlib import Path
 
 import pytest
 
-from mtft_nlp.data import (DataError, KShotSplitter, load_files, load_kshot, load_kshot_dataset, read_lmbff_file,
-                           write_splits)
+from mtft_nlp.data import (
+    DataError,
+    KShotSplitter,
+    load_files,
+    load_kshot,
+    load_kshot_dataset,
+    read_lmbff_file,
+    write_splits,
+)
 from mtft_nlp.tasks import TaskError, get_task
 
 CHECKED = ["SST-2", "sst-5", "trec", "CoLA", "MRPC", "RTE", "STS-B"]
@@ -30,7 +38,9 @@ def test_split_parity_with_lmbff_checksums(data_dir, splits_dir):
         if rel.split("/")[0] in CHECKED:
             expected[rel] = md5
     assert len(expected) == 105
-    mismatched = [rel for rel, md5 in expected.items() if not (splits_dir / rel).exists() or _md5(splits_dir / rel) != md5]
+    mismatched = [
+        rel for rel, md5 in expected.items() if not (splits_dir / rel).exists() or _md5(splits_dir / rel) != md5
+    ]
     assert mismatched == []
 
 
@@ -161,8 +171,9 @@ def test_hub_layout_from_a_saved_dataset(tmp_path):
 
     train = {"sentence": [f"review {i}" for i in range(80)], "label": [i % 2 for i in range(80)]}
     val = {"sentence": ["good", "bad", "unlabelled"], "label": [1, 0, -1]}
-    datasets.DatasetDict({"train": datasets.Dataset.from_dict(train), "validation": datasets.Dataset.from_dict(val)}
-                         ).save_to_disk(tmp_path / "sst2")
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_dict(train), "validation": datasets.Dataset.from_dict(val)}
+    ).save_to_disk(tmp_path / "sst2")
     parts = load_hub("sst-2", 13, dataset_name=str(tmp_path / "sst2"))
     assert len(parts["train"]) == len(parts["dev"]) == 32
     assert [(e["text_a"], e["label"]) for e in parts["test"]] == [("good", "1"), ("bad", "0")]  # -1 rows dropped

@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from mtft_nlp.embedding import (ClassHead, EmbeddingCollator, EmbeddingForClassification, build_embedding_features,
-                                class_descriptions, encode_texts, load_sentence_encoder)
+from mtft_nlp.embedding import (
+    ClassHead,
+    EmbeddingCollator,
+    EmbeddingForClassification,
+    build_embedding_features,
+    class_descriptions,
+    encode_texts,
+    load_sentence_encoder,
+)
 from mtft_nlp.embedding_training import fit_adaptation_head
 from mtft_nlp.tasks import available_tasks, get_task
 from mtft_nlp.templates import Prompt, PromptError, load_prompt
@@ -34,11 +41,15 @@ def test_sst2_descriptions_are_the_template_without_input():
 def test_prompt_file_descriptions_win_and_are_checked(tmp_path):
     task = get_task("sst-2")
     f = tmp_path / "p.yaml"
-    f.write_text("prompts:\n  d:\n    template: '*cls**sent_0*_It_was*mask*.*sep+*'\n"
-                 "    label_words: {'0': terrible, '1': great}\n    descriptions: [a bad film, a good film]\n")
+    f.write_text(
+        "prompts:\n  d:\n    template: '*cls**sent_0*_It_was*mask*.*sep+*'\n"
+        "    label_words: {'0': terrible, '1': great}\n    descriptions: [a bad film, a good film]\n"
+    )
     assert class_descriptions(task, load_prompt(task, prompt_file=str(f))) == ["a bad film", "a good film"]
-    f.write_text("prompts:\n  d:\n    template: '*cls**sent_0*_It_was*mask*.*sep+*'\n"
-                 "    label_words: {'0': terrible, '1': great}\n    descriptions: [only one]\n")
+    f.write_text(
+        "prompts:\n  d:\n    template: '*cls**sent_0*_It_was*mask*.*sep+*'\n"
+        "    label_words: {'0': terrible, '1': great}\n    descriptions: [only one]\n"
+    )
     with pytest.raises(PromptError, match="'descriptions' has 1 entries"):
         load_prompt(task, prompt_file=str(f))
 
@@ -56,8 +67,9 @@ def test_adaptation_on_separable_embeddings_is_perfect():
 
     def sample(n):
         y = np.repeat(np.arange(6), n)
-        z = torch.nn.functional.normalize(centers[y] + 0.05 * torch.as_tensor(rng.randn(len(y), 16), dtype=torch.float32),
-                                          dim=-1)
+        z = torch.nn.functional.normalize(
+            centers[y] + 0.05 * torch.as_tensor(rng.randn(len(y), 16), dtype=torch.float32), dim=-1
+        )
         return z, y
 
     (zt, yt), (zd, yd), (zs, ys) = sample(16), sample(16), sample(50)
@@ -92,8 +104,9 @@ def test_mixed_task_batch_equals_each_task_alone(encoder):
 
 
 def test_pair_tasks_are_tokenised_as_pairs(encoder):
-    feats = build_embedding_features(encoder, get_task("rte"), [{"text_a": "A man eats.", "text_b": "Someone eats.",
-                                                                 "label_id": 0}])
+    feats = build_embedding_features(
+        encoder, get_task("rte"), [{"text_a": "A man eats.", "text_b": "Someone eats.", "label_id": 0}]
+    )
     assert feats[0]["token_type_ids"].count(1) > 0  # the second sentence is its own segment
 
 
@@ -102,13 +115,39 @@ def test_embedding_runs_save_load_predict_and_beat_the_majority(tmp_path, data_d
     from mtft_nlp.cli import run_glue_main
     from mtft_nlp.embedding_classifier import EmbeddingClassifier
 
-    common = ["--task_name", "sst-2", "--seed", "13", "--data_dir", str(data_dir), "--max_test_examples", "200",
-              "--disable_tqdm", "true"]
-    assert run_glue_main(common + ["--output_dir", str(tmp_path / "ft"), "--max_steps", "6", "--eval_steps", "3",
-                                   "--save_predictions", "true"]) == 0
+    common = [
+        "--task_name",
+        "sst-2",
+        "--seed",
+        "13",
+        "--data_dir",
+        str(data_dir),
+        "--max_test_examples",
+        "200",
+        "--disable_tqdm",
+        "true",
+    ]
+    assert (
+        run_glue_main(
+            common
+            + [
+                "--output_dir",
+                str(tmp_path / "ft"),
+                "--max_steps",
+                "6",
+                "--eval_steps",
+                "3",
+                "--save_predictions",
+                "true",
+            ]
+        )
+        == 0
+    )
     rec = json.loads((tmp_path / "ft" / "results.json").read_text())
     assert rec["row"] == "embed-ft" and rec["method"] == "embedding" and rec["pooling"] == "mean"
-    labels = [json.loads(x)["prediction"] for x in (tmp_path / "ft" / "test_predictions.jsonl").read_text().splitlines()]
+    labels = [
+        json.loads(x)["prediction"] for x in (tmp_path / "ft" / "test_predictions.jsonl").read_text().splitlines()
+    ]
     assert set(labels) == {"0", "1"}
     from mtft_nlp.data import load_kshot
 
@@ -141,24 +180,73 @@ def test_embedding_stage_saves_a_sentence_transformer_and_rows_follow(tmp_path, 
     from mtft_nlp.cli import multitask_main, run_glue_main
 
     out = tmp_path / "mt"
-    assert multitask_main(["--target", "sst-2", "--sources", "mr", "trec", "--method", "embedding", "--max_steps", "4",
-                           "--eval_steps", "4", "--examples_per_step", "8", "--data_dir", str(data_dir),
-                           "--output_dir", str(out), "--disable_tqdm", "true"]) == 0
+    assert (
+        multitask_main(
+            [
+                "--target",
+                "sst-2",
+                "--sources",
+                "mr",
+                "trec",
+                "--method",
+                "embedding",
+                "--max_steps",
+                "4",
+                "--eval_steps",
+                "4",
+                "--examples_per_step",
+                "8",
+                "--data_dir",
+                str(data_dir),
+                "--output_dir",
+                str(out),
+                "--disable_tqdm",
+                "true",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((out / "multitask_config.json").read_text())
     assert meta["method"] == "embedding" and [s["task"] for s in meta["sources"]] == ["MR", "TREC"]
     assert set(meta["dev_after"]) == {"MR", "TREC", "mean"}
     assert SentenceTransformer(str(out)).encode(["a film"]).shape == (1, 384)
-    assert run_glue_main(["--task_name", "sst-2", "--seed", "13", "--data_dir", str(data_dir), "--model_name_or_path",
-                          str(out), "--zero_shot", "--max_test_examples", "50", "--output_dir", str(tmp_path / "z"),
-                          "--disable_tqdm", "true"]) == 0
+    assert (
+        run_glue_main(
+            [
+                "--task_name",
+                "sst-2",
+                "--seed",
+                "13",
+                "--data_dir",
+                str(data_dir),
+                "--model_name_or_path",
+                str(out),
+                "--zero_shot",
+                "--max_test_examples",
+                "50",
+                "--output_dir",
+                str(tmp_path / "z"),
+                "--disable_tqdm",
+                "true",
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "z" / "results.json").read_text())["row"] == "mt-embed-zero-shot"
 
 
 def test_a_masked_lm_folder_falls_back_to_mean_pooling_and_says_so(tmp_path, caplog, bert_tokenizer):
     from transformers import BertConfig, BertForMaskedLM
 
-    BertForMaskedLM(BertConfig(vocab_size=len(bert_tokenizer), hidden_size=32, num_hidden_layers=1,
-                               num_attention_heads=2, intermediate_size=64)).save_pretrained(tmp_path)
+    BertForMaskedLM(
+        BertConfig(
+            vocab_size=len(bert_tokenizer),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+        )
+    ).save_pretrained(tmp_path)
     bert_tokenizer.save_pretrained(tmp_path)
     with caplog.at_level("WARNING"):
         enc = load_sentence_encoder(str(tmp_path))
@@ -170,15 +258,30 @@ def test_bad_embedding_input_is_one_error_line(tmp_path, data_dir, capsys):
     from mtft_nlp.cli import run_glue_main
 
     f = tmp_path / "p.yaml"
-    f.write_text("prompts:\n  d:\n    template: '*cls**sent_0*_It_was*mask*.*sep+*'\n"
-                 "    label_words: {'0': terrible, '1': great}\n    descriptions: [a, b, c]\n")
+    f.write_text(
+        "prompts:\n  d:\n    template: '*cls**sent_0*_It_was*mask*.*sep+*'\n"
+        "    label_words: {'0': terrible, '1': great}\n    descriptions: [a, b, c]\n"
+    )
     out = tmp_path / "o"
-    rc = run_glue_main(["--task_name", "sst-2", "--prompt_file", str(f), "--method", "embedding", "--data_dir",
-                        str(data_dir), "--output_dir", str(out)])
+    rc = run_glue_main(
+        [
+            "--task_name",
+            "sst-2",
+            "--prompt_file",
+            str(f),
+            "--method",
+            "embedding",
+            "--data_dir",
+            str(data_dir),
+            "--output_dir",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("error:") and "descriptions" in err[0]
     assert not (out / "results.json").exists()
-    rc = run_glue_main(["--task_name", "sts-b", "--method", "embedding", "--data_dir", str(data_dir),
-                        "--output_dir", str(out)])
+    rc = run_glue_main(
+        ["--task_name", "sts-b", "--method", "embedding", "--data_dir", str(data_dir), "--output_dir", str(out)]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and "regression" in err[-1] and not (out / "results.json").exists()

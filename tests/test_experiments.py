@@ -1,5 +1,6 @@
 """The experiment runner end to end on a tiny grid (a tiny model built here, 2 targets x 2 rows x 2 seeds),
 kill-and-resume, worker-count independence, and the report (RESULTS.md, CSV, LaTeX, PNG plots)."""
+
 import json
 import os
 import signal
@@ -25,17 +26,31 @@ ROOT = Path(__file__).resolve().parent.parent
 def tiny_model(tmp_path_factory, bert_tokenizer):
     d = tmp_path_factory.mktemp("tiny-bert")
     torch.manual_seed(0)
-    BertForMaskedLM(BertConfig(vocab_size=len(bert_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                               intermediate_size=64)).save_pretrained(d)
+    BertForMaskedLM(
+        BertConfig(
+            vocab_size=len(bert_tokenizer),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+        )
+    ).save_pretrained(d)
     bert_tokenizer.save_pretrained(d)
     return d
 
 
 def _config(tmp_path, tiny_model, data_dir, name, workers=1):
-    cfg = {"model": str(tiny_model), "targets": ["SST-2", "TREC"], "rows": ["zero-shot", "pbft"], "seeds": [13, 21],
-           "data_dir": str(data_dir), "output_dir": str(tmp_path / name), "workers": workers,
-           "train": {"max_steps": 4, "eval_steps": 2, "max_test_examples": 40, "learning_rate": 1e-3},
-           "zero_shot": {"max_test_examples": 40}}
+    cfg = {
+        "model": str(tiny_model),
+        "targets": ["SST-2", "TREC"],
+        "rows": ["zero-shot", "pbft"],
+        "seeds": [13, 21],
+        "data_dir": str(data_dir),
+        "output_dir": str(tmp_path / name),
+        "workers": workers,
+        "train": {"max_steps": 4, "eval_steps": 2, "max_test_examples": 40, "learning_rate": 1e-3},
+        "zero_shot": {"max_test_examples": 40},
+    }
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -53,13 +68,19 @@ def test_grid_end_to_end_kill_and_resume(tmp_path, tiny_model, data_dir):
     assert counts == {"cells": 8, "ran": 8, "multitask_ran": 0, "blocked": 0}
     results = find_results(tmp_path / "straight")
     assert sorted((r["task"], r["row"], r["seed"]) for r in results) == sorted(
-        (t, r, s) for t in ("SST-2", "TREC") for r in ("zero-shot", "pbft") for s in (13, 21))
+        (t, r, s) for t in ("SST-2", "TREC") for r in ("zero-shot", "pbft") for s in (13, 21)
+    )
     assert run_plan(straight, progress=False)["ran"] == 0  # nothing left to do
 
     # killed mid-grid, then resumed, one worker
     cfg_path = _config(tmp_path, tiny_model, data_dir, "killed")
-    proc = subprocess.Popen([sys.executable, "-m", "mtft_nlp.cli", "run", "--config", str(cfg_path)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mtft_nlp.cli", "run", "--config", str(cfg_path)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and len(list((tmp_path / "killed").rglob("results.json"))) < 2:
         time.sleep(0.5)
@@ -75,7 +96,9 @@ def test_grid_end_to_end_kill_and_resume(tmp_path, tiny_model, data_dir):
     # a changed setting makes new cells instead of mixing results
     changed = load_config(str(cfg_path))
     changed["train"] = dict(changed["train"], learning_rate=5e-4)
-    new_cells = {str(c["dir"]) for c in Plan(changed).cells()} - {str(c["dir"]) for c in Plan(load_config(str(cfg_path))).cells()}
+    new_cells = {str(c["dir"]) for c in Plan(changed).cells()} - {
+        str(c["dir"]) for c in Plan(load_config(str(cfg_path))).cells()
+    }
     assert len(new_cells) == 4 and all("/pbft/" in c for c in new_cells)
 
     # the report
@@ -100,8 +123,13 @@ def test_config_errors(tmp_path):
 
 
 def test_plan_shares_multitask_checkpoints():
-    cfg = load_config(None, "minilm", targets=["RTE", "CR"], rows=["mt-zero-shot", "mt-pbft", "mt-sel-pbft", "pbft"],
-                      seeds=[13, 21, 42])
+    cfg = load_config(
+        None,
+        "minilm",
+        targets=["RTE", "CR"],
+        rows=["mt-zero-shot", "mt-pbft", "mt-sel-pbft", "pbft"],
+        seeds=[13, 21, 42],
+    )
     plan = Plan(cfg)
     jobs = plan.multitask_jobs()
     assert len(jobs) == 4  # (RTE, CR) x (all sources, selected sources), shared by every seed and row
@@ -127,7 +155,9 @@ def test_ablation_rows_share_identical_sources(tmp_path):
     jobs = {j["variant"]: j for j in plan.multitask_jobs()}
     assert sorted(jobs) == ["nocon", "random", "sel"]  # no-diversity chose the selected sources: no own stage
     assert plan.multitask_dir("CR", "nodiv") == plan.multitask_dir("CR", "sel") != plan.multitask_dir("CR", "random")
-    assert jobs["random"]["args"][jobs["random"]["args"].index("--sources") + 1] == str(plan.selection_path("CR", "random"))
+    assert jobs["random"]["args"][jobs["random"]["args"].index("--sources") + 1] == str(
+        plan.selection_path("CR", "random")
+    )
     cells = plan.cells()
     assert len(cells) == 4 * 2 and len({c["dir"] for c in cells}) == 8
     assert len({c["computes"] for c in cells}) == 6  # mt-nodiv-pbft cells are the mt-sel-pbft runs
@@ -137,9 +167,16 @@ def test_ablation_rows_share_identical_sources(tmp_path):
 
 @pytest.mark.slow
 def test_ablation_rows_end_to_end(tmp_path, tiny_model, data_dir):
-    cfg = load_config(None, "demo", model=str(tiny_model), targets=["CR"], seeds=[13], data_dir=str(data_dir),
-                      output_dir=str(tmp_path / "abl"),
-                      rows=["mt-sel-zero-shot", "mt-nodiv-zero-shot", "mt-random-zero-shot", "mt-nocon-zero-shot"])
+    cfg = load_config(
+        None,
+        "demo",
+        model=str(tiny_model),
+        targets=["CR"],
+        seeds=[13],
+        data_dir=str(data_dir),
+        output_dir=str(tmp_path / "abl"),
+        rows=["mt-sel-zero-shot", "mt-nodiv-zero-shot", "mt-random-zero-shot", "mt-nocon-zero-shot"],
+    )
     cfg["zero_shot"] = {"max_test_examples": 20}
     cfg["multitask"] = {"max_steps": 2, "eval_steps": 2, "eval_tasks": 1}
     cfg["selection"] = {"seed": 3}
@@ -177,14 +214,18 @@ def test_presets_load():
 def test_sweep_shots_and_num_tasks(tmp_path, tiny_model, data_dir):
     from mtft_nlp.experiments import run_sweep
 
-    cfg = load_config(None, "demo", model=str(tiny_model), seeds=[13], data_dir=str(data_dir),
-                      output_dir=str(tmp_path / "sweep"))
+    cfg = load_config(
+        None, "demo", model=str(tiny_model), seeds=[13], data_dir=str(data_dir), output_dir=str(tmp_path / "sweep")
+    )
     cfg["train"] = {"max_steps": 2, "eval_steps": 1, "max_test_examples": 20}
     cfg["multitask"] = {"max_steps": 2, "eval_steps": 2, "eval_tasks": 1}
     run_sweep(cfg, "sst-2", "shots", [4, 8])
     run_sweep(cfg, "sst-2", "num_tasks", [1, 2])
-    shots = {json.loads(p.read_text())["value"]: find_results(p.parent) for p in (tmp_path / "sweep").rglob("sweep.json")
-             if json.loads(p.read_text())["variable"] == "shots"}
+    shots = {
+        json.loads(p.read_text())["value"]: find_results(p.parent)
+        for p in (tmp_path / "sweep").rglob("sweep.json")
+        if json.loads(p.read_text())["variable"] == "shots"
+    }
     assert sorted(shots) == [4, 8]
     assert [r["n_train"] for r in shots[4]] == [8] and [r["n_train"] for r in shots[8]] == [16]
     metas = sorted((tmp_path / "sweep").rglob("multitask_config.json"))
@@ -214,8 +255,10 @@ def test_device_envs_with_fake_device_lists(monkeypatch):
     assert {e["OMP_NUM_THREADS"] for e in envs} == {"2"}  # 16 cores / 8 cell processes
     cpu = _device_envs(2, 4, gpus=[])  # no GPU: the CPU thread budget, cores // workers
     assert len(cpu) == 2 and {e["OMP_NUM_THREADS"] for e in cpu} == {"8"}
-    assert all("CUDA_VISIBLE_DEVICES" not in e or e["CUDA_VISIBLE_DEVICES"] == os.environ.get("CUDA_VISIBLE_DEVICES")
-               for e in cpu)
+    assert all(
+        "CUDA_VISIBLE_DEVICES" not in e or e["CUDA_VISIBLE_DEVICES"] == os.environ.get("CUDA_VISIBLE_DEVICES")
+        for e in cpu
+    )
     one = _device_envs(1, 1, gpus=[])
     assert len(one) == 1 and one[0].get("OMP_NUM_THREADS") is None
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # a user's setting wins
@@ -232,13 +275,25 @@ def test_cells_per_device_option(tmp_path):
 
 
 def test_embedding_rows_plan_their_method_and_own_stage(tmp_path):
-    cfg = load_config(None, "embedding", targets=["CR"], seeds=[13], output_dir=str(tmp_path / "e"),
-                      rows=["pbft", "mt-pbft", "embed-adapt", "mt-embed-ft", "mt-embed-zero-shot", "setfit"])
+    cfg = load_config(
+        None,
+        "embedding",
+        targets=["CR"],
+        seeds=[13],
+        output_dir=str(tmp_path / "e"),
+        rows=["pbft", "mt-pbft", "embed-adapt", "mt-embed-ft", "mt-embed-zero-shot", "setfit"],
+    )
     plan = Plan(cfg)
     cells = {c["row"]: c for c in plan.cells()}
     flag = {r: c["args"][c["args"].index("--method") + 1] for r, c in cells.items()}
-    assert flag == {"pbft": "prompt", "mt-pbft": "prompt", "embed-adapt": "embedding", "mt-embed-ft": "embedding",
-                    "mt-embed-zero-shot": "embedding", "setfit": "setfit"}
+    assert flag == {
+        "pbft": "prompt",
+        "mt-pbft": "prompt",
+        "embed-adapt": "embedding",
+        "mt-embed-ft": "embedding",
+        "mt-embed-zero-shot": "embedding",
+        "setfit": "setfit",
+    }
     assert "--frozen_encoder" in cells["embed-adapt"]["args"] and "--zero_shot" in cells["mt-embed-zero-shot"]["args"]
     # the two methods' stages are different checkpoints; the embedding rows share theirs
     assert plan.multitask_dir("CR", "all", "embedding") != plan.multitask_dir("CR", "all", "prompt")
@@ -253,8 +308,14 @@ def test_embedding_rows_plan_their_method_and_own_stage(tmp_path):
 def test_batches_group_consecutive_cells_of_one_target_and_method(tmp_path):
     from mtft_nlp.experiments import _batches
 
-    cfg = load_config(None, "embedding", targets=["CR", "MR"], seeds=[13, 21], output_dir=str(tmp_path / "b"),
-                      rows=["pbft", "embed-zero-shot", "embed-ft"])
+    cfg = load_config(
+        None,
+        "embedding",
+        targets=["CR", "MR"],
+        seeds=[13, 21],
+        output_dir=str(tmp_path / "b"),
+        rows=["pbft", "embed-zero-shot", "embed-ft"],
+    )
     units = _batches(Plan(cfg).cells(), 3, tmp_path)
     shapes = [[(c["target"], c["row"]) for c in u] for u in units]
     assert shapes[0] == [("CR", "pbft"), ("CR", "pbft")]
@@ -267,11 +328,22 @@ def test_batches_group_consecutive_cells_of_one_target_and_method(tmp_path):
 
 @pytest.mark.slow
 def test_embedding_grid_in_batches_end_to_end(tmp_path, tiny_model, data_dir):
-    cfg = load_config(None, "embedding", model=str(tiny_model), targets=["SST-2"], seeds=[13, 21],
-                      data_dir=str(data_dir), output_dir=str(tmp_path / "g"),
-                      rows=["embed-zero-shot", "embed-adapt", "embed-ft", "mt-embed-ft"])
-    cfg.update(workers=1, cells_per_process=8, embedding={"max_steps": 2, "eval_steps": 1, "max_test_examples": 30},
-               embedding_multitask={"max_steps": 2, "eval_steps": 2, "eval_tasks": 1, "examples_per_step": 4})
+    cfg = load_config(
+        None,
+        "embedding",
+        model=str(tiny_model),
+        targets=["SST-2"],
+        seeds=[13, 21],
+        data_dir=str(data_dir),
+        output_dir=str(tmp_path / "g"),
+        rows=["embed-zero-shot", "embed-adapt", "embed-ft", "mt-embed-ft"],
+    )
+    cfg.update(
+        workers=1,
+        cells_per_process=8,
+        embedding={"max_steps": 2, "eval_steps": 1, "max_test_examples": 30},
+        embedding_multitask={"max_steps": 2, "eval_steps": 2, "eval_tasks": 1, "examples_per_step": 4},
+    )
     counts = run_plan(cfg, progress=False)
     assert counts["ran"] == 8 and counts["multitask_ran"] == 1
     assert len(list((tmp_path / "g" / "batches").glob("*.json"))) == 1  # the 8 cells ran in one process

@@ -1,5 +1,6 @@
 """The saved prompt classifier: save -> load -> identical logits, predict, model card, Hub upload
 (against a stand-in HfApi), LoRA adapters, and refusals of bad folders."""
+
 import json
 from pathlib import Path
 
@@ -16,15 +17,24 @@ from mtft_nlp.templates import PromptError, load_prompt
 
 def _tiny_bert(tok):
     torch.manual_seed(0)
-    return BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                      intermediate_size=64))
+    return BertForMaskedLM(
+        BertConfig(
+            vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+        )
+    )
 
 
 @pytest.fixture
 def saved(tmp_path, bert_tokenizer):
     model = PromptForMaskedLM(_tiny_bert(bert_tokenizer)).eval()
-    out = save_prompt_classifier(model, bert_tokenizer, get_task("rte"), load_prompt("rte"), tmp_path / "clf",
-                                 {"base_model": "tiny-bert", "scores": {"dev": 0.75, "test": 0.6}, "seed": 13})
+    out = save_prompt_classifier(
+        model,
+        bert_tokenizer,
+        get_task("rte"),
+        load_prompt("rte"),
+        tmp_path / "clf",
+        {"base_model": "tiny-bert", "scores": {"dev": 0.75, "test": 0.6}, "seed": 13},
+    )
     return model, out
 
 
@@ -52,8 +62,13 @@ def test_predict_pairs_singles_and_probabilities(saved, tmp_path, bert_tokenizer
     assert preds[0] in ("entailment", "not_entailment") and sum(probs[0].values()) == pytest.approx(1.0)
     with pytest.raises(MtftError, match="sentence pairs"):
         clf.predict(["only one sentence"])
-    single = save_prompt_classifier(PromptForMaskedLM(_tiny_bert(bert_tokenizer)), bert_tokenizer, get_task("sst-2"),
-                                    load_prompt("sst-2"), tmp_path / "sst2")
+    single = save_prompt_classifier(
+        PromptForMaskedLM(_tiny_bert(bert_tokenizer)),
+        bert_tokenizer,
+        get_task("sst-2"),
+        load_prompt("sst-2"),
+        tmp_path / "sst2",
+    )
     s = PromptClassifier.from_pretrained(single)
     texts = ["a gripping, funny film", "a tedious mess", "fine", "an extraordinarily long and winding review " * 5]
     preds = s.predict(texts, batch_size=2)
@@ -63,8 +78,21 @@ def test_predict_pairs_singles_and_probabilities(saved, tmp_path, bert_tokenizer
     # the predict command
     inp = tmp_path / "texts.txt"
     inp.write_text("\n".join(texts[:2]) + "\n")
-    assert main(["predict", "--model", str(single), "--input", str(inp), "--output", str(tmp_path / "p.jsonl"),
-                 "--probabilities"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(single),
+                "--input",
+                str(inp),
+                "--output",
+                str(tmp_path / "p.jsonl"),
+                "--probabilities",
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert [r["prediction"] for r in rows] == preds[:2] and set(rows[0]["probabilities"]) == {"0", "1"}
 
@@ -73,7 +101,9 @@ def test_model_card_names_prompt_and_scores(saved):
     _, out = saved
     card = (out / "README.md").read_text()
     assert "*cls**sent-_0*?*mask*,*+sentl_1**sep+*" in card and "`entailment` → `Yes`" in card
-    assert "| test | 0.6000 |" in card and "base_model: tiny-bert" in card and "PromptClassifier.from_pretrained" in card
+    assert (
+        "| test | 0.6000 |" in card and "base_model: tiny-bert" in card and "PromptClassifier.from_pretrained" in card
+    )
 
 
 class FakeHfApi:
@@ -98,8 +128,17 @@ def test_push_to_hub_sends_exactly_the_artifact(saved):
     url = clf.push_to_hub("user/mtft-rte-tiny", api=api)
     assert url.endswith("/commit/abc")
     assert api.calls[0] == ("create_repo", "user/mtft-rte-tiny", False, True)
-    assert sorted(api.files) == ["README.md", "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
-    assert json.loads(api.files["config.json"])["prompt_classifier"]["label_words"] == {"entailment": "Yes", "not_entailment": "No"}
+    assert sorted(api.files) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
+    assert json.loads(api.files["config.json"])["prompt_classifier"]["label_words"] == {
+        "entailment": "Yes",
+        "not_entailment": "No",
+    }
     assert b"Prompt-based few-shot classifier for RTE" in api.files["README.md"]
 
 
@@ -129,9 +168,36 @@ def test_bad_folders_are_refused(tmp_path, bert_tokenizer, saved):
 
 def test_lora_trains_only_adapters_and_reloads(tmp_path, data_dir):
     out = tmp_path / "lora"
-    assert run_glue_main(["--method", "prompt", "--task_name", "sst-2", "--seed", "13", "--use_lora", "--lora_r", "4", "--max_steps", "6",
-                          "--eval_steps", "3", "--max_test_examples", "40", "--data_dir", str(data_dir),
-                          "--output_dir", str(out), "--disable_tqdm", "true", "--learning_rate", "1e-3"]) == 0
+    assert (
+        run_glue_main(
+            [
+                "--method",
+                "prompt",
+                "--task_name",
+                "sst-2",
+                "--seed",
+                "13",
+                "--use_lora",
+                "--lora_r",
+                "4",
+                "--max_steps",
+                "6",
+                "--eval_steps",
+                "3",
+                "--max_test_examples",
+                "40",
+                "--data_dir",
+                str(data_dir),
+                "--output_dir",
+                str(out),
+                "--disable_tqdm",
+                "true",
+                "--learning_rate",
+                "1e-3",
+            ]
+        )
+        == 0
+    )
     best = out / "best"
     assert (best / "adapter_config.json").is_file() and (best / "adapter_model.safetensors").is_file()
     assert not (best / "model.safetensors").exists()
@@ -157,9 +223,34 @@ def test_training_push_to_hub_uploads_the_best_folder(tmp_path, data_dir, monkey
     api = FakeHfApi()
     monkeypatch.setattr(huggingface_hub, "HfApi", lambda token=None: api)
     out = tmp_path / "run"
-    assert run_glue_main(["--method", "prompt", "--task_name", "sst-2", "--seed", "13", "--max_steps", "2", "--eval_steps", "1",
-                          "--max_test_examples", "20", "--data_dir", str(data_dir), "--output_dir", str(out),
-                          "--disable_tqdm", "true", "--push_to_hub", "--hub_model_id", "user/sst2-tiny"]) == 0
+    assert (
+        run_glue_main(
+            [
+                "--method",
+                "prompt",
+                "--task_name",
+                "sst-2",
+                "--seed",
+                "13",
+                "--max_steps",
+                "2",
+                "--eval_steps",
+                "1",
+                "--max_test_examples",
+                "20",
+                "--data_dir",
+                str(data_dir),
+                "--output_dir",
+                str(out),
+                "--disable_tqdm",
+                "true",
+                "--push_to_hub",
+                "--hub_model_id",
+                "user/sst2-tiny",
+            ]
+        )
+        == 0
+    )
     assert api.calls[0] == ("create_repo", "user/sst2-tiny", False, True)
     assert "model.safetensors" in api.files and "README.md" in api.files
     card = api.files["README.md"].decode()
@@ -168,9 +259,33 @@ def test_training_push_to_hub_uploads_the_best_folder(tmp_path, data_dir, monkey
 
 def test_lora_merge_saves_a_plain_model(tmp_path, data_dir):
     out = tmp_path / "merged"
-    assert run_glue_main(["--method", "prompt", "--task_name", "sst-2", "--seed", "13", "--use_lora", "--lora_merge", "--max_steps", "2",
-                          "--eval_steps", "1", "--max_test_examples", "20", "--data_dir", str(data_dir),
-                          "--output_dir", str(out), "--disable_tqdm", "true"]) == 0
+    assert (
+        run_glue_main(
+            [
+                "--method",
+                "prompt",
+                "--task_name",
+                "sst-2",
+                "--seed",
+                "13",
+                "--use_lora",
+                "--lora_merge",
+                "--max_steps",
+                "2",
+                "--eval_steps",
+                "1",
+                "--max_test_examples",
+                "20",
+                "--data_dir",
+                str(data_dir),
+                "--output_dir",
+                str(out),
+                "--disable_tqdm",
+                "true",
+            ]
+        )
+        == 0
+    )
     best = out / "best"
     assert (best / "model.safetensors").is_file() and not (best / "adapter_config.json").exists()
     assert isinstance(AutoModelForMaskedLM.from_pretrained(best), BertForMaskedLM)

@@ -1,11 +1,18 @@
 """Label-word logits equal the full MLM logits gathered at the mask; mixed-task batches; STS-B loss."""
+
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import (BertConfig, BertForMaskedLM, DistilBertConfig, DistilBertForMaskedLM, RobertaConfig,
-                          RobertaForMaskedLM)
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    DistilBertConfig,
+    DistilBertForMaskedLM,
+    RobertaConfig,
+    RobertaForMaskedLM,
+)
 
 from mtft_nlp.features import PromptCollator, build_features
 from mtft_nlp.modeling import PromptForMaskedLM, load_masked_lm, predictions_from_logits, prompt_loss
@@ -16,17 +23,35 @@ def _tiny(kind, vocab_size):
     torch.manual_seed(0)
     common = dict(vocab_size=vocab_size)
     if kind == "bert":
-        return BertForMaskedLM(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, **common))
+        return BertForMaskedLM(
+            BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, **common)
+        )
     if kind == "roberta":
-        return RobertaForMaskedLM(RobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                                                max_position_embeddings=80, pad_token_id=1, **common))
+        return RobertaForMaskedLM(
+            RobertaConfig(
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=64,
+                max_position_embeddings=80,
+                pad_token_id=1,
+                **common,
+            )
+        )
     return DistilBertForMaskedLM(DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64, **common))
 
 
 def _batch(tokenizer, task, texts, texts_b=None):
     enc = PromptEncoder(task, load_prompt(task), tokenizer)
-    exs = [{"text_a": a, "text_b": (texts_b or [None] * len(texts))[i], "label": None, "label_id": i % len(enc.label_word_ids)}
-           for i, a in enumerate(texts)]
+    exs = [
+        {
+            "text_a": a,
+            "text_b": (texts_b or [None] * len(texts))[i],
+            "label": None,
+            "label_id": i % len(enc.label_word_ids),
+        }
+        for i, a in enumerate(texts)
+    ]
     return enc, PromptCollator(tokenizer.pad_token_id)(build_features(enc, exs))
 
 
@@ -51,8 +76,11 @@ def test_packaged_minilm_label_word_logits(bert_tokenizer):
     enc, batch = _batch(tok, "RTE", ["A man is eating.", "It rains."], ["Someone eats.", "It is dry."])
     with torch.no_grad():
         ours = PromptForMaskedLM(mlm)(**batch).logits
-        full = mlm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                   token_type_ids=batch["token_type_ids"]).logits[torch.arange(2), batch["mask_pos"]][:, enc.label_word_ids]
+        full = mlm(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            token_type_ids=batch["token_type_ids"],
+        ).logits[torch.arange(2), batch["mask_pos"]][:, enc.label_word_ids]
     assert torch.allclose(ours, full, atol=1e-4)
 
 
@@ -61,9 +89,13 @@ def test_mixed_task_batch_equals_examples_alone(bert_tokenizer):
     mlm = _tiny("bert", len(bert_tokenizer)).eval()
     model = PromptForMaskedLM(mlm).eval()
     feats = []
-    for task, a, b in (("SST-2", "a fun film", None), ("MNLI", "A man eats.", "Someone eats."),
-                       ("TREC", "What is a film?", None), ("MNLI", "A dog runs.", "A cat sleeps."),
-                       ("SST-2", "dull", None)):
+    for task, a, b in (
+        ("SST-2", "a fun film", None),
+        ("MNLI", "A man eats.", "Someone eats."),
+        ("TREC", "What is a film?", None),
+        ("MNLI", "A dog runs.", "A cat sleeps."),
+        ("SST-2", "dull", None),
+    ):
         enc = PromptEncoder(task, load_prompt(task), bert_tokenizer)
         feats += build_features(enc, [{"text_a": a, "text_b": b, "label": None, "label_id": 1}])
     collate = PromptCollator(bert_tokenizer.pad_token_id)

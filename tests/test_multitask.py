@@ -1,4 +1,5 @@
 """The multitask stage: sources, sampler, leakage guard, a real short run, reload, resume."""
+
 import json
 from collections import Counter
 
@@ -26,8 +27,9 @@ def test_leave_one_out_sources():
 
 def test_selection_file_as_sources(tmp_path, caplog):
     sel = tmp_path / "sel.json"
-    sel.write_text(json.dumps({"target": "CR", "method": "selected", "selected": ["MR", "SST-2"], "split_seed": 42,
-                               "k_shot": 16}))
+    sel.write_text(
+        json.dumps({"target": "CR", "method": "selected", "selected": ["MR", "SST-2"], "split_seed": 42, "k_shot": 16})
+    )
     r = resolve_sources("cr", [str(sel)])
     assert r["sources"] == ["MR", "SST-2"] and r["selection"]["method"] == "selected" and r["target"] == "CR"
     with pytest.raises(MtftError, match="made for target CR"):
@@ -74,9 +76,16 @@ def test_sampler_frequencies(sampler):
 
 
 def test_leakage_guard_finds_planted_overlaps(data_dir):
-    target_test = [{"text_a": "A gripping, funny film.", "text_b": None}, {"text_a": "Dull as dishwater", "text_b": None}]
-    src = [{"text_a": "a gripping,  FUNNY film.", "text_b": None}, {"text_a": "A gripping, funny film.", "text_b": None},
-           {"text_a": "something else", "text_b": "Dull as dishwater"}, {"text_a": "unrelated", "text_b": None}]
+    target_test = [
+        {"text_a": "A gripping, funny film.", "text_b": None},
+        {"text_a": "Dull as dishwater", "text_b": None},
+    ]
+    src = [
+        {"text_a": "a gripping,  FUNNY film.", "text_b": None},
+        {"text_a": "A gripping, funny film.", "text_b": None},
+        {"text_a": "something else", "text_b": "Dull as dishwater"},
+        {"text_a": "unrelated", "text_b": None},
+    ]
     r = text_overlap(target_test, src)
     assert (r["exact"], r["normalized"], r["indices"]) == (2, 3, [0, 1, 2])
     # real data: plant two of SST-2's test sentences into MR's train set and load the sources
@@ -98,8 +107,11 @@ def test_leakage_guard_finds_planted_overlaps(data_dir):
     mt.load_kshot, saved = planted, mt.load_kshot
     try:
         guarded = load_sources(args, ["MR"], get_task("sst-2"))[0]
-        kept = load_sources(MultitaskArguments(target="sst-2", sources=["mr"], data_dir=str(data_dir), allow_overlap=True),
-                            ["MR"], get_task("sst-2"))[0]
+        kept = load_sources(
+            MultitaskArguments(target="sst-2", sources=["mr"], data_dir=str(data_dir), allow_overlap=True),
+            ["MR"],
+            get_task("sst-2"),
+        )[0]
     finally:
         mt.load_kshot = saved
     # MR really shares sentences with SST-2's test set (both come from Rotten Tomatoes reviews)
@@ -112,9 +124,29 @@ def test_leakage_guard_finds_planted_overlaps(data_dir):
 
 def _mt(tmp_path, data_dir, name, *extra):
     out = tmp_path / name
-    rc = multitask_main(["--method", "prompt", "--target", "rte", "--sources", "sst-2", "trec", "mnli", "--data_dir", str(data_dir),
-                         "--output_dir", str(out), "--learning_rate", "5e-5", "--eval_steps", "10",
-                         "--disable_tqdm", "true", *extra])
+    rc = multitask_main(
+        [
+            "--method",
+            "prompt",
+            "--target",
+            "rte",
+            "--sources",
+            "sst-2",
+            "trec",
+            "mnli",
+            "--data_dir",
+            str(data_dir),
+            "--output_dir",
+            str(out),
+            "--learning_rate",
+            "5e-5",
+            "--eval_steps",
+            "10",
+            "--disable_tqdm",
+            "true",
+            *extra,
+        ]
+    )
     assert rc == 0
     return out
 
@@ -138,8 +170,28 @@ def test_real_multitask_run_lowers_source_dev_loss_and_reloads(tmp_path, data_di
 
     AutoModelForMaskedLM.from_pretrained(out)
     run = tmp_path / "zs"
-    assert run_glue_main(["--method", "prompt", "--task_name", "rte", "--model_name_or_path", str(out), "--zero_shot", "--seed", "13",
-                          "--data_dir", str(data_dir), "--output_dir", str(run), "--disable_tqdm", "true"]) == 0
+    assert (
+        run_glue_main(
+            [
+                "--method",
+                "prompt",
+                "--task_name",
+                "rte",
+                "--model_name_or_path",
+                str(out),
+                "--zero_shot",
+                "--seed",
+                "13",
+                "--data_dir",
+                str(data_dir),
+                "--output_dir",
+                str(run),
+                "--disable_tqdm",
+                "true",
+            ]
+        )
+        == 0
+    )
     r = json.loads((run / "results.json").read_text())
     assert r["row"] == "mt-zero-shot" and r["multitask"]["target"] == "RTE"
 
@@ -148,11 +200,30 @@ def test_real_multitask_run_lowers_source_dev_loss_and_reloads(tmp_path, data_di
 def test_resume_from_checkpoint_gives_the_same_model(tmp_path, data_dir):
     from safetensors.torch import load_file
 
-    full = _mt(tmp_path, data_dir, "full", "--max_steps", "12", "--save_strategy", "steps", "--save_steps", "6",
-               "--config_overrides", "hidden_dropout_prob=0,attention_probs_dropout_prob=0")
-    resumed = _mt(tmp_path, data_dir, "resumed", "--max_steps", "12",
-                  "--config_overrides", "hidden_dropout_prob=0,attention_probs_dropout_prob=0",
-                  "--resume_from_checkpoint", str(full / "checkpoint-6"))
+    full = _mt(
+        tmp_path,
+        data_dir,
+        "full",
+        "--max_steps",
+        "12",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "6",
+        "--config_overrides",
+        "hidden_dropout_prob=0,attention_probs_dropout_prob=0",
+    )
+    resumed = _mt(
+        tmp_path,
+        data_dir,
+        "resumed",
+        "--max_steps",
+        "12",
+        "--config_overrides",
+        "hidden_dropout_prob=0,attention_probs_dropout_prob=0",
+        "--resume_from_checkpoint",
+        str(full / "checkpoint-6"),
+    )
     a, b = load_file(full / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert a.keys() == b.keys()
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
@@ -160,11 +231,39 @@ def test_resume_from_checkpoint_gives_the_same_model(tmp_path, data_dir):
 
 
 def test_bad_multitask_input(tmp_path, data_dir, capsys):
-    rc = multitask_main(["--method", "prompt", "--target", "rte", "--sources", "nosuch", "--output_dir", str(tmp_path / "x"),
-                         "--data_dir", str(data_dir)])
+    rc = multitask_main(
+        [
+            "--method",
+            "prompt",
+            "--target",
+            "rte",
+            "--sources",
+            "nosuch",
+            "--output_dir",
+            str(tmp_path / "x"),
+            "--data_dir",
+            str(data_dir),
+        ]
+    )
     assert rc == 2 and "unknown task 'nosuch'" in capsys.readouterr().err
-    rc = multitask_main(["--method", "prompt", "--target", "rte", "--sources", "sst-2", "--examples_per_step", "10",
-                         "--gradient_accumulation_steps", "3", "--output_dir", str(tmp_path / "y"), "--data_dir", str(data_dir)])
+    rc = multitask_main(
+        [
+            "--method",
+            "prompt",
+            "--target",
+            "rte",
+            "--sources",
+            "sst-2",
+            "--examples_per_step",
+            "10",
+            "--gradient_accumulation_steps",
+            "3",
+            "--output_dir",
+            str(tmp_path / "y"),
+            "--data_dir",
+            str(data_dir),
+        ]
+    )
     assert rc == 2 and "not divisible" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y" / "multitask_config.json").exists()
 
@@ -174,9 +273,35 @@ def test_multitask_with_lora_then_prompt_ft(tmp_path, data_dir):
     out = _mt(tmp_path, data_dir, "mt-lora", "--max_steps", "4", "--use_lora", "--lora_r", "4")
     assert (out / "adapter_config.json").is_file() and (out / "multitask_config.json").is_file()
     run = tmp_path / "pbft"
-    assert run_glue_main(["--method", "prompt", "--task_name", "rte", "--model_name_or_path", str(out), "--seed", "13", "--max_steps", "2",
-                          "--eval_steps", "1", "--max_test_examples", "20", "--data_dir", str(data_dir),
-                          "--output_dir", str(run), "--disable_tqdm", "true", "--save_model", "false"]) == 0
+    assert (
+        run_glue_main(
+            [
+                "--method",
+                "prompt",
+                "--task_name",
+                "rte",
+                "--model_name_or_path",
+                str(out),
+                "--seed",
+                "13",
+                "--max_steps",
+                "2",
+                "--eval_steps",
+                "1",
+                "--max_test_examples",
+                "20",
+                "--data_dir",
+                str(data_dir),
+                "--output_dir",
+                str(run),
+                "--disable_tqdm",
+                "true",
+                "--save_model",
+                "false",
+            ]
+        )
+        == 0
+    )
     assert json.loads((run / "results.json").read_text())["row"] == "mt-pbft"
 
 
@@ -189,11 +314,38 @@ def test_multitask_two_process_ddp(tmp_path, data_dir):
 
     root = Path(__file__).resolve().parent.parent
     out = tmp_path / "mt-ddp"
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "mtft_nlp.cli",
-                        "multitask", "--target", "rte", "--sources", "sst-2", "trec", "--max_steps", "4",
-                        "--eval_steps", "4", "--data_dir", str(data_dir), "--output_dir", str(out),
-                        "--disable_tqdm", "true"], cwd=root, env=dict(os.environ, OMP_NUM_THREADS="1"),
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "mtft_nlp.cli",
+            "multitask",
+            "--target",
+            "rte",
+            "--sources",
+            "sst-2",
+            "trec",
+            "--max_steps",
+            "4",
+            "--eval_steps",
+            "4",
+            "--data_dir",
+            str(data_dir),
+            "--output_dir",
+            str(out),
+            "--disable_tqdm",
+            "true",
+        ],
+        cwd=root,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     meta = json.loads((out / "multitask_config.json").read_text())
     assert meta["world_size"] == 2 and meta["examples_per_step"] == 10  # 5 per process per step
@@ -206,12 +358,36 @@ def test_sources_selected_runs_task_selection(tmp_path, data_dir, monkeypatch):
 
     monkeypatch.setenv("MTFT_NLP_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "mt-sel"
-    assert multitask_main(["--method", "prompt", "--target", "cr", "--sources", "selected", "--data_dir", str(data_dir), "--max_steps", "2",
-                           "--eval_steps", "100", "--output_dir", str(out), "--disable_tqdm", "true"]) == 0
+    assert (
+        multitask_main(
+            [
+                "--method",
+                "prompt",
+                "--target",
+                "cr",
+                "--sources",
+                "selected",
+                "--data_dir",
+                str(data_dir),
+                "--max_steps",
+                "2",
+                "--eval_steps",
+                "100",
+                "--output_dir",
+                str(out),
+                "--disable_tqdm",
+                "true",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((out / "multitask_config.json").read_text())
     saved = json.loads((out / "selection.json").read_text())
     expected = select_tasks("cr", data_dir=data_dir).selected  # from the cache the stage filled
     assert [s["task"] for s in meta["sources"]] == saved["selected"] == expected
-    assert meta["sources_origin"] == "selected" and meta["selection"] == {"method": "selected", "encoder": "minilm",
-                                                                          "target": "CR"}
+    assert meta["sources_origin"] == "selected" and meta["selection"] == {
+        "method": "selected",
+        "encoder": "minilm",
+        "target": "CR",
+    }
     assert saved["target"] == "CR" and len(saved["candidates"]) == 13

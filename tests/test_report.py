@@ -1,5 +1,6 @@
 """Reports laid out by a spec (``mtft-nlp report DIR --spec``), against hand-computed numbers, and the
 committed docs/RESULTS.md against its regeneration from the committed result files."""
+
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,21 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _run(root, folder, task, row, seed, score, **extra):
-    r = {"task": task, "row": row, "seed": seed, "metric": "acc", "test_score": score, "dev_score": 0.5,
-         "zero_shot": row.endswith("zero-shot"), "model": "m", "prompt": {}, "train_seconds": 60.0,
-         "eval_seconds": 6.0, "env": {"device": "cpu", "cpu_count": 2}, **extra}
+    r = {
+        "task": task,
+        "row": row,
+        "seed": seed,
+        "metric": "acc",
+        "test_score": score,
+        "dev_score": 0.5,
+        "zero_shot": row.endswith("zero-shot"),
+        "model": "m",
+        "prompt": {},
+        "train_seconds": 60.0,
+        "eval_seconds": 6.0,
+        "env": {"device": "cpu", "cpu_count": 2},
+        **extra,
+    }
     atomic_write_json(root / folder / task / row / f"seed{seed}" / "results.json", r)
 
 
@@ -30,33 +43,78 @@ def bench(tmp_path):
         _run(root, "gpu", "TREC", "mt-pbft", seed, a)
     _run(root, "cpu", "SST-2", "pbft", 13, 0.64)  # the same cell as gpu SST-2 pbft 13, 4 points apart
     atomic_write_json(root / "speed" / "speed.json", {"steps": 100, "ways": {"mixed": 172.3}})
-    atomic_write_json(root / "gpu" / "selection" / "TREC-abc.json", {"target": "TREC", "method": "selected",
-                                                                     "selected": ["CoLA", "SST-2"]})
+    atomic_write_json(
+        root / "gpu" / "selection" / "TREC-abc.json",
+        {"target": "TREC", "method": "selected", "selected": ["CoLA", "SST-2"]},
+    )
     # no-diversity chose the same sources (a shared stage); random chose others, and its stage is not there
-    atomic_write_json(root / "gpu" / "selection" / "TREC-nodiv.json", {"target": "TREC", "method": "no-diversity",
-                                                                       "selected": ["SST-2", "CoLA"]})
-    atomic_write_json(root / "gpu" / "selection" / "TREC-random.json", {"target": "TREC", "method": "random",
-                                                                        "selected": ["MR"]})
-    atomic_write_json(root / "gpu" / "SST-2" / "multitask" / "multitask_config.json", {
-        "target": "SST-2", "max_steps": 500, "learning_rate": 1e-5, "sources_origin": "all",
-        "sources": [{"task": "TREC"}], "dev_before": {"TREC": {"acc": 0.2, "loss": 2.0}},
-        "dev_after": {"TREC": {"acc": 0.3, "loss": 1.0}},
-        "dev_history": {"0": {}, "250": {"mean": {"acc": 0.25, "loss": 0.9}}, "500": {"mean": {"acc": 0.3, "loss": 1.0}}}})
-    atomic_write_json(root / "gpu" / "TREC" / "multitask" / "multitask_config.json", {
-        "target": "TREC", "max_steps": 1000, "learning_rate": 1e-5,
-        "sources": [{"task": "CoLA", "overlap_with_target_test": {"exact": 0, "normalized": 0}},
-                    {"task": "SST-2", "overlap_with_target_test": {"exact": 2, "normalized": 3}}],
-        "dev_before": {"CoLA": {"acc": 0.5, "loss": 1.0}, "SST-2": {"acc": 0.4, "loss": 2.0}},
-        "dev_after": {"CoLA": {"acc": 0.6, "loss": 0.5}, "SST-2": {"acc": 0.8, "loss": 1.5}}})
-    spec = {"title": "Bench", "intro": "All on the packaged model.", "sections": [
-        {"title": "Main", "results": ["gpu"], "files": "main", "deltas": [["mt-pbft", "pbft"]], "selections": "gpu",
-         "stages": "gpu", "commands": ["run it"]},
-        {"title": "Speed", "text": "{speed[steps]} steps in {speed[ways][mixed]:.0f} s", "data": {"speed": "speed/speed.json"}},
-        {"title": "Runs", "results": ["cpu"], "table": False, "runs": [["task", "{task}"], ["test", "{_score100:.1f}"]],
-         "agreement": {"with": "gpu", "rows": ["pbft"]}},
-        {"title": "Not measured yet", "results": ["missing"]},
-        {"title": "No data yet", "text": "{x[y]}", "data": {"x": "nope.json"}},
-    ]}
+    atomic_write_json(
+        root / "gpu" / "selection" / "TREC-nodiv.json",
+        {"target": "TREC", "method": "no-diversity", "selected": ["SST-2", "CoLA"]},
+    )
+    atomic_write_json(
+        root / "gpu" / "selection" / "TREC-random.json", {"target": "TREC", "method": "random", "selected": ["MR"]}
+    )
+    atomic_write_json(
+        root / "gpu" / "SST-2" / "multitask" / "multitask_config.json",
+        {
+            "target": "SST-2",
+            "max_steps": 500,
+            "learning_rate": 1e-5,
+            "sources_origin": "all",
+            "sources": [{"task": "TREC"}],
+            "dev_before": {"TREC": {"acc": 0.2, "loss": 2.0}},
+            "dev_after": {"TREC": {"acc": 0.3, "loss": 1.0}},
+            "dev_history": {
+                "0": {},
+                "250": {"mean": {"acc": 0.25, "loss": 0.9}},
+                "500": {"mean": {"acc": 0.3, "loss": 1.0}},
+            },
+        },
+    )
+    atomic_write_json(
+        root / "gpu" / "TREC" / "multitask" / "multitask_config.json",
+        {
+            "target": "TREC",
+            "max_steps": 1000,
+            "learning_rate": 1e-5,
+            "sources": [
+                {"task": "CoLA", "overlap_with_target_test": {"exact": 0, "normalized": 0}},
+                {"task": "SST-2", "overlap_with_target_test": {"exact": 2, "normalized": 3}},
+            ],
+            "dev_before": {"CoLA": {"acc": 0.5, "loss": 1.0}, "SST-2": {"acc": 0.4, "loss": 2.0}},
+            "dev_after": {"CoLA": {"acc": 0.6, "loss": 0.5}, "SST-2": {"acc": 0.8, "loss": 1.5}},
+        },
+    )
+    spec = {
+        "title": "Bench",
+        "intro": "All on the packaged model.",
+        "sections": [
+            {
+                "title": "Main",
+                "results": ["gpu"],
+                "files": "main",
+                "deltas": [["mt-pbft", "pbft"]],
+                "selections": "gpu",
+                "stages": "gpu",
+                "commands": ["run it"],
+            },
+            {
+                "title": "Speed",
+                "text": "{speed[steps]} steps in {speed[ways][mixed]:.0f} s",
+                "data": {"speed": "speed/speed.json"},
+            },
+            {
+                "title": "Runs",
+                "results": ["cpu"],
+                "table": False,
+                "runs": [["task", "{task}"], ["test", "{_score100:.1f}"]],
+                "agreement": {"with": "gpu", "rows": ["pbft"]},
+            },
+            {"title": "Not measured yet", "results": ["missing"]},
+            {"title": "No data yet", "text": "{x[y]}", "data": {"x": "nope.json"}},
+        ],
+    }
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))
     return root, path
@@ -71,9 +129,16 @@ def test_spec_report_numbers(bench, tmp_path):
     assert "| Prompt-based FT | 65.0 (5.0) | **72.0 (2.0)** |" in md
     assert "| Multitask prompt-based FT | **72.0 (2.0)** | 65.0 (5.0) |" in md
     assert "| +7.0 | -7.0 | +0.0 |" in md and "better than `pbft` on 1 of 2 targets (SST-2)" in md
-    assert "| TREC | selected | CoLA, SST-2 | 2 |\n| TREC | random | MR | 1 |\n| TREC | no-diversity | SST-2, CoLA | 2 |" in md
-    assert "| SST-2 | all (leave-one-out) | TREC | 500 | 1e-05 | 0.200 -> 0.300 | 2.000 -> 1.000 | 250: 0.250 / 0.900 | 0 |\n" \
-           "| TREC | selected, no-diversity | CoLA, SST-2 | 1000 | 1e-05 | 0.450 -> 0.700 | 1.500 -> 1.000 | - | 3 |" in md
+    assert (
+        "| TREC | selected | CoLA, SST-2 | 2 |\n| TREC | random | MR | 1 |\n| TREC | no-diversity | SST-2, CoLA | 2 |"
+        in md
+    )
+    assert (
+        "| SST-2 | all (leave-one-out) | TREC | 500 | 1e-05 | 0.200 -> 0.300 | 2.000 -> 1.000 | 250: 0.250 / 0.900 | "
+        "0 |\n"
+        "| TREC | selected, no-diversity | CoLA, SST-2 | 1000 | 1e-05 | 0.450 -> 0.700 | 1.500 -> 1.000 | - | 3 |"
+        in md
+    )
     assert "100 steps in 172 s" in md
     assert "| SST-2 | 64.0 |" in md
     assert "(1 pairs): median |difference| 4.0 points, max 4.0." in md
@@ -97,10 +162,12 @@ def test_spec_errors(bench, tmp_path, capsys):
 
 def test_committed_results_document_is_regenerated_from_the_result_files(tmp_path):
     """docs/RESULTS.md has one source: `mtft-nlp report benchmarks/results --spec benchmarks/report.yaml`."""
-    files = write_spec_report(str(ROOT / "benchmarks" / "results"), str(ROOT / "benchmarks" / "report.yaml"),
-                              str(tmp_path))
-    assert files["markdown"].read_text() == (ROOT / "docs" / "RESULTS.md").read_text(), \
+    files = write_spec_report(
+        str(ROOT / "benchmarks" / "results"), str(ROOT / "benchmarks" / "report.yaml"), str(tmp_path)
+    )
+    assert files["markdown"].read_text() == (ROOT / "docs" / "RESULTS.md").read_text(), (
         "docs/RESULTS.md is stale: run mtft-nlp report benchmarks/results --spec benchmarks/report.yaml --output docs"
+    )
     for path in files.values():  # and its CSV/LaTeX/PNG files are committed next to it
         assert (ROOT / "docs" / path.name).is_file(), path.name
 

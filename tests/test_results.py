@@ -1,4 +1,5 @@
 """results.json aggregation and table formats against hand-computed numbers."""
+
 import json
 
 import pytest
@@ -70,21 +71,42 @@ def test_records_check_their_schema_and_round_trip(tmp_path):
 
     from mtft_nlp.records import ExperimentConfig, RecordError, RunRecord, StageRecord, write_run_record
 
-    rec = {"task": "SST-2", "row": "embed-ft", "seed": 13, "metric": "acc", "dev_score": 0.8, "test_score": 0.75,
-           "zero_shot": False, "model": "minilm", "prompt": {"template": "*cls*"}, "n_test": 872}
+    rec = {
+        "task": "SST-2",
+        "row": "embed-ft",
+        "seed": 13,
+        "metric": "acc",
+        "dev_score": 0.8,
+        "test_score": 0.75,
+        "zero_shot": False,
+        "model": "minilm",
+        "prompt": {"template": "*cls*"},
+        "n_test": 872,
+    }
     assert RunRecord.from_dict(rec).to_dict() == rec
     write_run_record(tmp_path / "r" / "results.json", rec)
     assert json.loads((tmp_path / "r" / "results.json").read_text()) == rec
-    for key, value, msg in (("seed", "13", "'seed' is str"), ("zero_shot", 1, "'zero_shot' is int"),
-                            ("test_score", None, "'test_score' is NoneType")):
+    for key, value, msg in (
+        ("seed", "13", "'seed' is str"),
+        ("zero_shot", 1, "'zero_shot' is int"),
+        ("test_score", None, "'test_score' is NoneType"),
+    ):
         with pytest.raises(RecordError, match=msg):
             write_run_record(tmp_path / "bad" / "results.json", {**rec, key: value})
     with pytest.raises(RecordError, match="missing field 'prompt'"):
         RunRecord.from_dict({k: v for k, v in rec.items() if k != "prompt"})
     assert not (tmp_path / "bad").exists()  # nothing written
     with pytest.raises(RecordError, match=r"sources\[1\]: missing field 'task'"):
-        StageRecord.from_dict({"target": "CR", "sources": [{"task": "MR"}, {}], "sources_origin": "all",
-                               "max_steps": 10, "learning_rate": 1e-5, "base_model": "minilm"})
+        StageRecord.from_dict(
+            {
+                "target": "CR",
+                "sources": [{"task": "MR"}, {}],
+                "sources_origin": "all",
+                "max_steps": 10,
+                "learning_rate": 1e-5,
+                "base_model": "minilm",
+            }
+        )
     with pytest.raises(RecordError, match="'workers' is str"):
         ExperimentConfig.from_dict({"workers": "2"})
     with pytest.raises(RecordError, match="unknown keys"):

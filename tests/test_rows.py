@@ -16,15 +16,18 @@ def test_every_row_parses_back_and_has_an_order_and_a_title():
     assert len(set(ROWS)) == len(ROWS)
 
 
-@pytest.mark.parametrize("name, kind, variant, method", [
-    ("pbft", "pbft", None, "prompt"),
-    ("mt-zero-shot", "zero-shot", "all", "prompt"),
-    ("mt-nodiv-pbft", "pbft", "nodiv", "prompt"),
-    ("embed-adapt", "embed-adapt", None, "embedding"),
-    ("mt-embed-ft", "embed-ft", "all", "embedding"),
-    ("mt-sel-embed-zero-shot", "embed-zero-shot", "sel", "embedding"),
-    ("setfit", "setfit", None, "setfit"),
-])
+@pytest.mark.parametrize(
+    "name, kind, variant, method",
+    [
+        ("pbft", "pbft", None, "prompt"),
+        ("mt-zero-shot", "zero-shot", "all", "prompt"),
+        ("mt-nodiv-pbft", "pbft", "nodiv", "prompt"),
+        ("embed-adapt", "embed-adapt", None, "embedding"),
+        ("mt-embed-ft", "embed-ft", "all", "embedding"),
+        ("mt-sel-embed-zero-shot", "embed-zero-shot", "sel", "embedding"),
+        ("setfit", "setfit", None, "setfit"),
+    ],
+)
 def test_parse_row(name, kind, variant, method):
     row = parse_row(name)
     assert (row.kind, row.variant, row.method) == (kind, variant, method)
@@ -45,9 +48,13 @@ def test_groups_expand_in_order_without_duplicates():
 def test_row_names_the_multitask_sources(tmp_path):
     assert row_for_start("zero-shot", multitask_metadata(str(tmp_path))) == "zero-shot"
     meta = tmp_path / "multitask_config.json"
-    for selection, row in ((None, "mt-pbft"), ({"method": "selected"}, "mt-sel-pbft"),
-                           ({"method": "random"}, "mt-random-pbft"), ({"method": "no-consistency"}, "mt-nocon-pbft"),
-                           ({"method": "no-diversity"}, "mt-nodiv-pbft")):
+    for selection, row in (
+        (None, "mt-pbft"),
+        ({"method": "selected"}, "mt-sel-pbft"),
+        ({"method": "random"}, "mt-random-pbft"),
+        ({"method": "no-consistency"}, "mt-nocon-pbft"),
+        ({"method": "no-diversity"}, "mt-nodiv-pbft"),
+    ):
         meta.write_text(json.dumps({"target": "CR", "selection": selection}))
         assert row_for_start("pbft", multitask_metadata(str(tmp_path))) == row
     meta.write_text(json.dumps({"target": "CR", "selection": {"method": "selected"}}))

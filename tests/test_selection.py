@@ -3,6 +3,7 @@ known geometry (monotone union coverage, the p rule), the four methods and their
 the encoder phi (sentence-transformers and masked LM), the embedding cache, prompt rendering, the
 leakage guard, bad input, and ``mtft-nlp select`` on the shared data (one real encoding pass,
 cached for the other calls)."""
+
 import hashlib
 import json
 from pathlib import Path
@@ -49,8 +50,10 @@ def _fake_encoder(calls, dim=384):
 def test_cosine_ordering_follows_angles():
     target = _cloud(_unit(0), 20, noise=0.0)
     angles = {"near": 10, "mid": 45, "far": 80, "opposite": 170}
-    cands = {name: _cloud(np.cos(np.radians(a)) * _unit(0) + np.sin(np.radians(a)) * _unit(1), 10, noise=0.0)
-             for name, a in angles.items()}
+    cands = {
+        name: _cloud(np.cos(np.radians(a)) * _unit(0) + np.sin(np.radians(a)) * _unit(1), 10, noise=0.0)
+        for name, a in angles.items()
+    }
     sim = sel.consistency(target, cands)
     for name, a in angles.items():
         assert sim[name] == pytest.approx(np.cos(np.radians(a)))
@@ -172,18 +175,26 @@ def _two_region_problem():
     """Target: 40 points at e0 and 20 at e1. A covers e0 (most similar), R is a redundant
     copy of A (next most similar), B covers e1 (least similar)."""
     target = np.concatenate([_cloud(_unit(0), 40, seed=1), _cloud(_unit(1), 20, seed=2)])
-    cands = {"A": _cloud(_unit(0), 40, seed=3),
-             "R": _cloud(0.95 * _unit(0) + 0.31 * _unit(2), 40, seed=4),
-             "B": _cloud(_unit(1), 40, seed=5)}
+    cands = {
+        "A": _cloud(_unit(0), 40, seed=3),
+        "R": _cloud(0.95 * _unit(0) + 0.31 * _unit(2), 40, seed=4),
+        "B": _cloud(_unit(1), 40, seed=5),
+    }
     return target, cands
 
 
-COVERAGES = [sel.make_coverage("ellipsoid", dims=0), sel.make_coverage("ellipsoid", dims=4), sel.make_coverage("knn"),
-             sel.make_coverage("union", dims=0), sel.make_coverage("union", dims=4)]
+COVERAGES = [
+    sel.make_coverage("ellipsoid", dims=0),
+    sel.make_coverage("ellipsoid", dims=4),
+    sel.make_coverage("knn"),
+    sel.make_coverage("union", dims=0),
+    sel.make_coverage("union", dims=4),
+]
 
 
-@pytest.mark.parametrize("coverage", COVERAGES,
-                         ids=["ellipsoid-full", "ellipsoid-pca4", "knn", "union-full", "union-pca4"])
+@pytest.mark.parametrize(
+    "coverage", COVERAGES, ids=["ellipsoid-full", "ellipsoid-pca4", "knn", "union-full", "union-pca4"]
+)
 def test_greedy_adds_a_covering_task_and_a_redundant_one_stops_it(coverage):
     target, cands = _two_region_problem()
     coverage = coverage.prepare(np.concatenate([target, *cands.values()]))
@@ -280,8 +291,11 @@ def test_random_methods_have_their_own_streams():
         assert drawn == sel._random_draw(list(reversed(names)), 4, seed, "CR")  # deterministic, order-free
     assert prefix_equal <= 1  # one stream would give 40 of 40
     r1 = sel.method_rng(0, "CR", "random").integers(1 << 30, size=4)
-    for other in (sel.method_rng(0, "CR", "no-consistency"), sel.method_rng(0, "MR", "random"),
-                  sel.method_rng(1, "CR", "random")):
+    for other in (
+        sel.method_rng(0, "CR", "no-consistency"),
+        sel.method_rng(0, "MR", "random"),
+        sel.method_rng(1, "CR", "random"),
+    ):
         assert not np.array_equal(r1, other.integers(1 << 30, size=4))
     np.testing.assert_array_equal(r1, sel.method_rng(0, "CR", "random").integers(1 << 30, size=4))
 
@@ -300,15 +314,18 @@ def test_random_order_does_not_depend_on_dict_order():
     assert a.selected == b.selected
 
 
-@pytest.mark.parametrize("method,kwargs,message", [
-    ("selected", {"k": 2}, "--k applies to the methods random and no-diversity"),
-    ("random", {"k": 9}, "--k must be between 1 and the number of candidates (8)"),
-    ("best", {}, "unknown method 'best'"),
-    ("selected", {"p": -0.1}, "--p must be >= 0, got -0.1"),
-    ("selected", {"p": "much"}, "--p must be 'auto' or a number >= 0, got 'much'"),
-    ("selected", {"p": "auto"}, "p 'auto' needs the leave-one-out pools"),
-    ("no-diversity", {"budget": 0}, "--budget must be >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "method,kwargs,message",
+    [
+        ("selected", {"k": 2}, "--k applies to the methods random and no-diversity"),
+        ("random", {"k": 9}, "--k must be between 1 and the number of candidates (8)"),
+        ("best", {}, "unknown method 'best'"),
+        ("selected", {"p": -0.1}, "--p must be >= 0, got -0.1"),
+        ("selected", {"p": "much"}, "--p must be 'auto' or a number >= 0, got 'much'"),
+        ("selected", {"p": "auto"}, "p 'auto' needs the leave-one-out pools"),
+        ("no-diversity", {"budget": 0}, "--budget must be >= 1, got 0"),
+    ],
+)
 def test_bad_options(method, kwargs, message):
     target, cands = _many_candidates()
     with pytest.raises(sel.SelectionError) as exc:
@@ -322,9 +339,13 @@ def test_bad_options(method, kwargs, message):
 def test_choose_p_picks_the_grid_value_closest_to_the_budget():
     target, cands = _many_candidates()  # Algorithm 1 selects T0..T3 at small p
     rng = np.random.RandomState(0)
-    pools = {"T": (target, cands),
-             "U": (_cloud(_unit(5, 12), 20, seed=40),
-                   {f"S{i}": _cloud(_unit(5, 12) + rng.randn(12) * 0.02 * i, 15, seed=41 + i) for i in range(5)})}
+    pools = {
+        "T": (target, cands),
+        "U": (
+            _cloud(_unit(5, 12), 20, seed=40),
+            {f"S{i}": _cloud(_unit(5, 12) + rng.randn(12) * 0.02 * i, 15, seed=41 + i) for i in range(5)},
+        ),
+    }
     rule = sel.choose_p(pools, sel.make_coverage("knn"), budget=4)
     means = {float(p): m for p, m in rule["mean_size"].items()}
     assert list(means) == list(sel.P_GRID) and rule["budget"] == 4 and "closest" in rule["rule"]
@@ -375,15 +396,22 @@ def test_label_variant_renders_the_prompt_with_the_gold_word():
 
 def test_text_overlap_exact_and_normalised():
     target = [{"text_a": "A good film .", "text_b": None}, {"text_a": "premise", "text_b": "The hypothesis"}]
-    source = [{"text_a": "A good film .", "text_b": None, "row": "s:1"},  # exact
-              {"text_a": "a  GOOD film .", "text_b": None, "row": "s:2"},  # case/whitespace
-              {"text_a": "other", "text_b": "the hypothesis ", "row": "s:3"},  # second sentence
-              {"text_a": "unrelated", "text_b": None, "row": "s:4"}]
+    source = [
+        {"text_a": "A good film .", "text_b": None, "row": "s:1"},  # exact
+        {"text_a": "a  GOOD film .", "text_b": None, "row": "s:2"},  # case/whitespace
+        {"text_a": "other", "text_b": "the hypothesis ", "row": "s:3"},  # second sentence
+        {"text_a": "unrelated", "text_b": None, "row": "s:4"},
+    ]
     out = sel.text_overlap(target, source)
     assert out["exact"] == 1 and out["normalized"] == 3 and out["indices"] == [0, 1, 2] and out["n_examples"] == 4
     assert [e["row"] for e in out["examples"]] == ["s:1", "s:2", "s:3"]
-    assert sel.text_overlap(target, source[3:]) == {"n_examples": 1, "exact": 0, "normalized": 0, "indices": [],
-                                                   "examples": []}
+    assert sel.text_overlap(target, source[3:]) == {
+        "n_examples": 1,
+        "exact": 0,
+        "normalized": 0,
+        "indices": [],
+        "examples": [],
+    }
 
 
 # --------------------------------------------------------------------------- embeddings and cache
@@ -440,8 +468,25 @@ def test_select_tasks_api_with_fake_encoder(tmp_path, data_dir, monkeypatch):
     info = d["encoder_info"]
     assert info["requested"] == "model" and info["kind"] == "sentence-transformers" and info["dim"] == 384
     assert "mean pooling" in info["pooling"]
-    for key in ("kind", "target", "method", "selected", "encoder", "variant", "split_seed", "k_shot", "coverage", "p",
-                "k", "seed", "final_coverage", "coverage_after_step", "candidates", "similarity", "overlap_note"):
+    for key in (
+        "kind",
+        "target",
+        "method",
+        "selected",
+        "encoder",
+        "variant",
+        "split_seed",
+        "k_shot",
+        "coverage",
+        "p",
+        "k",
+        "seed",
+        "final_coverage",
+        "coverage_after_step",
+        "candidates",
+        "similarity",
+        "overlap_note",
+    ):
         assert key in d  # the keys report code and committed selection files rely on
 
 
@@ -480,8 +525,13 @@ def tiny_mlm(tmp_path_factory, bert_tokenizer):
 
     d = tmp_path_factory.mktemp("tiny-bert")
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(bert_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64)
+    config = BertConfig(
+        vocab_size=len(bert_tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
     BertForMaskedLM(config).save_pretrained(d)
     bert_tokenizer.save_pretrained(d)
     return d
@@ -505,8 +555,10 @@ def test_masked_lm_phi_is_the_hidden_state_at_the_mask(tiny_mlm, tmp_path, data_
 
     from mtft_nlp.templates import PromptEncoder, load_prompt
 
-    pair = [{"text_a": "a fun film", "text_b": None, "label": "1", "label_id": 1, "row": "x:1"},
-            {"text_a": "a fun film", "text_b": None, "label": "0", "label_id": 0, "row": "x:2"}]
+    pair = [
+        {"text_a": "a fun film", "text_b": None, "label": "1", "label_id": 1, "row": "x:1"},
+        {"text_a": "a fun film", "text_b": None, "label": "0", "label_id": 0, "row": "x:2"},
+    ]
     label = emb.mask_states("SST-2", pair, str(tiny_mlm), "label")
     raw = emb.mask_states("SST-2", pair, str(tiny_mlm), "raw")
     assert label.shape == (2, 32) and label.dtype == np.float32
@@ -523,8 +575,15 @@ def test_masked_lm_phi_is_the_hidden_state_at_the_mask(tiny_mlm, tmp_path, data_
         h = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[-1][0, f["mask_pos"]].numpy()
     np.testing.assert_allclose(label[0], h / np.linalg.norm(h), rtol=1e-4, atol=1e-5)
     # through select_tasks: recorded as the model, with its pooling; cached per model
-    res = sel.select_tasks("cr", candidates=["mr", "sst-2", "rte"], data_dir=data_dir, cache_dir=tmp_path, p=0.01,
-                           model_name_or_path=str(tiny_mlm), check_overlap=False)
+    res = sel.select_tasks(
+        "cr",
+        candidates=["mr", "sst-2", "rte"],
+        data_dir=data_dir,
+        cache_dir=tmp_path,
+        p=0.01,
+        model_name_or_path=str(tiny_mlm),
+        check_overlap=False,
+    )
     d = res.to_dict()
     assert d["encoder"] == str(tiny_mlm) and d["encoder_info"]["kind"] == "masked-lm" and d["p"] == 0.01
     keys = [json.loads(k.read_text()) for k in (tmp_path / "embeddings").glob("*.json")]
@@ -559,10 +618,14 @@ def _select(args, data_dir, cache_dir, capsys):
 
 def test_cli_selects_sentiment_sources_for_sst2(tmp_path, data_dir, cache_dir, capsys):
     out_json, png = tmp_path / "sel.json", tmp_path / "sim.png"
-    rc, out, _ = _select(["--target", "sst-2", "--output", str(out_json), "--plot", str(png)], data_dir, cache_dir, capsys)
+    rc, out, _ = _select(
+        ["--target", "sst-2", "--output", str(out_json), "--plot", str(png)], data_dir, cache_dir, capsys
+    )
     assert rc == 0
     d = json.loads(out_json.read_text())
-    assert d["target"] == "SST-2" and d["method"] == "selected" and d["variant"] == "label" and d["encoder"] == "minilm"
+    assert (
+        d["target"] == "SST-2" and d["method"] == "selected" and d["variant"] == "label" and d["encoder"] == "minilm"
+    )
     sim = d["similarity"]
     assert len(sim) == 13
     assert min(sim[t] for t in SENTIMENT) > max(sim[t] for t in NLI)
@@ -606,17 +669,20 @@ def test_cli_ablations_on_real_data(tmp_path, data_dir, cache_dir, capsys):
     assert "no-diversity    (4): " + ", ".join(ranked[:4]) in out and "same set: " in out
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--target", "nosuchtask"], "unknown task 'nosuchtask'"),
-    (["--target", "sst-2", "--candidates", "mr", "sst2"], "is the target SST-2 or shares its data"),
-    (["--target", "sst-2", "--quantile", "1.5"], "--quantile must be strictly between 0 and 1"),
-    (["--target", "sst-2", "--encoder", "./no/such/encoder"], "unknown encoder './no/such/encoder'"),
-    (["--target", "sst-2", "--model_name_or_path", "/no/such/model"], "unknown encoder '/no/such/model'"),
-    (["--target", "sst-2", "--p", "-0.5"], "--p must be >= 0, got -0.5"),
-    (["--target", "sst-2", "--p", "lots"], "--p must be 'auto' or a number >= 0, got 'lots'"),
-    (["--target", "sst-2", "--coverage", "hull"], "unknown coverage 'hull'; choose from union, ellipsoid, knn"),
-    (["--target", "mnli", "--candidates", "mnli-mm"], "target MNLI: no candidate tasks left"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--target", "nosuchtask"], "unknown task 'nosuchtask'"),
+        (["--target", "sst-2", "--candidates", "mr", "sst2"], "is the target SST-2 or shares its data"),
+        (["--target", "sst-2", "--quantile", "1.5"], "--quantile must be strictly between 0 and 1"),
+        (["--target", "sst-2", "--encoder", "./no/such/encoder"], "unknown encoder './no/such/encoder'"),
+        (["--target", "sst-2", "--model_name_or_path", "/no/such/model"], "unknown encoder '/no/such/model'"),
+        (["--target", "sst-2", "--p", "-0.5"], "--p must be >= 0, got -0.5"),
+        (["--target", "sst-2", "--p", "lots"], "--p must be 'auto' or a number >= 0, got 'lots'"),
+        (["--target", "sst-2", "--coverage", "hull"], "unknown coverage 'hull'; choose from union, ellipsoid, knn"),
+        (["--target", "mnli", "--candidates", "mnli-mm"], "target MNLI: no candidate tasks left"),
+    ],
+)
 def test_cli_bad_input_exits_2(args, message, tmp_path, data_dir, cache_dir, capsys):
     out = tmp_path / "sel.json"
     rc, _, err = _select([*args, "--output", str(out)], data_dir, cache_dir, capsys)

@@ -1,5 +1,6 @@
 """The template language rendered token by token for a WordPiece/uncased (MiniLM/BERT) and a
 byte-level BPE (RoBERTa) tokenizer, label-word validation and truncation."""
+
 import pytest
 
 from mtft_nlp.tasks import available_tasks, get_task
@@ -7,36 +8,82 @@ from mtft_nlp.templates import Prompt, PromptEncoder, PromptError, label_word_id
 
 # (task, text_a, text_b, expected BERT-uncased tokens, expected RoBERTa tokens)
 CASES = [
-    ("SST-2", "a fun film", None,
-     "[CLS] a fun film it was [MASK] . [SEP]", "<s> a Ġfun Ġfilm ĠIt Ġwas <mask> . </s>"),
-    ("SST-5", "a fun film", None,
-     "[CLS] a fun film it was [MASK] . [SEP]", "<s> a Ġfun Ġfilm ĠIt Ġwas <mask> . </s>"),
+    ("SST-2", "a fun film", None, "[CLS] a fun film it was [MASK] . [SEP]", "<s> a Ġfun Ġfilm ĠIt Ġwas <mask> . </s>"),
+    ("SST-5", "a fun film", None, "[CLS] a fun film it was [MASK] . [SEP]", "<s> a Ġfun Ġfilm ĠIt Ġwas <mask> . </s>"),
     ("MR", "a fun film", None, "[CLS] a fun film it was [MASK] . [SEP]", "<s> a Ġfun Ġfilm ĠIt Ġwas <mask> . </s>"),
     ("CR", "a fun film", None, "[CLS] a fun film it was [MASK] . [SEP]", "<s> a Ġfun Ġfilm ĠIt Ġwas <mask> . </s>"),
     ("MPQA", "a fun film", None, "[CLS] a fun film it was [MASK] . [SEP]", "<s> a Ġfun Ġfilm ĠIt Ġwas <mask> . </s>"),
-    ("Subj", "a fun film", None, "[CLS] a fun film this is [MASK] . [SEP]", "<s> a Ġfun Ġfilm ĠThis Ġis <mask> . </s>"),
-    ("CoLA", "a fun film", None, "[CLS] a fun film this is [MASK] . [SEP]", "<s> a Ġfun Ġfilm ĠThis Ġis <mask> . </s>"),
-    ("TREC", "What is a film?", None,
-     "[CLS] [MASK] : what is a film ? [SEP]", "<s> <mask> : ĠWhat Ġis Ġa Ġfilm ? </s>"),
+    (
+        "Subj",
+        "a fun film",
+        None,
+        "[CLS] a fun film this is [MASK] . [SEP]",
+        "<s> a Ġfun Ġfilm ĠThis Ġis <mask> . </s>",
+    ),
+    (
+        "CoLA",
+        "a fun film",
+        None,
+        "[CLS] a fun film this is [MASK] . [SEP]",
+        "<s> a Ġfun Ġfilm ĠThis Ġis <mask> . </s>",
+    ),
+    (
+        "TREC",
+        "What is a film?",
+        None,
+        "[CLS] [MASK] : what is a film ? [SEP]",
+        "<s> <mask> : ĠWhat Ġis Ġa Ġfilm ? </s>",
+    ),
     # sent-_0 drops the final '.', sentl_1 lower-cases 'Someone'
-    ("MNLI", "A man is eating.", "Someone eats food.",
-     "[CLS] a man is eating ? [MASK] , someone eats food . [SEP]",
-     "<s> A Ġman Ġis Ġeating ? <mask> , Ġsomeone Ġeats Ġfood . </s>"),
-    ("SNLI", "A man is eating.", "Someone eats food.",
-     "[CLS] a man is eating ? [MASK] , someone eats food . [SEP]",
-     "<s> A Ġman Ġis Ġeating ? <mask> , Ġsomeone Ġeats Ġfood . </s>"),
-    ("QNLI", "A man is eating.", "Someone eats food.",
-     "[CLS] a man is eating ? [MASK] , someone eats food . [SEP]",
-     "<s> A Ġman Ġis Ġeating ? <mask> , Ġsomeone Ġeats Ġfood . </s>"),
-    ("RTE", "A man is eating.", "Someone eats food.",
-     "[CLS] a man is eating ? [MASK] , someone eats food . [SEP]",
-     "<s> A Ġman Ġis Ġeating ? <mask> , Ġsomeone Ġeats Ġfood . </s>"),
-    ("MRPC", "He ate food.", "The man ate.",
-     "[CLS] he ate food . [MASK] , the man ate . [SEP]", "<s> He Ġate Ġfood . <mask> , Ġthe Ġman Ġate . </s>"),
-    ("QQP", "He ate food.", "The man ate.",
-     "[CLS] he ate food . [MASK] , the man ate . [SEP]", "<s> He Ġate Ġfood . <mask> , Ġthe Ġman Ġate . </s>"),
-    ("STS-B", "He ate food.", "The man ate.",
-     "[CLS] he ate food . [MASK] , the man ate . [SEP]", "<s> He Ġate Ġfood . <mask> , Ġthe Ġman Ġate . </s>"),
+    (
+        "MNLI",
+        "A man is eating.",
+        "Someone eats food.",
+        "[CLS] a man is eating ? [MASK] , someone eats food . [SEP]",
+        "<s> A Ġman Ġis Ġeating ? <mask> , Ġsomeone Ġeats Ġfood . </s>",
+    ),
+    (
+        "SNLI",
+        "A man is eating.",
+        "Someone eats food.",
+        "[CLS] a man is eating ? [MASK] , someone eats food . [SEP]",
+        "<s> A Ġman Ġis Ġeating ? <mask> , Ġsomeone Ġeats Ġfood . </s>",
+    ),
+    (
+        "QNLI",
+        "A man is eating.",
+        "Someone eats food.",
+        "[CLS] a man is eating ? [MASK] , someone eats food . [SEP]",
+        "<s> A Ġman Ġis Ġeating ? <mask> , Ġsomeone Ġeats Ġfood . </s>",
+    ),
+    (
+        "RTE",
+        "A man is eating.",
+        "Someone eats food.",
+        "[CLS] a man is eating ? [MASK] , someone eats food . [SEP]",
+        "<s> A Ġman Ġis Ġeating ? <mask> , Ġsomeone Ġeats Ġfood . </s>",
+    ),
+    (
+        "MRPC",
+        "He ate food.",
+        "The man ate.",
+        "[CLS] he ate food . [MASK] , the man ate . [SEP]",
+        "<s> He Ġate Ġfood . <mask> , Ġthe Ġman Ġate . </s>",
+    ),
+    (
+        "QQP",
+        "He ate food.",
+        "The man ate.",
+        "[CLS] he ate food . [MASK] , the man ate . [SEP]",
+        "<s> He Ġate Ġfood . <mask> , Ġthe Ġman Ġate . </s>",
+    ),
+    (
+        "STS-B",
+        "He ate food.",
+        "The man ate.",
+        "[CLS] he ate food . [MASK] , the man ate . [SEP]",
+        "<s> He Ġate Ġfood . <mask> , Ġthe Ġman Ġate . </s>",
+    ),
 ]
 
 
@@ -109,8 +156,11 @@ def test_label_word_that_is_not_one_token(bert_tokenizer, roberta_tokenizer):
 def test_mask_truncated_away_names_the_row(bert_tokenizer):
     enc = PromptEncoder("SST-2", load_prompt("SST-2"), bert_tokenizer, max_seq_length=8)
     with pytest.raises(PromptError, match=r"train.tsv:7: the mask token was truncated"):
-        enc.encode_batch(["short", "this sentence is far too long for eight tokens"], [None, None],
-                         row_names=["train.tsv:6", "train.tsv:7"])
+        enc.encode_batch(
+            ["short", "this sentence is far too long for eight tokens"],
+            [None, None],
+            row_names=["train.tsv:6", "train.tsv:7"],
+        )
 
 
 def test_label_words_must_cover_the_labels():

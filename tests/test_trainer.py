@@ -45,8 +45,14 @@ def _sampler(dl):
 
 def test_build_trainer_uses_the_seeded_sampler_and_the_given_optimizer(tmp_path):
     model = _Tiny()
-    args = PromptTrainingArguments(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=4,
-                                   eval_strategy="no", report_to="none", seed=5)
+    args = PromptTrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=3,
+        per_device_train_batch_size=4,
+        eval_strategy="no",
+        report_to="none",
+        seed=5,
+    )
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     trainer = build_trainer(model, args, _data(), None, _collate, None, [BestDevCallback()], opt)
     assert args.label_names == ["labels"]
@@ -61,7 +67,8 @@ def test_build_trainer_uses_the_seeded_sampler_and_the_given_optimizer(tmp_path)
 
 
 def test_multitask_trainer_reads_the_stream_in_order(tmp_path):
-    args = PromptTrainingArguments(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=4,
-                                   eval_strategy="no", report_to="none")
+    args = PromptTrainingArguments(
+        output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=4, eval_strategy="no", report_to="none"
+    )
     trainer = build_trainer(_Tiny(), args, _data(), None, _collate, trainer_class=MultitaskTrainer)
     assert list(_sampler(trainer.get_train_dataloader())) == list(range(12))

@@ -1,6 +1,7 @@
 """Real runs of the packaged MiniLM on the real SST-2 16-shot split (seed 13): prompt-based FT beats
 chance on the real test set; zero-shot writes a complete results.json; 2-process DDP on CPU (gloo)
 gives the same scores as one process at the same global batch."""
+
 import json
 import os
 import subprocess
@@ -22,9 +23,26 @@ def _results(d: Path) -> dict:
 @pytest.mark.slow
 def test_prompt_finetuning_beats_chance_on_real_sst2(tmp_path, data_dir):
     out = tmp_path / "sst2-13"
-    rc = run_glue_main(["--method", "prompt", "--task_name", "sst-2", "--seed", "13", "--data_dir", str(data_dir),
-                        "--output_dir", str(out),
-                        "--max_steps", "150", "--eval_steps", "50", "--disable_tqdm", "true"])
+    rc = run_glue_main(
+        [
+            "--method",
+            "prompt",
+            "--task_name",
+            "sst-2",
+            "--seed",
+            "13",
+            "--data_dir",
+            str(data_dir),
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "150",
+            "--eval_steps",
+            "50",
+            "--disable_tqdm",
+            "true",
+        ]
+    )
     assert rc == 0
     r = _results(out)
     for key in REQUIRED_KEYS + ("args", "env", "train_seconds", "eval_seconds"):
@@ -44,9 +62,26 @@ def test_prompt_finetuning_beats_chance_on_real_sst2(tmp_path, data_dir):
 
 def test_zero_shot_writes_results(tmp_path, data_dir):
     out = tmp_path / "rte-zs"
-    assert run_glue_main(["--method", "prompt", "--task_name", "rte", "--seed", "42", "--zero_shot", "--data_dir",
-                          str(data_dir),
-                          "--output_dir", str(out), "--disable_tqdm", "true"]) == 0
+    assert (
+        run_glue_main(
+            [
+                "--method",
+                "prompt",
+                "--task_name",
+                "rte",
+                "--seed",
+                "42",
+                "--zero_shot",
+                "--data_dir",
+                str(data_dir),
+                "--output_dir",
+                str(out),
+                "--disable_tqdm",
+                "true",
+            ]
+        )
+        == 0
+    )
     r = _results(out)
     assert r["zero_shot"] is True and r["row"] == "zero-shot" and r["train_seconds"] == 0
     assert r["n_test"] == 277 and 0.0 <= r["test_score"] <= 1.0
@@ -56,17 +91,66 @@ def test_zero_shot_writes_results(tmp_path, data_dir):
 
 @pytest.mark.slow
 def test_two_process_ddp_matches_one_process(tmp_path, data_dir):
-    common = ["--method", "prompt", "--task_name", "sst-2", "--seed", "13", "--max_steps", "20", "--eval_steps", "10",
-              "--max_test_examples", "150", "--save_model", "false", "--disable_tqdm", "true",
-              "--config_overrides", "hidden_dropout_prob=0,attention_probs_dropout_prob=0", "--data_dir", str(data_dir)]
+    common = [
+        "--method",
+        "prompt",
+        "--task_name",
+        "sst-2",
+        "--seed",
+        "13",
+        "--max_steps",
+        "20",
+        "--eval_steps",
+        "10",
+        "--max_test_examples",
+        "150",
+        "--save_model",
+        "false",
+        "--disable_tqdm",
+        "true",
+        "--config_overrides",
+        "hidden_dropout_prob=0,attention_probs_dropout_prob=0",
+        "--data_dir",
+        str(data_dir),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "run_glue_fewshot.py",
-                          *common, "--per_device_train_batch_size", "2", "--output_dir", str(tmp_path / "ddp")],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    ddp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "run_glue_fewshot.py",
+            *common,
+            "--per_device_train_batch_size",
+            "2",
+            "--output_dir",
+            str(tmp_path / "ddp"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert ddp.returncode == 0, ddp.stdout[-3000:] + ddp.stderr[-3000:]
-    single = subprocess.run([sys.executable, "run_glue_fewshot.py", *common, "--per_device_train_batch_size", "4",
-                             "--output_dir", str(tmp_path / "one")], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=600)
+    single = subprocess.run(
+        [
+            sys.executable,
+            "run_glue_fewshot.py",
+            *common,
+            "--per_device_train_batch_size",
+            "4",
+            "--output_dir",
+            str(tmp_path / "one"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
     a, b = _results(tmp_path / "ddp"), _results(tmp_path / "one")
     assert a["world_size"] == 2 and b["world_size"] == 1  # two processes really ran, as one job
@@ -78,13 +162,38 @@ def test_two_process_ddp_matches_one_process(tmp_path, data_dir):
 
 def test_lmbff_grid_picks_the_best_dev_config(tmp_path, data_dir):
     out = tmp_path / "grid"
-    assert run_glue_main(["--method", "prompt", "--task_name", "sst-2", "--seed", "13", "--lmbff_grid", "--max_steps",
-                          "2", "--eval_steps", "1",
-                          "--max_test_examples", "20", "--data_dir", str(data_dir), "--output_dir", str(out),
-                          "--save_model", "false", "--disable_tqdm", "true"]) == 0
+    assert (
+        run_glue_main(
+            [
+                "--method",
+                "prompt",
+                "--task_name",
+                "sst-2",
+                "--seed",
+                "13",
+                "--lmbff_grid",
+                "--max_steps",
+                "2",
+                "--eval_steps",
+                "1",
+                "--max_test_examples",
+                "20",
+                "--data_dir",
+                str(data_dir),
+                "--output_dir",
+                str(out),
+                "--save_model",
+                "false",
+                "--disable_tqdm",
+                "true",
+            ]
+        )
+        == 0
+    )
     r = _results(out)
-    assert [(g["learning_rate"], g["batch_size"]) for g in r["grid"]] == [(lr, bs) for lr in (1e-5, 2e-5, 5e-5)
-                                                                       for bs in (2, 4, 8)]
+    assert [(g["learning_rate"], g["batch_size"]) for g in r["grid"]] == [
+        (lr, bs) for lr in (1e-5, 2e-5, 5e-5) for bs in (2, 4, 8)
+    ]
     best = max(r["grid"], key=lambda g: g["dev_score"])  # first of the ties, as the runs were compared in order
     assert r["dev_score"] == best["dev_score"] and r["test_score"] == best["test_score"]
     assert (r["learning_rate"], r["train_batch_size"]) == (best["learning_rate"], best["batch_size"])
