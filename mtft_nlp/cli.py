@@ -365,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) == 2 and argv[0] == "cells":  # internal: a batch of grid cells in one process (mtft-nlp run)
-        from .experiments import run_cells
+        from .workers import run_cells
 
         return 1 if run_cells(argv[1]) else 0
     if argv and argv[0] == "train":

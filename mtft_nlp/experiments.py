@@ -36,10 +36,7 @@ from .data import SEEDS, default_data_dir
 from .records import ExperimentConfig
 from .results import atomic_write_json, atomic_write_text
 from .tasks import MtftError, get_task
-from .workers import (
-    device_envs,  # noqa: F401
-    run_jobs,
-)
+from .workers import device_envs, run_jobs
 
 logger = logging.getLogger(__name__)
 

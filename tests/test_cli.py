@@ -126,7 +126,7 @@ def test_run_shows_multitask_progress(tmp_path):
     import concurrent.futures as cf
     import threading
 
-    from mtft_nlp.experiments import _unit_results
+    from mtft_nlp.workers import _unit_results
 
     job = {"dir": tmp_path / "mt", "target": "RTE"}
     log = job["dir"].with_suffix(".log")

@@ -235,7 +235,7 @@ def test_sweep_shots_and_num_tasks(tmp_path, tiny_model, data_dir):
 
 
 def test_assign_devices_round_robin():
-    from mtft_nlp.experiments import assign_devices
+    from mtft_nlp.workers import assign_devices
 
     assert assign_devices(3, 0, 4) == [None, None, None]  # CPU: one slot per worker, cells_per_device ignored
     assert assign_devices(1, 1, 1) == [0]
@@ -246,7 +246,7 @@ def test_assign_devices_round_robin():
 
 
 def test_device_envs_with_fake_device_lists(monkeypatch):
-    from mtft_nlp.experiments import _device_envs
+    from mtft_nlp.workers import _device_envs
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
