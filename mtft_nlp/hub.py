@@ -85,71 +85,13 @@ class PromptClassifier:
         token: Optional[str] = None,
     ):
         """Load a folder written by :meth:`save_pretrained` (or a training run's ``best/``), local or on the Hub."""
-        from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
-        path = Path(path_or_repo)
-        name = str(path_or_repo)
-        if path.exists() and not path.is_dir():
-            raise MtftError(f"{name} is a file, not a saved classifier folder")
-        if not path.is_dir():
-            if name.startswith((".", "/", "~")) or name.count("/") != 1 or os.sep != "/" and os.sep in name:
-                raise MtftError(f"model folder not found: {name}")
-            from huggingface_hub import snapshot_download
-
-            try:
-                path = Path(
-                    snapshot_download(
-                        name,
-                        revision=revision,
-                        token=token,
-                        allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.md"],
-                    )
-                )
-            except Exception as exc:  # invalid id, no network, no such repo: one clear line
-                first = " ".join(str(exc).split())[:200]
-                raise MtftError(
-                    f"{name}: not a local folder, and it could not be fetched from the Hub "
-                    f"({type(exc).__name__}: {first})"
-                ) from None
-        adapter = (path / "adapter_config.json").is_file()
-        cfg_path = path / "config.json"
-        if not cfg_path.is_file() and not adapter:
-            raise MtftError(f"{path} is not a model folder (no config.json)")
-        if cfg_path.is_file():
-            try:
-                json.loads(cfg_path.read_text(encoding="utf-8"))
-            except (ValueError, OSError) as exc:
-                raise MtftError(f"{cfg_path}: not valid JSON ({' '.join(str(exc).split())[:200]})") from None
-        if adapter:
-            from peft import PeftConfig, PeftModel
-
-            base_name = PeftConfig.from_pretrained(path).base_model_name_or_path
-            meta_src = (
-                json.loads((path / "prompt_config.json").read_text())
-                if (path / "prompt_config.json").is_file()
-                else None
-            )
-            base = AutoModelForMaskedLM.from_pretrained(base_name, trust_remote_code=trust_remote_code)
-            mlm = PeftModel.from_pretrained(base, path)
-            meta = meta_src
+        path = _local_or_hub(path_or_repo, revision, token)
+        if (path / "adapter_config.json").is_file():
+            mlm, meta = _load_adapters(path, trust_remote_code)
         else:
-            config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-            meta = getattr(config, CONFIG_KEY, None)
-            if not any(path.glob("*.safetensors")):
-                raise MtftError(f"{path}: no safetensors weights (only safetensors are loaded)")
-            from .modeling import quiet_load_report
-
-            with quiet_load_report():
-                mlm, info = AutoModelForMaskedLM.from_pretrained(
-                    path, trust_remote_code=trust_remote_code, use_safetensors=True, output_loading_info=True
-                )
-            n_params = len(mlm.state_dict())
-            missing = [k for k in info.get("missing_keys", []) if "predictions" not in k and "lm_head" not in k]
-            if missing and len(missing) > n_params // 2:
-                raise MtftError(
-                    f"{path}: its weights do not match the architecture in its config "
-                    f"({config.architectures}); {len(missing)} of {n_params} tensors are missing"
-                )
+            mlm, meta = _load_full(path, trust_remote_code)
         if not meta:
             raise MtftError(
                 f"{path} has no prompt metadata ('{CONFIG_KEY}' in config.json): it is a plain masked LM, "
@@ -246,6 +188,76 @@ class PromptClassifier:
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp)
             return push_folder(tmp, repo_id, private, token, commit_message, api)
+
+
+def _local_or_hub(path_or_repo, revision: Optional[str], token: Optional[str]) -> Path:
+    """A local classifier folder, or a Hub repo downloaded (JSON, safetensors, vocab, card); one clear error else."""
+    path, name = Path(path_or_repo), str(path_or_repo)
+    if path.exists() and not path.is_dir():
+        raise MtftError(f"{name} is a file, not a saved classifier folder")
+    if not path.is_dir():
+        if name.startswith((".", "/", "~")) or name.count("/") != 1 or os.sep != "/" and os.sep in name:
+            raise MtftError(f"model folder not found: {name}")
+        from huggingface_hub import snapshot_download
+
+        try:
+            path = Path(
+                snapshot_download(
+                    name,
+                    revision=revision,
+                    token=token,
+                    allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.md"],
+                )
+            )
+        except Exception as exc:  # invalid id, no network, no such repo: one clear line
+            first = " ".join(str(exc).split())[:200]
+            raise MtftError(
+                f"{name}: not a local folder, and it could not be fetched from the Hub ({type(exc).__name__}: {first})"
+            ) from None
+    cfg_path = path / "config.json"
+    if not cfg_path.is_file() and not (path / "adapter_config.json").is_file():
+        raise MtftError(f"{path} is not a model folder (no config.json)")
+    if cfg_path.is_file():
+        try:
+            json.loads(cfg_path.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as exc:
+            raise MtftError(f"{cfg_path}: not valid JSON ({' '.join(str(exc).split())[:200]})") from None
+    return path
+
+
+def _load_adapters(path: Path, trust_remote_code: bool):
+    """(LoRA-adapted masked LM, prompt metadata) of a folder saved with ``--use_lora``."""
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoModelForMaskedLM
+
+    base_name = PeftConfig.from_pretrained(path).base_model_name_or_path
+    meta_file = path / "prompt_config.json"
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else None
+    base = AutoModelForMaskedLM.from_pretrained(base_name, trust_remote_code=trust_remote_code)
+    return PeftModel.from_pretrained(base, path), meta
+
+
+def _load_full(path: Path, trust_remote_code: bool):
+    """(masked LM, prompt metadata from its config) of a full classifier folder; safetensors only."""
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    from .modeling import quiet_load_report
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if not any(path.glob("*.safetensors")):
+        raise MtftError(f"{path}: no safetensors weights (only safetensors are loaded)")
+    with quiet_load_report():
+        mlm, info = AutoModelForMaskedLM.from_pretrained(
+            path, trust_remote_code=trust_remote_code, use_safetensors=True, output_loading_info=True
+        )
+    n_params = len(mlm.state_dict())
+    missing = [k for k in info.get("missing_keys", []) if "predictions" not in k and "lm_head" not in k]
+    if missing and len(missing) > n_params // 2:
+        raise MtftError(
+            f"{path}: its weights do not match the architecture in its config "
+            f"({config.architectures}); {len(missing)} of {n_params} tensors are missing"
+        )
+    return mlm, getattr(config, CONFIG_KEY, None)
 
 
 def push_folder(

@@ -108,9 +108,6 @@ def load_masked_lm(name: Optional[str], head_init: str = "random", allow_pickle:
     state is scored directly against the (tied) word embeddings. Only safetensors weights are
     loaded unless ``allow_pickle`` (see :func:`check_weights_format`).
     """
-    import logging
-
-    log = logging.getLogger("mtft_nlp.modeling")
     path = resolve_model_name(name)
     check_weights_format(path, allow_pickle)
     if not allow_pickle:
@@ -131,6 +128,13 @@ def load_masked_lm(name: Optional[str], head_init: str = "random", allow_pickle:
     with quiet_load_report():
         model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True, **kwargs)
     missing = set(info.get("missing_keys", []))
+    _init_missing_head(model, missing, head_init)
+    _report_loading(model, missing, info.get("unexpected_keys", []), head_init)
+    return model, tokenizer
+
+
+def _init_missing_head(model, missing, head_init: str) -> None:
+    """``--head_init identity``: a missing square dense transform of the head starts as the identity."""
     if head_init == "identity":
         for name_, module in model.named_modules():
             if (
@@ -145,6 +149,13 @@ def load_masked_lm(name: Optional[str], head_init: str = "random", allow_pickle:
                         module.bias.zero_()
     elif head_init != "random":
         raise ValueError(f"head_init must be 'random' or 'identity', got {head_init!r}")
+
+
+def _report_loading(model, missing, unexpected, head_init: str) -> None:
+    """One line of ours instead of transformers' load report (kept for --verbose)."""
+    import logging
+
+    log = logging.getLogger("mtft_nlp.modeling")
     if missing:
         keys = sorted(missing)
         parts = [k.split(".") for k in keys]
@@ -162,14 +173,12 @@ def load_masked_lm(name: Optional[str], head_init: str = "random", allow_pickle:
             groups[0] if len(keys) <= 12 else f"{keys[0]} ...",
             "",
         )
-    unexpected = info.get("unexpected_keys", [])
     if unexpected:
         log.info(
             "%s: %d checkpoint tensor(s) not used by the masked LM (e.g. a pooler)",
             type(model).__name__,
             len(unexpected),
         )
-    return model, tokenizer
 
 
 def apply_lora(

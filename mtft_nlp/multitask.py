@@ -75,34 +75,7 @@ def resolve_sources(
     lowered = [str(s).lower() for s in sources]
     result = None
     if len(sources) == 1 and str(sources[0]).endswith(".json"):
-        path = Path(sources[0])
-        try:
-            sel = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise MtftError(f"selection file not found: {path}") from None
-        except json.JSONDecodeError as exc:
-            raise MtftError(f"selection file {path} is not valid JSON: {exc}") from None
-        if not isinstance(sel, dict):
-            raise MtftError(f"selection file {path} is not a JSON object")
-        names = sel.get("selected")
-        if not isinstance(names, list) or not names:
-            raise MtftError(f"selection file {path} has no non-empty 'selected' list")
-        if target and sel.get("target") and get_task(sel["target"]).name != get_task(target).name:
-            raise MtftError(f"selection file {path} was made for target {sel['target']}, not {get_task(target).name}")
-        if not target and sel.get("target"):
-            target = sel["target"]
-            logger.info("target %s taken from the selection file %s", get_task(target).name, path)
-        made_on = (sel.get("split_seed"), sel.get("k_shot"))
-        wanted = ("pooled" if pool_seeds else split_seed, k_shot)
-        if None not in made_on and tuple(made_on) != wanted:
-            logger.warning(
-                "selection file %s was computed on split seed %s, K %s; this stage trains on split seed %s, K %s",
-                path,
-                *made_on,
-                *wanted,
-            )
-        out = [get_task(n).name for n in names]
-        origin, selection = str(path), {k: sel.get(k) for k in ("method", "encoder", "target") if k in sel}
+        out, origin, selection, target = _sources_from_file(Path(sources[0]), target, split_seed, k_shot, pool_seeds)
     elif lowered == ["all"]:
         if not target:
             raise MtftError("--sources all needs --target (leave-one-out)")
@@ -111,25 +84,10 @@ def resolve_sources(
     elif lowered == ["selected"]:
         if not target:
             raise MtftError("--sources selected needs --target (the task to select sources for)")
-        from .selection import select_tasks
-
-        result = select_tasks(
-            target,
-            data_dir=data_dir,
-            split_seed=split_seed,
-            k_shot=k_shot,
-            pool_seeds=pool_seeds,
-            model_name_or_path=model_name_or_path,
+        out, selection, result = _sources_by_selection(
+            target, data_dir, split_seed, k_shot, pool_seeds, model_name_or_path
         )
-        logger.warning(
-            "task selection for %s (Algorithm 1, encoder %s): %s",
-            result.target,
-            result.encoder,
-            ", ".join(result.selected),
-        )
-        out = list(result.selected)
-        origin, selection = "selected", {"method": result.method, "encoder": result.encoder, "target": result.target}
-        result = result.to_dict()
+        origin = "selected"
     else:
         out = [get_task(s).name for s in sources]
         origin, selection = "list", None
@@ -149,6 +107,59 @@ def resolve_sources(
         "target": target_task.name if target_task else None,
         "selection_result": result,
     }
+
+
+def _sources_from_file(path: Path, target, split_seed, k_shot, pool_seeds):
+    """(sources, origin, selection summary, target) from a selection JSON written by ``mtft-nlp select``."""
+    try:
+        sel = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MtftError(f"selection file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise MtftError(f"selection file {path} is not valid JSON: {exc}") from None
+    if not isinstance(sel, dict):
+        raise MtftError(f"selection file {path} is not a JSON object")
+    names = sel.get("selected")
+    if not isinstance(names, list) or not names:
+        raise MtftError(f"selection file {path} has no non-empty 'selected' list")
+    if target and sel.get("target") and get_task(sel["target"]).name != get_task(target).name:
+        raise MtftError(f"selection file {path} was made for target {sel['target']}, not {get_task(target).name}")
+    if not target and sel.get("target"):
+        target = sel["target"]
+        logger.info("target %s taken from the selection file %s", get_task(target).name, path)
+    made_on = (sel.get("split_seed"), sel.get("k_shot"))
+    wanted = ("pooled" if pool_seeds else split_seed, k_shot)
+    if None not in made_on and tuple(made_on) != wanted:
+        logger.warning(
+            "selection file %s was computed on split seed %s, K %s; this stage trains on split seed %s, K %s",
+            path,
+            *made_on,
+            *wanted,
+        )
+    selection = {k: sel.get(k) for k in ("method", "encoder", "target") if k in sel}
+    return [get_task(n).name for n in names], str(path), selection, target
+
+
+def _sources_by_selection(target, data_dir, split_seed, k_shot, pool_seeds, model_name_or_path):
+    """(sources, selection summary, selection record) of task selection (``select_tasks``' defaults) for ``target``."""
+    from .selection import select_tasks
+
+    result = select_tasks(
+        target,
+        data_dir=data_dir,
+        split_seed=split_seed,
+        k_shot=k_shot,
+        pool_seeds=pool_seeds,
+        model_name_or_path=model_name_or_path,
+    )
+    logger.warning(
+        "task selection for %s (Algorithm 1, encoder %s): %s",
+        result.target,
+        result.encoder,
+        ", ".join(result.selected),
+    )
+    summary = {"method": result.method, "encoder": result.encoder, "target": result.target}
+    return list(result.selected), summary, result.to_dict()
 
 
 class MixedTaskDataset(Dataset):
@@ -201,7 +212,8 @@ def task_accuracy_metrics(eval_pred):
 def run_multitask(
     model_args: ModelArguments, args: MultitaskArguments, training_args: MultitaskTrainingArguments
 ) -> Dict:
-    """Finetune on the sources; save an HF masked-LM folder plus ``multitask_config.json``."""
+    """Finetune on the sources; save the model (an HF masked-LM folder for the prompt method, a
+    sentence-transformers folder for the embedding method) plus ``multitask_config.json``."""
     if not training_args.output_dir:
         raise MtftError("--output_dir is required")
     resolved = resolve_sources(
@@ -214,21 +226,14 @@ def run_multitask(
         model_args.model_name_or_path,
     )
     target = get_task(resolved["target"]) if resolved["target"] else None
-    world = max(1, training_args.world_size)
-    per_step = world * training_args.gradient_accumulation_steps
-    if args.examples_per_step % per_step:
-        raise MtftError(
-            f"--examples_per_step {args.examples_per_step} is not divisible by processes x accumulation "
-            f"steps ({world} x {training_args.gradient_accumulation_steps})"
-        )
-    training_args.per_device_train_batch_size = args.examples_per_step // per_step
+    _set_batch_size(args, training_args)
     sources = load_sources(args, resolved["sources"], target)
     method = resolve_method(model_args.method, model_args.model_name_or_path)
     stage = _method_stage(method, model_args, sources, args.eval_tasks, training_args.seed)
-    train_feats, dev_sets = stage.train_features, stage.dev_sets
-    probs = sampling_probs([len(f) for f in train_feats], args.sampler, args.temperature)
-    total = training_args.max_steps * args.examples_per_step
-    dataset = MixedTaskDataset(train_feats, probs, total, training_args.seed)
+    probs = sampling_probs([len(f) for f in stage.train_features], args.sampler, args.temperature)
+    dataset = MixedTaskDataset(
+        stage.train_features, probs, training_args.max_steps * args.examples_per_step, training_args.seed
+    )
     logger.info(
         "multitask stage (%s method): %d sources %s, %s sampler, %d steps x %d examples",
         method,
@@ -238,55 +243,22 @@ def run_multitask(
         training_args.max_steps,
         args.examples_per_step,
     )
-
-    callback = MultitaskMetricsCallback(list(dev_sets))
-    optimizer = (
-        stage.make_optimizer(training_args.learning_rate, training_args.weight_decay) if stage.make_optimizer else None
-    )
-    trainer = build_trainer(
-        stage.model,
-        training_args,
-        dataset,
-        dev_sets or None,
-        stage.collator,
-        task_accuracy_metrics,
-        [callback],
-        optimizer,
-        stage.tokenizer,
-        MultitaskTrainer,
-    )
-    before = _dev_summary(trainer, dev_sets)
+    trainer, callback = _stage_trainer(stage, dataset, training_args)
+    before = _dev_summary(trainer, stage.dev_sets)
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_seconds = time.perf_counter() - t0
-    after = _dev_summary(trainer, dev_sets)
-
-    meta = _stage_metadata(
-        target,
-        sources,
-        probs,
-        np.bincount(dataset.task_ids, minlength=len(sources)),
-        resolved,
-        method,
-        model_args,
-        args,
-        training_args,
-    )
+    after = _dev_summary(trainer, stage.dev_sets)
+    counts = np.bincount(dataset.task_ids, minlength=len(sources))
+    meta = _stage_metadata(target, sources, probs, counts, resolved, method, model_args, args, training_args)
     meta.update(
-        {
-            "dev_before": before,
-            "dev_after": after,
-            "dev_history": {str(k): v for k, v in callback.history.items()},
-            "train_seconds": train_seconds,
-        }
+        dev_before=before,
+        dev_after=after,
+        train_seconds=train_seconds,
+        dev_history={str(k): v for k, v in callback.history.items()},
     )
     if trainer.is_world_process_zero():
-        out = Path(training_args.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        stage.save(out)
-        if resolved["selection_result"] is not None:  # --sources selected: the evidence for the choice
-            atomic_write_json(out / "selection.json", resolved["selection_result"])
-        write_stage_record(out / METADATA_FILE, meta)  # last: its presence marks a finished stage
+        _save_stage(stage, resolved, meta, Path(training_args.output_dir))
     logger.info(
         "multitask stage done in %.0fs: mean source dev loss %.4f -> %.4f",
         train_seconds,
@@ -294,6 +266,45 @@ def run_multitask(
         after.get("mean", {}).get("loss", float("nan")),
     )
     return meta
+
+
+def _set_batch_size(args: MultitaskArguments, training_args: MultitaskTrainingArguments) -> None:
+    """Per-device batch from ``--examples_per_step`` over processes and accumulation steps."""
+    world = max(1, training_args.world_size)
+    per_step = world * training_args.gradient_accumulation_steps
+    if args.examples_per_step % per_step:
+        raise MtftError(
+            f"--examples_per_step {args.examples_per_step} is not divisible by processes x accumulation "
+            f"steps ({world} x {training_args.gradient_accumulation_steps})"
+        )
+    training_args.per_device_train_batch_size = args.examples_per_step // per_step
+
+
+def _stage_trainer(stage: "StageParts", dataset, training_args):
+    callback = MultitaskMetricsCallback(list(stage.dev_sets))
+    lr, wd = training_args.learning_rate, training_args.weight_decay
+    optimizer = stage.make_optimizer(lr, wd) if stage.make_optimizer else None
+    trainer = build_trainer(
+        stage.model,
+        training_args,
+        dataset,
+        stage.dev_sets or None,
+        stage.collator,
+        task_accuracy_metrics,
+        [callback],
+        optimizer,
+        stage.tokenizer,
+        MultitaskTrainer,
+    )
+    return trainer, callback
+
+
+def _save_stage(stage: "StageParts", resolved: Dict, meta: Dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    stage.save(out)
+    if resolved["selection_result"] is not None:  # --sources selected: the evidence for the choice
+        atomic_write_json(out / "selection.json", resolved["selection_result"])
+    write_stage_record(out / METADATA_FILE, meta)  # last: its presence marks a finished stage
 
 
 def _method_stage(method: str, model_args, sources, eval_tasks: int, seed: int) -> "StageParts":

@@ -65,6 +65,7 @@ def run_setfit_experiment(model_args, args, training_args) -> Dict:
         seed=training_args.seed,
         show_progress_bar=False,
         report_to="none",
+        save_strategy="no",  # no checkpoints: the run keeps its scores, not the model
         output_dir=str(Path(training_args.output_dir) / "setfit"),
     )
     trainer = Trainer(model=model, args=sf_args, train_dataset=train)
@@ -76,7 +77,36 @@ def run_setfit_experiment(model_args, args, training_args) -> Dict:
     for split in ("dev", "test"):
         preds = np.asarray(model.predict(_texts(data[split], sep), as_numpy=True))
         scores[split] = compute_metrics(task.metric, preds, np.array([ex["label_id"] for ex in data[split]]))
-    record = {
+    record = _record(
+        task,
+        data,
+        scores,
+        path,
+        train_seconds,
+        time.perf_counter() - t0,
+        model_args,
+        args,
+        training_args,
+        prep,
+        sf_args,
+    )
+    import setfit
+
+    record["env"]["setfit"] = setfit.__version__
+    write_run_record(Path(training_args.output_dir) / "results.json", record)
+    logger.info(
+        "%s setfit seed %s: dev %.4f test %.4f (%s)",
+        task.name,
+        record["seed"],
+        record["dev_score"],
+        record["test_score"],
+        record["metric"],
+    )
+    return record
+
+
+def _record(task, data, scores, path, train_seconds, eval_seconds, model_args, args, training_args, prep, sf_args):
+    return {
         "task": task.name,
         "row": args.row or "setfit",
         "method": "setfit",
@@ -110,19 +140,6 @@ def run_setfit_experiment(model_args, args, training_args) -> Dict:
         "n_dev": len(data["dev"]),
         "n_test": len(data["test"]),
         "train_seconds": train_seconds,
-        "eval_seconds": time.perf_counter() - t0,
+        "eval_seconds": eval_seconds,
         "env": environment(),
     }
-    import setfit
-
-    record["env"]["setfit"] = setfit.__version__
-    write_run_record(Path(training_args.output_dir) / "results.json", record)
-    logger.info(
-        "%s setfit seed %s: dev %.4f test %.4f (%s)",
-        task.name,
-        record["seed"],
-        record["dev_score"],
-        record["test_score"],
-        record["metric"],
-    )
-    return record

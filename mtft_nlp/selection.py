@@ -200,25 +200,8 @@ def select_from_embeddings(
     * ``no-consistency``: the greedy loop over a random order (another stream).
     * ``no-diversity``: the top ``k`` by similarity, no coverage; ``k`` defaults to ``budget``.
     """
-    if method not in METHODS:
-        raise SelectionError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    if not candidates:
-        raise SelectionError(f"target {target_name}: no candidate tasks to select from")
-    p = check_p(p)
-    if p == AUTO_P:
-        raise SelectionError("p 'auto' needs the leave-one-out pools: use select_tasks, or choose_p then a number")
-    dims = {np.asarray(e).shape[1] for e in candidates.values()} | {np.asarray(target).shape[1]}
-    if len(dims) != 1:
-        raise SelectionError(
-            f"embeddings of different sizes {sorted(dims)}: all tasks must be embedded by one encoder"
-        )
-    if budget < 1:
-        raise SelectionError(f"--budget must be >= 1, got {budget}")
+    p = _check_selection_options(target_name, target, candidates, method, p, k, budget)
     fixed_size = method in ("random", "no-diversity")
-    if k is not None and not fixed_size:
-        raise SelectionError(f"--k applies to the methods random and no-diversity, not {method}")
-    if k is not None and not 1 <= k <= len(candidates):
-        raise SelectionError(f"--k must be between 1 and the number of candidates ({len(candidates)}), got {k}")
     coverage = _prepared(coverage or make_coverage(), target, candidates)
     similarity = consistency(target, candidates)
     by_similarity = rank_by_similarity(similarity)
@@ -252,6 +235,29 @@ def select_from_embeddings(
         k=k if fixed_size else None,
         seed=seed if method in ("random", "no-consistency") else None,
     )
+
+
+def _check_selection_options(target_name, target, candidates, method, p, k, budget) -> float:
+    """Bad options are one :class:`SelectionError` naming the value; returns p as a number."""
+    if method not in METHODS:
+        raise SelectionError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if not candidates:
+        raise SelectionError(f"target {target_name}: no candidate tasks to select from")
+    p = check_p(p)
+    if p == AUTO_P:
+        raise SelectionError("p 'auto' needs the leave-one-out pools: use select_tasks, or choose_p then a number")
+    dims = {np.asarray(e).shape[1] for e in candidates.values()} | {np.asarray(target).shape[1]}
+    if len(dims) != 1:
+        raise SelectionError(
+            f"embeddings of different sizes {sorted(dims)}: all tasks must be embedded by one encoder"
+        )
+    if budget < 1:
+        raise SelectionError(f"--budget must be >= 1, got {budget}")
+    if k is not None and method not in ("random", "no-diversity"):
+        raise SelectionError(f"--k applies to the methods random and no-diversity, not {method}")
+    if k is not None and not 1 <= k <= len(candidates):
+        raise SelectionError(f"--k must be between 1 and the number of candidates ({len(candidates)}), got {k}")
+    return p
 
 
 # --------------------------------------------------------------------------- text overlap (leakage guard)

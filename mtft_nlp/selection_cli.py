@@ -45,6 +45,15 @@ def register_cli(subparsers):
     s.add_argument(
         "--seed", type=int, default=0, help="random / no-consistency: seed of their random streams (default 0)"
     )
+    _add_algorithm_options(s)
+    _add_encoder_and_data_options(s)
+    s.add_argument("--plot", help="write a PNG heatmap of pairwise task similarity (target and candidates) here")
+    s.set_defaults(func=cmd_select)
+    return s
+
+
+def _add_algorithm_options(s) -> None:
+    """--p, --budget and the coverage definition."""
     s.add_argument(
         "--p",
         default=sel.DEFAULT_P,
@@ -77,6 +86,10 @@ def register_cli(subparsers):
         help=f"union/ellipsoid: principal components they are fitted in (default "
         f"{sel.DEFAULT_ELLIPSOID_DIMS}; 0 = the full embedding)",
     )
+
+
+def _add_encoder_and_data_options(s) -> None:
+    """phi (the encoder), what it embeds, and where the data and the cache are."""
     s.add_argument(
         "--encoder",
         default=sel.DEFAULT_ENCODER,
@@ -103,9 +116,6 @@ def register_cli(subparsers):
     s.add_argument("--k_shot", type=int, default=sel.DEFAULT_K, help="examples per class (default 16)")
     s.add_argument("--pool_seeds", action="store_true", help="embed the union of the 5 seeds' k-shot train sets")
     s.add_argument("--cache_dir", help="embedding cache (default: $MTFT_NLP_CACHE or ~/.cache/mtft-nlp)")
-    s.add_argument("--plot", help="write a PNG heatmap of pairwise task similarity (target and candidates) here")
-    s.set_defaults(func=cmd_select)
-    return s
 
 
 def _options(a) -> Dict:

@@ -239,8 +239,19 @@ def train_and_evaluate(
         dev_score = float(best.best_score)
     test_out = trainer.predict(prep.test, metric_key_prefix="test")
     eval_seconds = time.perf_counter() - t0
+    timing = {"train_seconds": train_seconds, "eval_seconds": eval_seconds}
+    record = _prompt_record(model_args, args, training_args, prep, model, best, test_out, timing, dev_score)
+    logits = test_out.predictions[0] if isinstance(test_out.predictions, tuple) else test_out.predictions
+    return {"record": record, "trainer": trainer, "model": model, "test_logits": logits}
+
+
+def _prompt_record(
+    model_args, args, training_args, prep: PreparedRun, model, best, test_out, timing: Dict, dev_score: float
+) -> Dict:
+    """The results record of one prompt-method run (records.RunRecord's fields first)."""
     test_metrics = {k[len("test_") :]: v for k, v in test_out.metrics.items() if k.startswith("test_")}
-    record = {
+    task, eval_seconds = prep.task, timing["eval_seconds"]
+    return {
         "task": task.name,
         "row": args.row
         or row_for_start("zero-shot" if args.zero_shot else "pbft", multitask_metadata(model_args.model_name_or_path)),
@@ -267,14 +278,11 @@ def train_and_evaluate(
         "train_batch_size": training_args.per_device_train_batch_size * max(1, training_args.world_size),
         "max_steps": training_args.max_steps,
         "world_size": training_args.world_size,
-        "train_seconds": train_seconds,
-        "eval_seconds": eval_seconds,
+        **timing,
         "test_examples_per_second": len(prep.test) / max(test_out.metrics.get("test_runtime", eval_seconds), 1e-9),
         "peak_memory_mb": peak_memory_mb(),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
-    logits = test_out.predictions[0] if isinstance(test_out.predictions, tuple) else test_out.predictions
-    return {"record": record, "trainer": trainer, "model": model, "test_logits": logits}
 
 
 def save_prompt_model(
