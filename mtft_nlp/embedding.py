@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
+from .features import pad_tokens
 from .tasks import MtftError, TaskSpec
 from .templates import Prompt, PromptError, parse_template
 
@@ -256,16 +257,7 @@ class EmbeddingCollator:
         self.pad_token_id = pad_token_id if pad_token_id is not None else 0
 
     def __call__(self, features: List[Dict]) -> Dict[str, torch.Tensor]:
-        n, length = len(features), max(len(f["input_ids"]) for f in features)
-        input_ids = torch.full((n, length), self.pad_token_id, dtype=torch.long)
-        attention = torch.zeros((n, length), dtype=torch.long)
-        types = torch.zeros((n, length), dtype=torch.long) if "token_type_ids" in features[0] else None
-        for i, f in enumerate(features):
-            L = len(f["input_ids"])
-            input_ids[i, :L] = torch.tensor(f["input_ids"])
-            attention[i, :L] = 1
-            if types is not None:
-                types[i, :L] = torch.tensor(f["token_type_ids"])
+        input_ids, attention, types = pad_tokens(features, self.pad_token_id)
         batch = {
             "input_ids": input_ids,
             "attention_mask": attention,

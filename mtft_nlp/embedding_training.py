@@ -36,7 +36,7 @@ from .embedding import (
 from .features import FeatureDataset
 from .metrics import compute_metrics
 from .modeling import is_default_model, multitask_metadata, resolve_model_name
-from .records import write_run_record
+from .records import result_line, write_run_record
 from .results import environment
 from .rows import row_for_start
 from .run_inputs import load_task_data, multitask_summary, resolve_prompt
@@ -229,15 +229,7 @@ def run_embedding_experiment(model_args, args, training_args, emb_args: Optional
 
             save_embedding_classifier(model, prep["task"], prep["prompt"], prep["descriptions"], out / "best", record)
         write_run_record(out / "results.json", record)
-    logger.info(
-        "%s %s seed %s: dev %.4f test %.4f (%s)",
-        record["task"],
-        record["row"],
-        record["seed"],
-        record["dev_score"],
-        record["test_score"],
-        record["metric"],
-    )
+    logger.info(result_line(record))
     return record
 
 

@@ -59,6 +59,23 @@ class FeatureDataset(Dataset):
         return out
 
 
+def pad_tokens(features: List[Dict], pad_token_id: int, length: Optional[int] = None):
+    """``(input_ids, attention_mask, token_type_ids or None)`` of a batch, right-padded to ``length`` (default:
+    the longest sequence)."""
+    n = len(features)
+    length = length or max(len(f["input_ids"]) for f in features)
+    input_ids = torch.full((n, length), pad_token_id, dtype=torch.long)
+    attention = torch.zeros((n, length), dtype=torch.long)
+    types = torch.zeros((n, length), dtype=torch.long) if "token_type_ids" in features[0] else None
+    for i, f in enumerate(features):
+        L = len(f["input_ids"])
+        input_ids[i, :L] = torch.tensor(f["input_ids"])
+        attention[i, :L] = 1
+        if types is not None:
+            types[i, :L] = torch.tensor(f["token_type_ids"])
+    return input_ids, attention, types
+
+
 class PromptCollator:
     """Pads a list of features into tensors."""
 
@@ -73,16 +90,9 @@ class PromptCollator:
             m = self.pad_to_multiple_of
             length = (length + m - 1) // m * m
         n_cls = max(len(f["label_word_ids"]) for f in features)
-        input_ids = torch.full((n, length), self.pad_token_id, dtype=torch.long)
-        attention = torch.zeros((n, length), dtype=torch.long)
-        types = torch.zeros((n, length), dtype=torch.long) if "token_type_ids" in features[0] else None
+        input_ids, attention, types = pad_tokens(features, self.pad_token_id, length)
         words = torch.full((n, n_cls), -1, dtype=torch.long)
         for i, f in enumerate(features):
-            L = len(f["input_ids"])
-            input_ids[i, :L] = torch.tensor(f["input_ids"])
-            attention[i, :L] = 1
-            if types is not None:
-                types[i, :L] = torch.tensor(f["token_type_ids"])
             words[i, : len(f["label_word_ids"])] = torch.tensor(f["label_word_ids"])
         batch = {
             "input_ids": input_ids,

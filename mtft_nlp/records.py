@@ -16,7 +16,15 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .tasks import MtftError
 
-__all__ = ["RecordError", "RunRecord", "StageRecord", "ExperimentConfig", "write_run_record", "write_stage_record"]
+__all__ = [
+    "RecordError",
+    "RunRecord",
+    "StageRecord",
+    "ExperimentConfig",
+    "write_run_record",
+    "write_stage_record",
+    "result_line",
+]
 
 
 class RecordError(MtftError):
@@ -191,3 +199,11 @@ def write_stage_record(path: str | os.PathLike, meta: Dict) -> StageRecord:
     checked = StageRecord.from_dict(meta)
     atomic_write_json(path, checked.to_dict())
     return checked
+
+
+def result_line(record: Dict) -> str:
+    """The log line of a finished run: task, row, seed, dev and test scores, metric."""
+    return (
+        f"{record['task']} {record['row']} seed {record['seed']}: dev {record['dev_score']:.4f} "
+        f"test {record['test_score']:.4f} ({record['metric']})"
+    )

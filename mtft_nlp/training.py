@@ -31,7 +31,7 @@ from .modeling import (
     predictions_from_logits,
     resolve_model_name,
 )
-from .records import write_run_record
+from .records import result_line, write_run_record
 from .results import atomic_write_text, environment
 from .rows import row_for_start
 from .run_inputs import load_task_data, multitask_summary, parse_label_words, resolve_prompt
@@ -345,15 +345,7 @@ def run_prompt_experiment(
     record["env"] = environment()
     if best_run["trainer"].is_world_process_zero():
         _write_outputs(best_run, prep, record, model_args, args, training_args, push_repo)
-    logger.info(
-        "%s %s seed %s: dev %.4f test %.4f (%s)",
-        record["task"],
-        record["row"],
-        record["seed"],
-        record["dev_score"],
-        record["test_score"],
-        record["metric"],
-    )
+    logger.info(result_line(record))
     return record
 
 
