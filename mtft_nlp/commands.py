@@ -106,6 +106,8 @@ def summary_line(record: dict, training_args, args) -> str:
         model = "not saved (zero-shot)"
     elif not args.save_model:
         model = "not saved (--save_model false)"
+    elif record.get("method") == "setfit":
+        model = "not saved (the SetFit peer is measured, not kept)"
     else:
         model = os.path.join(out, "best")
     return (

@@ -165,7 +165,14 @@ class EmbeddingClassifier:
                 raise MtftError(f"model folder not found: {path}")
             from huggingface_hub import snapshot_download
 
-            path = snapshot_download(path, token=token)
+            try:
+                path = snapshot_download(path, token=token)
+            except Exception as exc:  # no such folder here, and not on the Hub (or no network): one clear line
+                first = " ".join(str(exc).split())[:200]
+                raise MtftError(
+                    f"{name_or_path}: not a local folder, and it could not be fetched from the Hub "
+                    f"({type(exc).__name__}: {first})"
+                ) from None
         if not is_embedding_classifier(path):
             raise MtftError(f"{path} is not an embedding classifier (no {METADATA_FILE})")
         try:
