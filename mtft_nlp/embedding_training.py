@@ -5,7 +5,7 @@ and their ``mt-*`` forms when the encoder comes from a multitask stage).
 The paper's Table 2 rows: *Adaptation* is ``embed-adapt`` (a linear head fitted on the k-shot train split with
 phi frozen: logistic regression or class prototypes interpolated with the description embeddings, chosen on
 dev), *Standard FT* is ``embed-ft`` (phi and a head initialised from the description embeddings, trained with
-the HF ``Trainer``, the best dev weights kept by :class:`~mtft_nlp.training.BestDevCallback`), *Ours* is the
+the HF ``Trainer``, the best dev weights kept by :class:`~mtft_nlp.callbacks.BestDevCallback`), *Ours* is the
 same after the multitask stage (``mtft-nlp multitask --method embedding``).
 """
 
