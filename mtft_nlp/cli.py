@@ -134,7 +134,9 @@ def _install_progress_lines():
         hf_trainer.DEFAULT_CALLBACKS = hf_trainer.DEFAULT_CALLBACKS + [cb]
 
 
-def _hf_entry(dataclass_types, run, argv, on_success=None, progress_lines=False, **parser_kwargs) -> int:
+def _hf_entry(
+    dataclass_types, run, argv, on_success=None, progress_lines=False, defaults=None, **parser_kwargs
+) -> int:
     """Parse HF-style arguments (or one .json/.yaml file), set up logging, run; bad input -> exit 2."""
     argv = _pop_verbose(list(sys.argv[1:] if argv is None else argv))
     import transformers
@@ -144,8 +146,8 @@ def _hf_entry(dataclass_types, run, argv, on_success=None, progress_lines=False,
     parser.error = lambda message: _usage_error(parser, message)
     parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     try:
-        if any(t.__name__ == "PromptArguments" for t in dataclass_types):
-            parser.set_defaults(**_method_defaults(argv))
+        if defaults is not None:  # e.g. the training defaults of the chosen method
+            parser.set_defaults(**defaults(argv))
         if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
             loader = parser.parse_json_file if argv[0].endswith(".json") else parser.parse_yaml_file
             parsed = loader(os.path.abspath(argv[0]))
@@ -199,6 +201,7 @@ def run_glue_main(argv: Optional[List[str]] = None) -> int:
         run_experiment,
         argv,
         on_success=print_summary,
+        defaults=_method_defaults,
         usage="%(prog)s --task_name T (or --task_file F) --seed S --output_dir D [options]",
         description="Few-shot finetuning on one task and split seed: embedding-based (a linear head on "
         "the sentence embedding) for a sentence encoder such as the packaged MiniLM, "
