@@ -8,6 +8,7 @@ the environment the results were measured in, and the commands that produced the
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -163,7 +164,32 @@ def _selections_table(root: Path) -> List[str]:
         return []
     out = ["| target | method | chosen sources | n |", "|---|---|---|---|"]
     out += [f"| {t} | {m} | {', '.join(sel)} | {len(sel)} |" for t, m, sel in rows]
-    return out
+    return out + _same_set_lines(rows)
+
+
+def _same_set_lines(rows: Sequence[Tuple[str, str, Tuple[str, ...]]]) -> List[str]:
+    """For each pair of selection methods, the targets on which both chose the same set (the runner then trains
+    one stage and marks the second method's runs ``same_run_as``)."""
+    sets: Dict[Tuple[str, str], set] = defaultdict(set)
+    for t, m, sel in rows:
+        sets[(t, m)].add(frozenset(sel))
+    methods = sorted({m for _, m in sets}, key=_method_key)
+    lines = []
+    for i, a in enumerate(methods):
+        for b in methods[i + 1 :]:
+            both = sorted({t for t, m in sets if m == a and (t, b) in sets}, key=_column)
+            same = [t for t in both if sets[(t, a)] & sets[(t, b)]]
+            if both:
+                lines.append(
+                    f"- {a} and {b} chose the same set on {len(same)} of {len(both)} targets"
+                    + (f" ({', '.join(same)})" if same else "")
+                )
+    return (
+        ["", "Same set chosen by two methods (one stage trained, the second method's runs marked `same_run_as`):", ""]
+        + lines
+        if lines
+        else []
+    )
 
 
 def _stage_origin(m: Dict, names: Sequence[str], chosen: Dict) -> str:

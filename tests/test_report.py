@@ -185,3 +185,23 @@ def test_stage_origin_prefers_the_stages_own_origin():
     assert _stage_origin(m, names, chosen) == "selected, random, no-diversity"
     m = {"target": "TREC", "sources_origin": "/tmp/sel.json", "selection": {}}
     assert _stage_origin(m, ["MR"], chosen) == "selection file"
+
+
+def test_selection_table_counts_the_targets_where_two_methods_chose_the_same_set(tmp_path):
+    from mtft_nlp.report import _selections_table
+
+    chosen = {
+        ("TREC", "selected"): ["SST-2", "CoLA"],
+        ("TREC", "no-diversity"): ["CoLA", "SST-2"],  # the same set in another order
+        ("TREC", "random"): ["MR"],
+        ("MR", "selected"): ["SST-2"],
+        ("MR", "no-diversity"): ["CR", "SST-2"],
+    }
+    for i, ((target, method), sources) in enumerate(chosen.items()):
+        sel = {"target": target, "method": method, "selected": sources}
+        atomic_write_json(tmp_path / target / "selection" / f"{method}-{i}.json", sel)
+    lines = _selections_table(tmp_path)
+    assert "| TREC | no-diversity | CoLA, SST-2 | 2 |" in lines
+    assert "- selected and no-diversity chose the same set on 1 of 2 targets (TREC)" in lines
+    assert "- selected and random chose the same set on 0 of 1 targets" in lines
+    assert not any(line.startswith("- random and no-diversity") and "(" in line for line in lines)
