@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The embedding-method benchmark (docs/RESULTS.md section 8): base rows first, so that a cut run still has them,
-# then the multitask rows, the SetFit peer (3 seeds), the task-selection rows and their ablations (3 seeds), then
-# the remaining seeds of the peer and the ablations.
+# then the multitask rows, the SetFit peer (3 seeds), the task-selection rows, their ablations (3 seeds, one at a
+# time), then the remaining seeds of the peer and of the ablations.
 # Resumable: rerun to continue. Results: benchmarks/results/embedding (cells/*/results.json, multitask/*).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,8 @@ mtft-nlp run --config "$cfg" --rows embed-zero-shot embed-adapt embed-ft
 mtft-nlp run --config "$cfg" --rows mt-embed-zero-shot mt-embed-adapt mt-embed-ft
 mtft-nlp run --config "$cfg" --rows setfit --targets "${single[@]}" --seeds 13 21 42
 mtft-nlp run --config "$cfg" --rows mt-sel-embed-zero-shot mt-sel-embed-adapt mt-sel-embed-ft
-mtft-nlp run --config "$cfg" --rows embedding-ablations --seeds 13 21 42
+for seed in 13 21 42; do  # one seed on every target first, so that a cut run still covers all targets
+  mtft-nlp run --config "$cfg" --rows embedding-ablations --seeds "$seed"
+done
 mtft-nlp run --config "$cfg" --rows setfit --targets "${single[@]}"
 mtft-nlp run --config "$cfg" --rows embedding-ablations
