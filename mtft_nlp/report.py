@@ -214,7 +214,7 @@ def _stages_table(root: Path) -> List[str]:
     chosen: Dict = {}
     for t, method, sel in _selection_files(root):
         chosen.setdefault((t, frozenset(sel)), []).append(method)
-    lines = []
+    lines, seconds = [], 0.0
     for p in sorted(root.rglob("multitask_config.json")):
         try:
             m = json.loads(p.read_text(encoding="utf-8"))
@@ -235,6 +235,7 @@ def _stages_table(root: Path) -> List[str]:
             )
         except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
             continue
+        seconds += float(m.get("train_seconds") or 0)
         lines.append(
             (
                 _column(m["target"]),
@@ -267,7 +268,8 @@ def _stages_table(root: Path) -> List[str]:
     return out + [
         "",
         "Source dev accuracy and loss: means over the sources' k-shot dev splits (as many as the stage "
-        "evaluated), before, during (every `--eval_steps`) and after the stage.",
+        "evaluated), before, during (every `--eval_steps`) and after the stage. "
+        f"Training time of these {len(lines)} stages: {seconds / 60:.1f} min in all (summed over the stages).",
     ]
 
 

@@ -61,6 +61,7 @@ def bench(tmp_path):
             "target": "SST-2",
             "max_steps": 500,
             "learning_rate": 1e-5,
+            "train_seconds": 90.0,
             "sources_origin": "all",
             "sources": [{"task": "TREC"}],
             "dev_before": {"TREC": {"acc": 0.2, "loss": 2.0}},
@@ -78,6 +79,7 @@ def bench(tmp_path):
             "target": "TREC",
             "max_steps": 1000,
             "learning_rate": 1e-5,
+            "train_seconds": 150.0,
             "sources": [
                 {"task": "CoLA", "overlap_with_target_test": {"exact": 0, "normalized": 0}},
                 {"task": "SST-2", "overlap_with_target_test": {"exact": 2, "normalized": 3}},
@@ -139,6 +141,9 @@ def test_spec_report_numbers(bench, tmp_path):
         "| TREC | selected, no-diversity | CoLA, SST-2 | 1000 | 1e-05 | 0.450 -> 0.700 | 1.500 -> 1.000 | - | 3 |"
         in md
     )
+    assert "Training time of these 2 stages: 4.0 min in all" in md
+    assert "- selected and no-diversity chose the same set on 1 of 1 targets (TREC)" in md
+    assert "- selected and random chose the same set on 0 of 1 targets\n" in md
     assert "100 steps in 172 s" in md
     assert "| SST-2 | 64.0 |" in md
     assert "(1 pairs): median |difference| 4.0 points, max 4.0." in md
