@@ -192,6 +192,33 @@ def _same_set_lines(rows: Sequence[Tuple[str, str, Tuple[str, ...]]]) -> List[st
     )
 
 
+def _sweep_tables(root: Path) -> List[str]:
+    """Per swept variable (``sweep.json`` files below ``root``, written by ``mtft-nlp sweep``), one table: a line
+    per target, a column per value, mean (std) of the test metric x 100 over the seeds [seeds]."""
+    points: Dict[str, Dict[str, Dict[float, Dict]]] = defaultdict(lambda: defaultdict(dict))
+    for sweep_file in sorted(root.rglob("sweep.json")):
+        try:
+            sweep = json.loads(sweep_file.read_text(encoding="utf-8"))
+            var, value = str(sweep["variable"]), float(sweep["value"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        for a in aggregate(find_results(sweep_file.parent)):
+            points[var][a["task"]][value] = a
+    out = []
+    for var in sorted(points):
+        values = sorted({v for by_value in points[var].values() for v in by_value})
+        out += ["| target | " + " | ".join(f"{var} = {v:g}" for v in values) + " |", "|---|" + "---|" * len(values)]
+        for task in sorted(points[var], key=_column):
+            cells = [points[var][task].get(v) for v in values]
+            out.append(
+                f"| {task} | "
+                + " | ".join(f"{a['mean']:.1f} ({a['std']:.1f}) [{a['n']}]" if a else "-" for a in cells)
+                + " |"
+            )
+        out += ["", "Test metric x 100, mean (std) over the seeds [number of seeds].", ""]
+    return out
+
+
 def _stage_origin(m: Dict, names: Sequence[str], chosen: Dict) -> str:
     """Who chose a stage's sources: its own origin first (``all`` = leave-one-out, or an explicit ``list``),
     otherwise every selection method that chose exactly these sources (its own metadata's method and those of
@@ -350,7 +377,8 @@ def write_spec_report(root: str, spec_path: str, out_dir: str) -> Dict[str, Path
     ``files`` (a base name: the table's CSV/LaTeX/PNG next to the document), ``deltas``
     (``[row, base]`` pairs: per-target differences), ``agreement`` (``{with: folder, rows:
     [...]}``: the same cells measured elsewhere), ``runs`` (``[[header, format], ...]``: one
-    line per run), ``selections`` (a folder whose ``selection/*.json`` are listed), ``stages``
+    line per run), ``selections`` (a folder whose ``selection/*.json`` are listed), ``sweeps`` (a folder of
+    ``mtft-nlp sweep`` outputs: a table per swept variable and its plot), ``stages``
     (a folder whose multitask stages are listed with their source dev scores) and
     ``commands`` and ``after`` (text after the tables). Every number comes from the result files;
     a section whose results or data files are missing is left out.
@@ -390,6 +418,7 @@ _SECTION_KEYS = {
     "runs",
     "selections",
     "stages",
+    "sweeps",
     "commands",
     "after",
     "table",
@@ -411,7 +440,8 @@ def _section(sec: Dict, root_p: Path, out: Path, files: Dict[str, Path]) -> List
         except (OSError, ValueError):
             data = None
             break
-    if sec.get("results") and not results or data is None:
+    sweeps = _sweep_tables(root_p / sec["sweeps"]) if sec.get("sweeps") else []
+    if sec.get("results") and not results or data is None or sec.get("sweeps") and not sweeps:
         return []  # nothing measured for this section yet
     md = [f"## {sec['title']}", ""] if sec.get("title") else []
     if sec.get("text"):
@@ -430,12 +460,19 @@ def _section(sec: Dict, root_p: Path, out: Path, files: Dict[str, Path]) -> List
             f = _run_fields(r)
             md.append("| " + " | ".join(fmt.format_map(f) for _, fmt in sec["runs"]) + " |")
         md += [""]
+    if sweeps:
+        md += sweeps
+        name = f"sweeps_{Path(sec['sweeps']).name}.png"
+        out.mkdir(parents=True, exist_ok=True)
+        if plot_sweeps(root_p / sec["sweeps"], out / name):
+            files[name] = out / name
+            md += [f"![{name}]({name})", ""]
     if sec.get("selections"):
         md += _selections_table(root_p / sec["selections"]) + [""]
     if sec.get("stages"):
         md += _stages_table(root_p / sec["stages"]) + [""]
-    if results:
-        md += [_env_line(results), ""]
+    if results or sweeps:
+        md += [_env_line(results or find_results(root_p / sec["sweeps"])), ""]
     if sec.get("after"):
         md += [sec["after"].rstrip(), ""]
     for c in sec.get("commands") or []:

@@ -234,6 +234,22 @@ def test_sweep_shots_and_num_tasks(tmp_path, tiny_model, data_dir):
     assert "sweeps" in files and files["sweeps"].read_bytes()[:4] == b"\x89PNG"
 
 
+def test_embedding_sweep_of_num_tasks_runs_the_top_n_stage_and_embedding_ft(tmp_path):
+    from mtft_nlp.experiments import sweep_configs
+
+    cfg = load_config(None, "embedding", seeds=[13], output_dir=str(tmp_path / "s"))
+    configs = sweep_configs(cfg, "mr", "num_tasks", [1, 4], method="embedding")
+    assert [c["rows"] for c in configs] == [["mt-sel-embed-ft"]] * 2
+    assert [(c["selection"]["method"], c["selection"]["k"]) for c in configs] == [
+        ("no-diversity", 1),
+        ("no-diversity", 4),
+    ]
+    assert [c["targets"] for c in configs] == [["MR"]] * 2
+    assert [Path(c["output_dir"]).name for c in configs] == ["num_tasks-1", "num_tasks-4"]
+    jobs = Plan({k: v for k, v in configs[1].items() if k != "sweep"}).multitask_jobs()
+    assert [j["method"] for j in jobs] == ["embedding"]
+
+
 def test_assign_devices_round_robin():
     from mtft_nlp.workers import assign_devices
 

@@ -210,3 +210,31 @@ def test_selection_table_counts_the_targets_where_two_methods_chose_the_same_set
     assert "- selected and no-diversity chose the same set on 1 of 2 targets (TREC)" in lines
     assert "- selected and random chose the same set on 0 of 1 targets" in lines
     assert not any(line.startswith("- random and no-diversity") and "(" in line for line in lines)
+
+
+def test_spec_section_with_a_sweep_tables_each_value_and_plots_it(tmp_path):
+    root = tmp_path / "results"
+    # num_tasks 1: MR 70, 74 -> 72.0 (2.0) [2]; num_tasks 4: MR 80 [1]; TREC only at num_tasks 1
+    for value, runs in ((1, [("MR", 13, 0.70), ("MR", 21, 0.74), ("TREC", 13, 0.5)]), (4, [("MR", 13, 0.80)])):
+        folder = f"sweep/MR/num_tasks-{value}"
+        atomic_write_json(root / folder / "sweep.json", {"variable": "num_tasks", "value": value})
+        for task, seed, score in runs:
+            _run(root, folder, task, "mt-sel-embed-ft", seed, score)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "sections": [
+                    {"title": "Sweep", "sweeps": "sweep"},
+                    {"title": "Sweep not run", "sweeps": "missing", "text": "never shown"},
+                ]
+            }
+        )
+    )
+    files = write_spec_report(str(root), str(spec), str(tmp_path / "out"))
+    md = files["markdown"].read_text()
+    assert "| target | num_tasks = 1 | num_tasks = 4 |" in md
+    assert "| MR | 72.0 (2.0) [2] | 80.0 (0.0) [1] |" in md
+    assert "| TREC | 50.0 (0.0) [1] | - |" in md
+    assert "4 runs" in md and "Sweep not run" not in md and "never shown" not in md
+    assert (tmp_path / "out" / "sweeps_sweep.png").read_bytes()[:4] == b"\x89PNG"
