@@ -355,14 +355,24 @@ def _run_fields(r: Dict) -> Dict:
     return {**r, **extra}
 
 
-def _env_line(results: List[Dict]) -> str:
+def _env_line(results: List[Dict], folders: Sequence[str] = ()) -> str:
+    """Where the runs were measured, how many and their summed train + eval time; with several result
+    ``folders`` (their ``_results_folder``), the runs and minutes of each."""
+
     def vals(key):
         return _env_values(results, key, missing="?")
 
+    per_folder = ""
+    if len(folders) > 1:
+        parts = []
+        for d in folders:
+            rs = [r for r in results if r.get("_results_folder") == d]
+            parts.append(f"{d}: {len(rs)} runs, {_run_minutes(rs):.0f} min")
+        per_folder = f" ({'; '.join(parts)})"
     return (
         f"Measured on: {vals('device')} ({vals('cpu_count')} CPU cores); torch {vals('torch')}, transformers "
         f"{vals('transformers')}, mtft-nlp {vals('mtft_nlp')}, git {vals('git_revision')}. {len(results)} runs, "
-        f"{_run_minutes(results):.0f} min of train + eval time."
+        f"{_run_minutes(results):.0f} min of train + eval time{per_folder}."
     )
 
 
@@ -428,7 +438,7 @@ _SECTION_KEYS = {
 def _section(sec: Dict, root_p: Path, out: Path, files: Dict[str, Path]) -> List[str]:
     """The markdown of one spec section (empty when its results or data files are missing)."""
     results = [
-        r
+        dict(r, _results_folder=d)
         for d in sec.get("results", [])
         for r in find_results(root_p / d)
         if not sec.get("rows") or r["row"] in sec["rows"]
@@ -472,7 +482,7 @@ def _section(sec: Dict, root_p: Path, out: Path, files: Dict[str, Path]) -> List
     if sec.get("stages"):
         md += _stages_table(root_p / sec["stages"]) + [""]
     if results or sweeps:
-        md += [_env_line(results or find_results(root_p / sec["sweeps"])), ""]
+        md += [_env_line(results or find_results(root_p / sec["sweeps"]), sec.get("results") or ()), ""]
     if sec.get("after"):
         md += [sec["after"].rstrip(), ""]
     for c in sec.get("commands") or []:

@@ -113,6 +113,7 @@ def bench(tmp_path):
                 "runs": [["task", "{task}"], ["test", "{_score100:.1f}"]],
                 "agreement": {"with": "gpu", "rows": ["pbft"]},
             },
+            {"title": "Both folders", "results": ["gpu", "cpu"], "table": False},
             {"title": "Not measured yet", "results": ["missing"]},
             {"title": "No data yet", "text": "{x[y]}", "data": {"x": "nope.json"}},
         ],
@@ -141,6 +142,7 @@ def test_spec_report_numbers(bench, tmp_path):
         "| TREC | selected, no-diversity | CoLA, SST-2 | 1000 | 1e-05 | 0.450 -> 0.700 | 1.500 -> 1.000 | - | 3 |"
         in md
     )
+    assert "9 runs, 10 min of train + eval time (gpu: 8 runs, 9 min; cpu: 1 runs, 1 min)." in md
     assert "Training time of these 2 stages: 4.0 min in all" in md
     assert "- selected and no-diversity chose the same set on 1 of 1 targets (TREC)" in md
     assert "- selected and random chose the same set on 0 of 1 targets\n" in md
