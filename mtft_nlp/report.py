@@ -382,7 +382,7 @@ def write_spec_report(root: str, spec_path: str, out_dir: str) -> Dict[str, Path
     The spec has ``title``, ``intro`` and ``sections``; each section may have ``text``
     (markdown; with ``data``, a mapping name -> JSON file under ``root``, it is formatted with
     ``str.format`` so that ``{speed[steps]}`` quotes a measured value), ``results`` (folders
-    under ``root``) and ``rows`` (a filter) for a mean (std) table in the paper's layout (``table:
+    under ``root``), ``rows`` and ``seeds`` (filters) for a mean (std) table in the paper's layout (``table:
     false`` to leave it out),
     ``files`` (a base name: the table's CSV/LaTeX/PNG next to the document), ``deltas``
     (``[row, base]`` pairs: per-target differences), ``agreement`` (``{with: folder, rows:
@@ -429,6 +429,7 @@ _SECTION_KEYS = {
     "selections",
     "stages",
     "sweeps",
+    "seeds",
     "commands",
     "after",
     "table",
@@ -441,7 +442,7 @@ def _section(sec: Dict, root_p: Path, out: Path, files: Dict[str, Path]) -> List
         dict(r, _results_folder=d)
         for d in sec.get("results", [])
         for r in find_results(root_p / d)
-        if not sec.get("rows") or r["row"] in sec["rows"]
+        if (not sec.get("rows") or r["row"] in sec["rows"]) and (not sec.get("seeds") or r["seed"] in sec["seeds"])
     ]
     data = {}
     for name, rel in (sec.get("data") or {}).items():

@@ -114,6 +114,7 @@ def bench(tmp_path):
                 "agreement": {"with": "gpu", "rows": ["pbft"]},
             },
             {"title": "Both folders", "results": ["gpu", "cpu"], "table": False},
+            {"title": "Seed 21", "results": ["gpu"], "seeds": [21], "deltas": [["mt-pbft", "pbft"]]},
             {"title": "Not measured yet", "results": ["missing"]},
             {"title": "No data yet", "text": "{x[y]}", "data": {"x": "nope.json"}},
         ],
@@ -142,6 +143,8 @@ def test_spec_report_numbers(bench, tmp_path):
         "| TREC | selected, no-diversity | CoLA, SST-2 | 1000 | 1e-05 | 0.450 -> 0.700 | 1.500 -> 1.000 | - | 3 |"
         in md
     )
+    seed21 = md.split("## Seed 21")[1].split("## ")[0]  # SST-2 pbft 70 vs mt-pbft 74; TREC the other way round
+    assert "| +4.0 | -4.0 | +0.0 |" in seed21 and "4 runs" in seed21
     assert "9 runs, 10 min of train + eval time (gpu: 8 runs, 9 min; cpu: 1 runs, 1 min)." in md
     assert "Training time of these 2 stages: 4.0 min in all" in md
     assert "- selected and no-diversity chose the same set on 1 of 1 targets (TREC)" in md
