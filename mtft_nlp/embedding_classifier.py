@@ -159,20 +159,9 @@ class EmbeddingClassifier:
     ) -> "EmbeddingClassifier":
         from safetensors.torch import load_file
 
-        path = str(name_or_path)
-        if not os.path.isdir(path):
-            if os.path.sep in path and not path.count("/") == 1:
-                raise MtftError(f"model folder not found: {path}")
-            from huggingface_hub import snapshot_download
+        from .hub import fetch_folder
 
-            try:
-                path = snapshot_download(path, token=token)
-            except Exception as exc:  # no such folder here, and not on the Hub (or no network): one clear line
-                first = " ".join(str(exc).split())[:200]
-                raise MtftError(
-                    f"{name_or_path}: not a local folder, and it could not be fetched from the Hub "
-                    f"({type(exc).__name__}: {first})"
-                ) from None
+        path = str(fetch_folder(name_or_path, token=token))
         if not is_embedding_classifier(path):
             raise MtftError(f"{path} is not an embedding classifier (no {METADATA_FILE})")
         try:

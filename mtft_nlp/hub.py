@@ -190,30 +190,31 @@ class PromptClassifier:
             return push_folder(tmp, repo_id, private, token, commit_message, api)
 
 
-def _local_or_hub(path_or_repo, revision: Optional[str], token: Optional[str]) -> Path:
-    """A local classifier folder, or a Hub repo downloaded (JSON, safetensors, vocab, card); one clear error else."""
+def fetch_folder(
+    path_or_repo, revision: Optional[str] = None, token: Optional[str] = None, allow_patterns=None
+) -> Path:
+    """A local folder as is, or a Hub repo id (``owner/name``) downloaded; one clear :class:`MtftError` else."""
     path, name = Path(path_or_repo), str(path_or_repo)
     if path.exists() and not path.is_dir():
         raise MtftError(f"{name} is a file, not a saved classifier folder")
-    if not path.is_dir():
-        if name.startswith((".", "/", "~")) or name.count("/") != 1 or os.sep != "/" and os.sep in name:
-            raise MtftError(f"model folder not found: {name}")
-        from huggingface_hub import snapshot_download
+    if path.is_dir():
+        return path
+    if name.startswith((".", "/", "~")) or name.count("/") != 1 or os.sep != "/" and os.sep in name:
+        raise MtftError(f"model folder not found: {name}")
+    from huggingface_hub import snapshot_download
 
-        try:
-            path = Path(
-                snapshot_download(
-                    name,
-                    revision=revision,
-                    token=token,
-                    allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.md"],
-                )
-            )
-        except Exception as exc:  # invalid id, no network, no such repo: one clear line
-            first = " ".join(str(exc).split())[:200]
-            raise MtftError(
-                f"{name}: not a local folder, and it could not be fetched from the Hub ({type(exc).__name__}: {first})"
-            ) from None
+    try:
+        return Path(snapshot_download(name, revision=revision, token=token, allow_patterns=allow_patterns))
+    except Exception as exc:  # invalid id, no network, no such repo: one clear line
+        first = " ".join(str(exc).split())[:200]
+        raise MtftError(
+            f"{name}: not a local folder, and it could not be fetched from the Hub ({type(exc).__name__}: {first})"
+        ) from None
+
+
+def _local_or_hub(path_or_repo, revision: Optional[str], token: Optional[str]) -> Path:
+    """A prompt classifier's folder, local or downloaded (JSON, safetensors, vocab, card), with a readable config."""
+    path = fetch_folder(path_or_repo, revision, token, ["*.json", "*.safetensors", "*.txt", "*.model", "*.md"])
     cfg_path = path / "config.json"
     if not cfg_path.is_file() and not (path / "adapter_config.json").is_file():
         raise MtftError(f"{path} is not a model folder (no config.json)")

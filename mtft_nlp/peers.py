@@ -20,7 +20,7 @@ import numpy as np
 
 from .metrics import compute_metrics
 from .modeling import is_default_model, resolve_model_name
-from .records import write_run_record
+from .records import result_line, write_run_record
 from .results import environment
 from .tasks import MtftError
 
@@ -94,14 +94,7 @@ def run_setfit_experiment(model_args, args, training_args) -> Dict:
 
     record["env"]["setfit"] = setfit.__version__
     write_run_record(Path(training_args.output_dir) / "results.json", record)
-    logger.info(
-        "%s setfit seed %s: dev %.4f test %.4f (%s)",
-        task.name,
-        record["seed"],
-        record["dev_score"],
-        record["test_score"],
-        record["metric"],
-    )
+    logger.info(result_line(record))
     return record
 
 

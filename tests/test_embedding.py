@@ -285,3 +285,20 @@ def test_bad_embedding_input_is_one_error_line(tmp_path, data_dir, capsys):
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and "regression" in err[-1] and not (out / "results.json").exists()
+
+
+def test_loading_an_embedding_classifier_from_a_wrong_place_is_one_clear_error(tmp_path):
+    from mtft_nlp.embedding_classifier import EmbeddingClassifier
+    from mtft_nlp.tasks import MtftError
+
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    (tmp_path / "empty").mkdir()
+    cases = {
+        tmp_path / "missing" / "best": "model folder not found",
+        "no-such-name": "model folder not found",  # not a folder here, and not an owner/name Hub id
+        tmp_path / "weights.bin": "is a file, not a saved classifier folder",
+        tmp_path / "empty": "is not an embedding classifier",
+    }
+    for where, message in cases.items():
+        with pytest.raises(MtftError, match=message):
+            EmbeddingClassifier.from_pretrained(where)
