@@ -141,16 +141,34 @@ def _column(task: str):
     return (_PAPER_TASK_ORDER.index(task), task) if task in _PAPER_TASK_ORDER else (len(_PAPER_TASK_ORDER), task)
 
 
-def _selection_files(root: Path) -> List[Tuple[str, str, Tuple[str, ...]]]:
-    """(target, method, chosen sources) of every ``selection/*.json`` the runner wrote below ``root``."""
-    rows = set()
+def _selection_records(root: Path) -> List[Dict]:
+    """Every ``selection/*.json`` the runner wrote below ``root``, in the paper's target order then method order:
+    target, method, the chosen sources, the coverage after each added source and where the greedy loop stopped
+    (the first candidate that did not raise coverage by the factor 1 + p, with the coverage it would have given)."""
+    records: Dict[Tuple[str, str, Tuple[str, ...]], Dict] = {}
     for p in sorted(root.rglob("selection/*.json")):
         try:
             s = json.loads(p.read_text(encoding="utf-8"))
-            rows.add((s["target"], s.get("method", "selected"), tuple(s["selected"])))
+            key = (s["target"], s.get("method", "selected"), tuple(s["selected"]))
         except (OSError, ValueError, KeyError, TypeError):
             continue
-    return sorted(rows, key=lambda r: (_column(r[0]), _method_key(r[1])))
+        stop = next(
+            (c for c in s.get("candidates") or [] if isinstance(c, dict) and c.get("decision") == "stop"), None
+        )
+        records[key] = {
+            "target": key[0],
+            "method": key[1],
+            "selected": key[2],
+            "curve": [float(c) for c in s.get("coverage_after_step") or [] if c is not None],
+            "stop": (stop["task"], stop.get("coverage")) if stop else None,
+            "coverage": (s.get("coverage") or {}).get("name", "?") if isinstance(s.get("coverage"), dict) else "?",
+        }
+    return [records[k] for k in sorted(records, key=lambda r: (_column(r[0]), _method_key(r[1]), r[2]))]
+
+
+def _selection_files(root: Path) -> List[Tuple[str, str, Tuple[str, ...]]]:
+    """(target, method, chosen sources) of every ``selection/*.json`` the runner wrote below ``root``."""
+    return [(r["target"], r["method"], r["selected"]) for r in _selection_records(root)]
 
 
 def _method_key(method: str):
@@ -158,13 +176,32 @@ def _method_key(method: str):
 
 
 def _selections_table(root: Path) -> List[str]:
-    """Per target, the sources each selection method chose (the ``selection/*.json`` the runner writes)."""
-    rows = _selection_files(root)
-    if not rows:
+    """Per target, the sources each selection method chose (the ``selection/*.json`` the runner writes), the
+    coverage of the target after each chosen source (the coverage curve) and the candidate the loop stopped at."""
+    records = _selection_records(root)
+    if not records:
         return []
-    out = ["| target | method | chosen sources | n |", "|---|---|---|---|"]
-    out += [f"| {t} | {m} | {', '.join(sel)} | {len(sel)} |" for t, m, sel in rows]
-    return out + _same_set_lines(rows)
+    out = [
+        "| target | method | chosen sources | n | coverage after each | stopped at (its coverage) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        curve = ", ".join(f"{c:.2f}" for c in r["curve"]) or "-"
+        stop = "-"
+        if r["stop"]:
+            task, cov = r["stop"]
+            stop = f"{task} ({cov:.2f})" if cov is not None else task
+        out.append(
+            f"| {r['target']} | {r['method']} | {', '.join(r['selected'])} | {len(r['selected'])} | {curve} | {stop} |"
+        )
+    names = ", ".join(f"`{n}`" for n in sorted({r["coverage"] for r in records}))
+    out += [
+        "",
+        f"Coverage ({names}, defined in docs/SELECTION.md): how much of the target's k-shot examples the chosen "
+        "sources cover. Selected and No-consistency stop at the first candidate that does not raise it by the factor "
+        "1 + p; Random and No-diversity do not test it (their curve is given for comparison).",
+    ]
+    return out + _same_set_lines([(r["target"], r["method"], r["selected"]) for r in records])
 
 
 def _same_set_lines(rows: Sequence[Tuple[str, str, Tuple[str, ...]]]) -> List[str]:

@@ -134,8 +134,8 @@ def test_spec_report_numbers(bench, tmp_path):
     assert "| Multitask prompt-based FT | **72.0 (2.0)** | 65.0 (5.0) |" in md
     assert "| +7.0 | -7.0 | +0.0 |" in md and "better than `pbft` on 1 of 2 targets (SST-2)" in md
     assert (
-        "| TREC | selected | CoLA, SST-2 | 2 |\n| TREC | random | MR | 1 |\n| TREC | no-diversity | SST-2, CoLA | 2 |"
-        in md
+        "| TREC | selected | CoLA, SST-2 | 2 | - | - |\n| TREC | random | MR | 1 | - | - |\n"
+        "| TREC | no-diversity | SST-2, CoLA | 2 | - | - |" in md
     )
     assert (
         "| SST-2 | all (leave-one-out) | TREC | 500 | 1e-05 | 0.200 -> 0.300 | 2.000 -> 1.000 | 250: 0.250 / 0.900 | "
@@ -208,10 +208,20 @@ def test_selection_table_counts_the_targets_where_two_methods_chose_the_same_set
         ("MR", "no-diversity"): ["CR", "SST-2"],
     }
     for i, ((target, method), sources) in enumerate(chosen.items()):
-        sel = {"target": target, "method": method, "selected": sources}
+        sel = {"target": target, "method": method, "selected": sources, "coverage": {"name": "union"}}
+        if (target, method) == ("TREC", "selected"):  # the greedy loop's record: coverage per step, where it stopped
+            sel["coverage_after_step"] = [0.5, 0.75]
+            sel["candidates"] = [
+                {"task": "SST-2", "decision": "added (first)", "coverage": 0.5},
+                {"task": "CoLA", "decision": "added", "coverage": 0.75},
+                {"task": "MR", "decision": "stop", "coverage": 0.75},
+                {"task": "CR", "decision": "not reached", "coverage": None},
+            ]
         atomic_write_json(tmp_path / target / "selection" / f"{method}-{i}.json", sel)
     lines = _selections_table(tmp_path)
-    assert "| TREC | no-diversity | CoLA, SST-2 | 2 |" in lines
+    assert "| TREC | selected | SST-2, CoLA | 2 | 0.50, 0.75 | MR (0.75) |" in lines
+    assert "| TREC | no-diversity | CoLA, SST-2 | 2 | - | - |" in lines
+    assert any(line.startswith("Coverage (`union`") for line in lines)
     assert "- selected and no-diversity chose the same set on 1 of 2 targets (TREC)" in lines
     assert "- selected and random chose the same set on 0 of 1 targets" in lines
     assert not any(line.startswith("- random and no-diversity") and "(" in line for line in lines)
