@@ -2,8 +2,8 @@
 
 Each job (a multitask stage, a cell, or a batch of cells run by one ``mtft-nlp cells`` process) is a subprocess in
 its own process group that dies with its parent (Linux ``PR_SET_PDEATHSIG``); ``workers`` of them run at a time,
-each pinned to one GPU slot (:func:`assign_devices`) or to ``cores // workers`` CPU threads. One Ctrl-C stops the
-running jobs and starts no new one (:class:`Interrupted`); finished results stay, so a rerun resumes.
+each pinned to one GPU slot (:func:`assign_devices`) or to ``cores // workers`` CPU threads. One Ctrl-C (or SIGTERM)
+stops the running jobs and starts no new one (:class:`Interrupted`); finished results stay, so a rerun resumes.
 """
 
 from __future__ import annotations
@@ -201,10 +201,12 @@ def run_jobs(
     progress_write: Optional[Callable[[str], None]] = None,
 ) -> None:
     """Run each unit's command (``commands(unit) -> (argv, log path)``), ``len(envs)`` at a time, and call
-    ``report(job, return code, seconds)`` for each job of a unit as the unit ends. Ctrl-C stops the running jobs
-    (their process groups), starts no new one, and raises :class:`Interrupted`."""
+    ``report(job, return code, seconds)`` for each job of a unit as the unit ends. Ctrl-C, or SIGTERM (``kill``, a
+    batch scheduler's time limit), stops the running jobs (their process groups), starts no new one, and raises
+    :class:`Interrupted`."""
     _STOP.clear()
     pool = cf.ThreadPoolExecutor(max_workers=len(envs))
+    restore = _terminate_as_interrupt()
     try:
         futures = {}
         for i, unit in enumerate(units):
@@ -215,11 +217,30 @@ def run_jobs(
     except KeyboardInterrupt:
         import signal
 
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not interrupt the clean-up
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C or kill does not interrupt the clean-up
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(sig, signal.SIG_IGN)
         stop_running_jobs()
         pool.shutdown(wait=True, cancel_futures=True)
         raise Interrupted() from None
+    finally:
+        restore()
     pool.shutdown(wait=True)
+
+
+def _terminate_as_interrupt() -> Callable[[], None]:
+    """In the main thread, make SIGTERM raise KeyboardInterrupt (the clean stop of Ctrl-C) until the returned
+    function restores the previous handler."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 _device_envs = device_envs  # the name tests and scripts used

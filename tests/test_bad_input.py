@@ -332,6 +332,28 @@ def test_8_ctrl_c_stops_the_grid_and_its_cells(tmp_path):
     assert not list((tmp_path / "grid").glob("**/results.json"))
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
+def test_8_sigterm_stops_the_grid_like_ctrl_c(tmp_path):
+    # what `kill PID` or a batch scheduler's time limit sends: SIGTERM to the runner only, not to its cells
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mtft_nlp.cli", "run", "--config", str(_grid_config(tmp_path))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    _wait_for_first_cell(tmp_path, proc)
+    proc.terminate()
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "interrupted: 0 of 3 cells finished" in err and "rerun the same command to resume" in err
+    assert "Traceback" not in err
+    time.sleep(0.5)
+    assert _processes_mentioning(_JOB_MARK(tmp_path)) == []
+    assert not list((tmp_path / "grid").glob("**/results.json"))
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux only")
 def test_8_killed_parent_takes_its_cells_with_it(tmp_path):
     proc = subprocess.Popen(
