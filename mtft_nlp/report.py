@@ -150,19 +150,20 @@ def _selection_records(root: Path) -> List[Dict]:
         try:
             s = json.loads(p.read_text(encoding="utf-8"))
             key = (s["target"], s.get("method", "selected"), tuple(s["selected"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        stop = next(
-            (c for c in s.get("candidates") or [] if isinstance(c, dict) and c.get("decision") == "stop"), None
-        )
-        records[key] = {
-            "target": key[0],
-            "method": key[1],
-            "selected": key[2],
-            "curve": [float(c) for c in s.get("coverage_after_step") or [] if c is not None],
-            "stop": (stop["task"], stop.get("coverage")) if stop else None,
-            "coverage": (s.get("coverage") or {}).get("name", "?") if isinstance(s.get("coverage"), dict) else "?",
-        }
+            stop = next((c for c in s.get("candidates") or [] if c.get("decision") == "stop"), None)
+            coverage = s.get("coverage") if isinstance(s.get("coverage"), dict) else {}
+            records[key] = {
+                "target": key[0],
+                "method": key[1],
+                "selected": key[2],
+                "curve": [float(c) for c in s.get("coverage_after_step") or [] if c is not None],
+                "stop": (stop["task"], None if stop.get("coverage") is None else float(stop["coverage"]))
+                if stop
+                else None,
+                "coverage": coverage.get("name", "?"),
+            }
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue  # not a selection file of this project's format
     return [records[k] for k in sorted(records, key=lambda r: (_column(r[0]), _method_key(r[1]), r[2]))]
 
 
