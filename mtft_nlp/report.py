@@ -157,14 +157,16 @@ def _selection_records(root: Path) -> List[Dict]:
                 "method": key[1],
                 "selected": key[2],
                 "curve": [float(c) for c in s.get("coverage_after_step") or [] if c is not None],
-                "stop": (stop["task"], None if stop.get("coverage") is None else float(stop["coverage"]))
-                if stop
-                else None,
+                "stop": "-" if stop is None else stop["task"] + _coverage_note(stop.get("coverage")),
                 "coverage": coverage.get("name", "?"),
             }
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue  # not a selection file of this project's format
     return [records[k] for k in sorted(records, key=lambda r: (_column(r[0]), _method_key(r[1]), r[2]))]
+
+
+def _coverage_note(coverage) -> str:
+    return "" if coverage is None else f" ({float(coverage):.2f})"
 
 
 def _selection_files(root: Path) -> List[Tuple[str, str, Tuple[str, ...]]]:
@@ -188,12 +190,9 @@ def _selections_table(root: Path) -> List[str]:
     ]
     for r in records:
         curve = ", ".join(f"{c:.2f}" for c in r["curve"]) or "-"
-        stop = "-"
-        if r["stop"]:
-            task, cov = r["stop"]
-            stop = f"{task} ({cov:.2f})" if cov is not None else task
         out.append(
-            f"| {r['target']} | {r['method']} | {', '.join(r['selected'])} | {len(r['selected'])} | {curve} | {stop} |"
+            f"| {r['target']} | {r['method']} | {', '.join(r['selected'])} | {len(r['selected'])} | {curve} "
+            f"| {r['stop']} |"
         )
     names = ", ".join(f"`{n}`" for n in sorted({r["coverage"] for r in records}))
     out += [
