@@ -25,6 +25,7 @@ import copy
 import hashlib
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -345,7 +346,7 @@ def _execute(plan: "Plan", jobs: List[Dict], kind: str, envs: List[Dict], failur
         bar = tqdm(total=len(todo), desc=f"{kind} ({len(jobs) - len(todo)} of {len(jobs)} done before)", unit="job")
     write = bar.write if bar else print
     per_process = max(1, int(plan.cfg.get("cells_per_process") or 1))
-    units = _batches(todo, per_process, plan.root) if kind == "cell" else [[j] for j in todo]
+    units = _batches(todo, per_process, plan.root, len(envs)) if kind == "cell" else [[j] for j in todo]
 
     def report(job, rc, seconds):
         ok = rc == 0 and _done(job["dir"], marker)
@@ -384,18 +385,27 @@ def _command(unit: List[Dict], kind: str):
     return py + [sub] + job["args"] + ["--output_dir", str(job["dir"])], job["dir"].with_suffix(".log")
 
 
-def _batches(cells: List[Dict], size: int, root: Path) -> List[List[Dict]]:
-    """Consecutive cells of one target and method, ``size`` at most, as units run by one ``mtft-nlp cells``
-    process; the cells' arguments are written to ``<root>/batches/<key>.json``."""
-    units: List[List[Dict]] = []
+def _batches(cells: List[Dict], size: int, root: Path, workers: int = 1) -> List[List[Dict]]:
+    """Consecutive cells of one target and method as units run by one ``mtft-nlp cells`` process each; the
+    cells' arguments are written to ``<root>/batches/<key>.json``.
+
+    A run of n such cells is cut into k units of near-equal size (at most ``size``), k rounded up to a multiple
+    of ``workers``: 25 cells at ``size`` 5 on 2 workers are 6 units of 5 or 4 (three rounds of two), not 5 units
+    of 5 whose last one runs alone while the other worker idles."""
+    runs: List[List[Dict]] = []
     for c in cells:
-        method = c["args"][c["args"].index("--method") + 1] if "--method" in c["args"] else "prompt"
-        last = units[-1] if units else None
-        if last and len(last) < size and last[0]["target"] == c["target"] and last[0]["_method"] == method:
+        c["_method"] = c["args"][c["args"].index("--method") + 1] if "--method" in c["args"] else "prompt"
+        last = runs[-1] if runs else None
+        if last and last[0]["target"] == c["target"] and last[0]["_method"] == c["_method"]:
             last.append(c)
         else:
-            units.append([c])
-        c["_method"] = method
+            runs.append([c])
+    units: List[List[Dict]] = []
+    for run in runs:
+        n = len(run)
+        k = min(n, math.ceil(math.ceil(n / size) / workers) * workers)
+        bounds = [math.ceil(n * i / k) for i in range(k + 1)]  # the larger units first
+        units += [run[a:b] for a, b in zip(bounds, bounds[1:])]
     for unit in units:
         if len(unit) > 1:
             specs = [{"args": c["args"] + ["--output_dir", str(c["dir"])]} for c in unit]

@@ -335,11 +335,27 @@ def test_batches_group_consecutive_cells_of_one_target_and_method(tmp_path):
     units = _batches(Plan(cfg).cells(), 3, tmp_path)
     shapes = [[(c["target"], c["row"]) for c in u] for u in units]
     assert shapes[0] == [("CR", "pbft"), ("CR", "pbft")]
-    assert shapes[1] == [("CR", "embed-zero-shot")] * 2 + [("CR", "embed-ft")]
+    # CR's 4 embedding cells need 2 units of at most 3: cut 2 + 2, not 3 + 1
+    assert shapes[1] == [("CR", "embed-zero-shot")] * 2
+    assert shapes[2] == [("CR", "embed-ft")] * 2
     assert all(len({t for t, _ in u}) == 1 and len(u) <= 3 for u in shapes)
-    assert sum(map(len, units)) == 12
+    assert [c["dir"] for u in units for c in u] == [c["dir"] for c in Plan(cfg).cells()]
     spec = json.loads(units[1][0]["batch_file"].read_text())
     assert [s["args"][-1] for s in spec] == [str(c["dir"]) for c in units[1]]
+
+
+def test_batches_come_in_rounds_of_the_workers(tmp_path):
+    """25 cells of one target, 5 per process, 2 workers: 6 units (three full rounds), the larger first."""
+    from mtft_nlp.experiments import _batches
+
+    rows = ["pbft", "mt-sel-pbft", "mt-random-pbft", "mt-nocon-pbft", "mt-nodiv-pbft"]
+    cfg = load_config(None, "minilm", targets=["MR"], seeds=[13, 21, 42, 87, 100], output_dir=str(tmp_path), rows=rows)
+    cells = Plan(cfg).cells()
+    assert len(cells) == 25
+    assert [len(u) for u in _batches(cells, 5, tmp_path, workers=2)] == [5, 4, 4, 4, 4, 4]
+    assert [len(u) for u in _batches(cells, 5, tmp_path, workers=1)] == [5] * 5
+    assert [len(u) for u in _batches(cells[:5], 5, tmp_path, workers=2)] == [3, 2]
+    assert [len(u) for u in _batches(cells[:1], 5, tmp_path, workers=2)] == [1]
 
 
 @pytest.mark.slow
