@@ -368,7 +368,14 @@ def _execute(plan: "Plan", jobs: List[Dict], kind: str, envs: List[Dict], failur
             bar.update(1)
 
     try:
-        run_jobs(units, lambda unit: _command(unit, kind), envs, report, write if kind == "multitask" else None)
+        run_jobs(
+            units,
+            lambda unit: _command(unit, kind),
+            envs,
+            report,
+            write if kind == "multitask" else None,
+            lambda job: _done(job["dir"], marker),
+        )
     finally:
         if bar:
             bar.close()

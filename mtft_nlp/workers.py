@@ -79,22 +79,6 @@ def _last_progress(log_path: Path) -> Optional[str]:
     return lines[-1][len("progress: ") :] if lines else None
 
 
-def _completed_with_progress(futures: Dict, write, poll: float = 2.0):
-    """``as_completed`` that, while waiting, writes each running single-job unit's newest progress line
-    (the multitask stages print one every few steps)."""
-    pending, shown = set(futures), {}
-    while pending:
-        done, pending = cf.wait(pending, timeout=poll, return_when=cf.FIRST_COMPLETED)
-        for fut in pending:
-            unit = futures[fut]
-            job = unit[0] if isinstance(unit, list) else unit
-            line = _last_progress(job["dir"].with_suffix(".log"))
-            if line and shown.get(fut) != line:
-                shown[fut] = line
-                write(f"{job['target']} multitask: {line}")
-        yield from done
-
-
 def stop_running_jobs(grace: float = 5.0) -> None:
     """Start no new job; SIGTERM every running job's process group, SIGKILL what is left after ``grace`` s."""
     import signal
@@ -158,14 +142,40 @@ def device_envs(workers: int, cells_per_device: int = 1, gpus: Optional[Sequence
     return envs
 
 
-def _unit_results(futures, progress=None):
-    """(future, cell or job, return code, seconds) for each job of each finished unit; a unit's seconds are shared
-    out over its cells. With ``progress`` (a write function), running jobs' progress lines are written meanwhile."""
-    for fut in _completed_with_progress(futures, progress) if progress else cf.as_completed(futures):
-        unit = futures[fut]
-        rc, seconds = fut.result()
-        for job in unit:
-            yield fut, job, rc if len(unit) == 1 else 0, seconds / len(unit)
+def _unit_results(futures: Dict, progress=None, finished=None, poll: float = 2.0):
+    """(future, job, return code, seconds) for each job of each unit, as it ends.
+
+    A batch unit (several cells in one process) is watched while it runs: each cell is given out as soon as
+    ``finished(cell)`` is true (its seconds: since the unit's previous cell), the rest when the process ends
+    (the remaining seconds shared out); a batch's return code is left to ``finished`` (0 here). With ``progress``
+    (a write function), each running single-job unit's newest progress line is written meanwhile (the
+    multitask stages print one every few steps)."""
+    pending, shown, since, given = set(futures), {}, {}, {}
+    while pending:
+        done, pending = cf.wait(pending, timeout=poll, return_when=cf.FIRST_COMPLETED)
+        now = time.time()
+        for fut in pending:
+            unit = futures[fut]
+            if len(unit) == 1 and progress:
+                line = _last_progress(unit[0]["dir"].with_suffix(".log"))
+                if line and shown.get(fut) != line:
+                    shown[fut] = line
+                    progress(f"{unit[0]['target']} multitask: {line}")
+            elif len(unit) > 1 and finished and fut.running():
+                since.setdefault(fut, now)
+                out = given.setdefault(fut, set())
+                for i, job in enumerate(unit):
+                    if i not in out and finished(job):
+                        out.add(i)
+                        yield fut, job, 0, now - since[fut]
+                        since[fut] = now
+        for fut in done:
+            unit = futures[fut]
+            rc, seconds = fut.result()
+            rest = [job for i, job in enumerate(unit) if i not in given.get(fut, ())]
+            left = now - since[fut] if fut in since else seconds
+            for job in rest:
+                yield fut, job, rc if len(unit) == 1 else 0, left / len(rest)
 
 
 def run_cells(batch_file: str) -> int:
@@ -199,9 +209,11 @@ def run_jobs(
     envs: List[Dict],
     report: Callable[[Dict, int, float], None],
     progress_write: Optional[Callable[[str], None]] = None,
+    finished: Optional[Callable[[Dict], bool]] = None,
 ) -> None:
     """Run each unit's command (``commands(unit) -> (argv, log path)``), ``len(envs)`` at a time, and call
-    ``report(job, return code, seconds)`` for each job of a unit as the unit ends. Ctrl-C, or SIGTERM (``kill``, a
+    ``report(job, return code, seconds)`` for each job as it ends (see :func:`_unit_results`: a batch's jobs one
+    by one when ``finished(job)`` tells that one is done). Ctrl-C, or SIGTERM (``kill``, a
     batch scheduler's time limit), stops the running jobs (their process groups), starts no new one, and raises
     :class:`Interrupted`."""
     _STOP.clear()
@@ -212,7 +224,7 @@ def run_jobs(
         for i, unit in enumerate(units):
             cmd, log = commands(unit)
             futures[pool.submit(_timed, cmd, log, envs[i % len(envs)])] = unit
-        for _fut, job, rc, seconds in _unit_results(futures, progress_write):
+        for _fut, job, rc, seconds in _unit_results(futures, progress_write, finished):
             report(job, rc, seconds)
     except KeyboardInterrupt:
         import signal

@@ -145,6 +145,29 @@ def test_run_shows_multitask_progress(tmp_path):
     assert results[0][1] is job and results[0][2] == 0
 
 
+def test_a_batch_reports_each_cell_as_it_finishes(tmp_path):
+    """A batch of 3 cells in one process: the first finished cell is given out while the process still runs,
+    the other two when it ends."""
+    import concurrent.futures as cf
+    import threading
+
+    from mtft_nlp.workers import _unit_results
+
+    unit = [{"dir": tmp_path / f"c{i}", "target": "RTE"} for i in range(3)]
+    release = threading.Event()
+    with cf.ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(lambda: (release.wait(10), (0, 6.0))[1])
+        results = _unit_results({fut: unit}, finished=lambda job: (job["dir"] / "results.json").exists(), poll=0.01)
+        (unit[0]["dir"]).mkdir()
+        (unit[0]["dir"] / "results.json").write_text("{}")
+        first = next(results)
+        assert first[1] is unit[0] and first[2] == 0 and not fut.done()
+        release.set()
+        rest = list(results)
+    assert [r[1] for r in rest] == unit[1:]
+    assert all(r[2] == 0 and r[3] >= 0 for r in rest)
+
+
 def test_version_and_verbose_flags(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
