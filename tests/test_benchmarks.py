@@ -45,6 +45,18 @@ def test_report_commands_name_existing_configs_and_parse():
     assert runs >= 10
 
 
+def test_every_results_folder_is_given_the_command_that_measured_it():
+    """A folder a RESULTS section reads (results, sweeps, stages) appears in some section that prints commands."""
+    spec = yaml.safe_load((ROOT / "benchmarks" / "report.yaml").read_text())
+
+    def folders(section):
+        return set(section.get("results") or []) | {section[k] for k in ("sweeps", "stages") if section.get(k)}
+
+    read = set().union(*(folders(s) for s in spec["sections"]))
+    commanded = set().union(*(folders(s) for s in spec["sections"] if s.get("commands")))
+    assert read and read <= commanded, sorted(read - commanded)
+
+
 def test_paper_grid_estimate_tiny(tmp_path):
     r = subprocess.run(
         [
