@@ -274,12 +274,34 @@ def _done(d: Path, marker: str) -> bool:
         return False
 
 
+# the lists a run may cover a part of; runs into one folder that differ only in these add up
+_GRID_KEYS = ("targets", "rows", "seeds")
+
+
+def _record_config(path: Path, cfg: Dict) -> None:
+    """Write ``cfg`` as the folder's ``config.yaml``. A folder filled by several runs that differ only in
+    ``targets``/``rows``/``seeds`` (say, one target at a time) records the union of theirs, earlier ones
+    first, so that the file describes every cell the folder holds; any other difference replaces it."""
+    out = dict(cfg)
+    try:
+        old = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        old = None
+    if isinstance(old, dict) and {k: v for k, v in old.items() if k not in _GRID_KEYS} == {
+        k: v for k, v in cfg.items() if k not in _GRID_KEYS
+    }:
+        for k in _GRID_KEYS:
+            if isinstance(old.get(k), list):
+                out[k] = list(dict.fromkeys([*old[k], *cfg.get(k, [])]))
+    atomic_write_text(path, yaml.safe_dump(out, sort_keys=False))
+
+
 def run_plan(cfg: Dict, progress: bool = True) -> Dict:
     """Run every missing job of ``cfg``: 1. task selections, 2. multitask stages, 3. cells; returns counts.
     Safe to interrupt and rerun."""
     plan = Plan(cfg)
     plan.root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(plan.root / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    _record_config(plan.root / "config.yaml", cfg)
     envs = device_envs(max(1, int(cfg.get("workers") or 1)), int(cfg.get("cells_per_device") or 1))
     _run_selections(plan)
     failures: List[str] = []

@@ -57,6 +57,19 @@ def test_every_results_folder_is_given_the_command_that_measured_it():
     assert read and read <= commanded, sorted(read - commanded)
 
 
+def test_every_results_folder_records_the_grid_it_holds():
+    """A results folder's config.yaml (what `mtft-nlp run --config` reruns) lists every target, row and seed of
+    its cells, also when the folder was filled one target at a time."""
+    checked = 0
+    for path in (ROOT / "benchmarks" / "results").rglob("config.yaml"):
+        cfg = yaml.safe_load(path.read_text())
+        for cell in path.parent.glob("cells/*/*/seed*"):
+            target, row, seed = cell.parent.parent.name, cell.parent.name, int(cell.name[4:].split("-")[0])
+            assert target in cfg["targets"] and row in cfg["rows"] and seed in cfg["seeds"], (path, cell)
+            checked += 1
+    assert checked
+
+
 def test_paper_grid_estimate_tiny(tmp_path):
     r = subprocess.run(
         [

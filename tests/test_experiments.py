@@ -383,3 +383,21 @@ def test_embedding_grid_in_batches_end_to_end(tmp_path, tiny_model, data_dir):
     assert sorted({r["row"] for r in results}) == ["embed-adapt", "embed-ft", "embed-zero-shot", "mt-embed-ft"]
     assert all(r["method"] == "embedding" and r["pooling"] == "mean" for r in results)  # MLM folder: mean pooling
     assert run_plan(cfg, progress=False)["ran"] == 0  # resumable
+
+
+def test_a_folder_filled_one_target_at_a_time_records_every_target(tmp_path):
+    import yaml
+
+    from mtft_nlp.experiments import _record_config
+
+    path = tmp_path / "config.yaml"
+    base = dict(preset="minilm", output_dir=str(tmp_path), rows=["pbft"], seeds=[13, 21])
+    _record_config(path, load_config(None, targets=["SST-2"], **base))
+    _record_config(path, load_config(None, targets=["CR"], **base))
+    _record_config(path, load_config(None, targets=["SST-2"], **{**base, "seeds": [42]}))
+    cfg = yaml.safe_load(path.read_text())
+    assert cfg["targets"] == ["SST-2", "CR"] and cfg["seeds"] == [13, 21, 42] and cfg["rows"] == ["pbft"]
+    # a run with other settings makes other cells: its configuration replaces the record
+    _record_config(path, load_config(None, targets=["MR"], **{**base, "train": {"max_steps": 7}}))
+    cfg = yaml.safe_load(path.read_text())
+    assert cfg["targets"] == ["MR"] and cfg["seeds"] == [13, 21] and cfg["train"]["max_steps"] == 7
