@@ -14,9 +14,10 @@ its end, in a folder named by a hash of the cell's resolved configuration: rerun
 skips finished cells, a killed run loses at most the cells in progress, and a changed
 setting makes new cells instead of mixing results. A multitask checkpoint is trained
 once per (target, sources, settings) and shared by every seed and row that needs it; when
-two selection methods choose the same sources (``no-diversity`` at the default size always
-equals ``selected``), they share the checkpoint and the cells are run once, the result
-recorded under each row (``same_run_as`` in the copies).
+two selection methods choose the same sources, they share the checkpoint and the cells are
+run once, the result recorded under each row (``same_run_as`` in the copies). Stages and
+cells share the workers: a cell starts as soon as its stage is saved (cells without one at
+once), so no worker waits for the slowest stage while others could run.
 """
 
 from __future__ import annotations
@@ -132,6 +133,10 @@ class Plan:
             return list(json.loads(p.read_text(encoding="utf-8"))["selected"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
+
+    def stage_ready(self, cell: Dict) -> bool:
+        """Whether ``cell`` can run: it starts from the base model, or its multitask stage is saved."""
+        return not cell.get("needs") or _done(self.multitask_dir(*cell["needs"]), "multitask_config.json")
 
     def variants(self) -> List[str]:
         return list(dict.fromkeys(v for r in self.cfg["rows"] if (v := row_variant(r)) not in (None, "all")))
@@ -276,19 +281,23 @@ def _done(d: Path, marker: str) -> bool:
 
 # the lists a run may cover a part of; runs into one folder that differ only in these add up
 _GRID_KEYS = ("targets", "rows", "seeds")
+# how a run is spread over the machine: no effect on its results
+_RUN_KEYS = ("workers", "cells_per_device", "cells_per_process")
 
 
 def _record_config(path: Path, cfg: Dict) -> None:
     """Write ``cfg`` as the folder's ``config.yaml``. A folder filled by several runs that differ only in
-    ``targets``/``rows``/``seeds`` (say, one target at a time) records the union of theirs, earlier ones
-    first, so that the file describes every cell the folder holds; any other difference replaces it."""
+    ``targets``/``rows``/``seeds`` (say, one target at a time) or in how they used the machine (``workers``...)
+    records the union of their grids, earlier ones first, so that the file describes every cell the folder
+    holds; any other difference (other cells) replaces it."""
     out = dict(cfg)
     try:
         old = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
         old = None
-    if isinstance(old, dict) and {k: v for k, v in old.items() if k not in _GRID_KEYS} == {
-        k: v for k, v in cfg.items() if k not in _GRID_KEYS
+    skip = _GRID_KEYS + _RUN_KEYS
+    if isinstance(old, dict) and {k: v for k, v in old.items() if k not in skip} == {
+        k: v for k, v in cfg.items() if k not in skip
     }:
         for k in _GRID_KEYS:
             if isinstance(old.get(k), list):
@@ -297,21 +306,22 @@ def _record_config(path: Path, cfg: Dict) -> None:
 
 
 def run_plan(cfg: Dict, progress: bool = True) -> Dict:
-    """Run every missing job of ``cfg``: 1. task selections, 2. multitask stages, 3. cells; returns counts.
-    Safe to interrupt and rerun."""
+    """Run every missing job of ``cfg``: the task selections, then the multitask stages and the cells together
+    (a cell as soon as its stage is saved); returns counts. Safe to interrupt and rerun."""
     plan = Plan(cfg)
     plan.root.mkdir(parents=True, exist_ok=True)
     _record_config(plan.root / "config.yaml", cfg)
     envs = device_envs(max(1, int(cfg.get("workers") or 1)), int(cfg.get("cells_per_device") or 1))
     _run_selections(plan)
     failures: List[str] = []
-    n_mt = _execute(plan, plan.multitask_jobs(), "multitask", envs, failures, progress)
     cells = plan.cells()
-    ready = [c for c in cells if not c["needs"] or _done(plan.multitask_dir(*c["needs"]), "multitask_config.json")]
     first: Dict[str, Dict] = {}
-    for c in ready:
+    for c in cells:
         first.setdefault(c["computes"], c)
-    n_cells = _execute(plan, [c for c in ready if first[c["computes"]] is c], "cell", envs, failures, progress)
+    n_mt, n_cells = _execute(
+        plan, plan.multitask_jobs(), [c for c in cells if first[c["computes"]] is c], envs, failures, progress
+    )
+    ready = [c for c in cells if plan.stage_ready(c)]
     _record_same_runs(ready, first)
     if failures:
         raise MtftError(
@@ -355,67 +365,85 @@ def _record_same_runs(ready: List[Dict], first: Dict[str, Dict]) -> None:
             atomic_write_json(c["dir"] / "results.json", r)
 
 
-def _execute(plan: "Plan", jobs: List[Dict], kind: str, envs: List[Dict], failures: List[str], progress: bool) -> int:
-    """Run the unfinished ``jobs`` (stages or cells) as subprocesses; one line per finished job."""
-    marker = "multitask_config.json" if kind == "multitask" else "results.json"
-    todo = [j for j in jobs if not _done(j["dir"], marker)]
-    if not todo:
-        return 0
+_MARKERS = {"multitask": "multitask_config.json", "cell": "results.json"}
+
+
+def _execute(
+    plan: "Plan", stages: List[Dict], cells: List[Dict], envs: List[Dict], failures: List[str], progress: bool
+):
+    """Run the unfinished ``stages`` and ``cells`` as subprocesses on the workers, the stages first and each cell
+    (or batch of cells) once its stage is saved; one line per finished job. Returns how many stages and cells
+    were started (cells whose stage failed are not)."""
+    todo = [j for j in stages if not _done(j["dir"], _MARKERS["multitask"])]
+    todo_cells = [c for c in cells if not _done(c["dir"], _MARKERS["cell"])]
+    if not todo and not todo_cells:
+        return 0, 0
+    before = len(stages) + len(cells) - len(todo) - len(todo_cells)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(todo), desc=f"{kind} ({len(jobs) - len(todo)} of {len(jobs)} done before)", unit="job")
+        what = " + ".join(f"{n} {k}" for n, k in ((len(todo), "stages"), (len(todo_cells), "cells")) if n)
+        bar = tqdm(total=len(todo) + len(todo_cells), desc=f"{what} ({before} done before)", unit="job")
     write = bar.write if bar else print
     per_process = max(1, int(plan.cfg.get("cells_per_process") or 1))
-    units = _batches(todo, per_process, plan.root, len(envs)) if kind == "cell" else [[j] for j in todo]
+    units = [[j] for j in todo] + _batches(todo_cells, per_process, plan.root, len(envs))
 
     def report(job, rc, seconds):
+        marker = _MARKERS[_kind(job)]
         ok = rc == 0 and _done(job["dir"], marker)
-        name = (
-            f"{job['target']} {VARIANTS.get(job['variant'], 'all')} ({job.get('method', 'prompt')})"
-            if kind == "multitask"
-            else f"{job['target']} {job['row']} seed {job['seed']}"
-        )
-        if ok and kind == "cell":
+        if ok and _kind(job) == "cell":
             r = json.loads((job["dir"] / "results.json").read_text())
-            msg = f"{name}: {r['metric']} {r['test_score']:.4f} (dev {r['dev_score']:.4f}) in {seconds:.0f}s"
+            msg = f"{_name(job)}: {r['metric']} {r['test_score']:.4f} (dev {r['dev_score']:.4f}) in {seconds:.0f}s"
         else:
             log = job.get("batch_file", job["dir"]).with_suffix(".log")
-            msg = f"{name}: {'done' if ok else 'FAILED (log: ' + str(log) + ')'} in {seconds:.0f}s"
+            msg = f"{_name(job)}: {'done' if ok else 'FAILED (log: ' + str(log) + ')'} in {seconds:.0f}s"
         if not ok:
-            failures.append(name)
+            failures.append(_name(job))
         write(msg)
         if bar:
             bar.update(1)
 
     try:
-        run_jobs(
+        left = run_jobs(
             units,
-            lambda unit: _command(unit, kind),
+            _command,
             envs,
             report,
-            write if kind == "multitask" else None,
-            lambda job: _done(job["dir"], marker),
+            lambda job, line: write(f"{_name(job)}: {line}") if _kind(job) == "multitask" else None,
+            lambda job: _done(job["dir"], _MARKERS[_kind(job)]),
+            lambda unit: all(plan.stage_ready(c) for c in unit),
         )
     finally:
         if bar:
             bar.close()
-    return len(todo)
+    started = [j for u in units if not any(u is w for w in left) for j in u]
+    return sum(_kind(j) == "multitask" for j in started), sum(_kind(j) == "cell" for j in started)
 
 
-def _command(unit: List[Dict], kind: str):
+def _kind(job: Dict) -> str:
+    return "cell" if "row" in job else "multitask"
+
+
+def _name(job: Dict) -> str:
+    if _kind(job) == "multitask":
+        return f"{job['target']} {VARIANTS.get(job['variant'], 'all')} ({job.get('method', 'prompt')}) multitask"
+    return f"{job['target']} {job['row']} seed {job['seed']}"
+
+
+def _command(unit: List[Dict]):
     """The argv and log file of a unit: one stage, one cell, or a batch of cells run by ``mtft-nlp cells``."""
     py = [sys.executable, "-m", "mtft_nlp.cli"]
     job = unit[0]
     if len(unit) > 1:  # several cells in one process: imports and the frozen encoder's embeddings once
         return py + ["cells", str(job["batch_file"])], job["batch_file"].with_suffix(".log")
-    sub = "multitask" if kind == "multitask" else "train"
+    sub = "multitask" if _kind(job) == "multitask" else "train"
     return py + [sub] + job["args"] + ["--output_dir", str(job["dir"])], job["dir"].with_suffix(".log")
 
 
 def _batches(cells: List[Dict], size: int, root: Path, workers: int = 1) -> List[List[Dict]]:
-    """Consecutive cells of one target and method as units run by one ``mtft-nlp cells`` process each; the
+    """Consecutive cells of one target, method and starting model (the base model or one multitask stage) as
+    units run by one ``mtft-nlp cells`` process each, so that a unit can start as soon as its stage is saved; the
     cells' arguments are written to ``<root>/batches/<key>.json``.
 
     A run of n such cells is cut into k units of near-equal size (at most ``size``), k rounded up to a multiple
@@ -425,7 +453,7 @@ def _batches(cells: List[Dict], size: int, root: Path, workers: int = 1) -> List
     for c in cells:
         c["_method"] = c["args"][c["args"].index("--method") + 1] if "--method" in c["args"] else "prompt"
         last = runs[-1] if runs else None
-        if last and last[0]["target"] == c["target"] and last[0]["_method"] == c["_method"]:
+        if last and all(last[0][k] == c[k] for k in ("target", "_method", "needs")):
             last.append(c)
         else:
             runs.append([c])

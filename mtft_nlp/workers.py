@@ -2,8 +2,9 @@
 
 Each job (a multitask stage, a cell, or a batch of cells run by one ``mtft-nlp cells`` process) is a subprocess in
 its own process group that dies with its parent (Linux ``PR_SET_PDEATHSIG``); ``workers`` of them run at a time,
-each pinned to one GPU slot (:func:`assign_devices`) or to ``cores // workers`` CPU threads. One Ctrl-C (or SIGTERM)
-stops the running jobs and starts no new one (:class:`Interrupted`); finished results stay, so a rerun resumes.
+each in a free worker slot: one GPU slot (:func:`assign_devices`) or ``cores // workers`` CPU threads. One Ctrl-C
+(or SIGTERM) stops the running jobs and starts no new one (:class:`Interrupted`); finished results stay, so a rerun
+resumes.
 """
 
 from __future__ import annotations
@@ -142,25 +143,29 @@ def device_envs(workers: int, cells_per_device: int = 1, gpus: Optional[Sequence
     return envs
 
 
-def _unit_results(futures: Dict, progress=None, finished=None, poll: float = 2.0):
+def _unit_results(futures: Dict, progress=None, finished=None, poll: float = 2.0, on_end=None):
     """(future, job, return code, seconds) for each job of each unit, as it ends.
 
     A batch unit (several cells in one process) is watched while it runs: each cell is given out as soon as
     ``finished(cell)`` is true (its seconds: since the unit's previous cell), the rest when the process ends
     (the remaining seconds shared out); a batch's return code is left to ``finished`` (0 here). With ``progress``
-    (a write function), each running single-job unit's newest progress line is written meanwhile (the
-    multitask stages print one every few steps)."""
-    pending, shown, since, given = set(futures), {}, {}, {}
-    while pending:
-        done, pending = cf.wait(pending, timeout=poll, return_when=cf.FIRST_COMPLETED)
+    (``progress(job, line)``), each running single-job unit's newest progress line is passed on meanwhile (the
+    multitask stages print one every few steps). ``futures`` may grow while this runs: ``on_end(future)``, called
+    when a unit's process ends and before its jobs are given out, may submit more."""
+    ended, shown, since, given = set(), {}, {}, {}
+    while True:
+        pending = [fut for fut in futures if fut not in ended]
+        if not pending:
+            return
+        done, running = cf.wait(pending, timeout=poll, return_when=cf.FIRST_COMPLETED)
         now = time.time()
-        for fut in pending:
+        for fut in running:
             unit = futures[fut]
             if len(unit) == 1 and progress:
                 line = _last_progress(unit[0]["dir"].with_suffix(".log"))
                 if line and shown.get(fut) != line:
                     shown[fut] = line
-                    progress(f"{unit[0]['target']} multitask: {line}")
+                    progress(unit[0], line)
             elif len(unit) > 1 and finished and fut.running():
                 since.setdefault(fut, now)
                 out = given.setdefault(fut, set())
@@ -170,6 +175,9 @@ def _unit_results(futures: Dict, progress=None, finished=None, poll: float = 2.0
                         yield fut, job, 0, now - since[fut]
                         since[fut] = now
         for fut in done:
+            ended.add(fut)
+            if on_end:
+                on_end(fut)
             unit = futures[fut]
             rc, seconds = fut.result()
             rest = [job for i, job in enumerate(unit) if i not in given.get(fut, ())]
@@ -208,23 +216,42 @@ def run_jobs(
     commands: Callable[[List[Dict]], tuple],
     envs: List[Dict],
     report: Callable[[Dict, int, float], None],
-    progress_write: Optional[Callable[[str], None]] = None,
+    progress: Optional[Callable[[Dict, str], None]] = None,
     finished: Optional[Callable[[Dict], bool]] = None,
-) -> None:
-    """Run each unit's command (``commands(unit) -> (argv, log path)``), ``len(envs)`` at a time, and call
-    ``report(job, return code, seconds)`` for each job as it ends (see :func:`_unit_results`: a batch's jobs one
-    by one when ``finished(job)`` tells that one is done). Ctrl-C, or SIGTERM (``kill``, a
-    batch scheduler's time limit), stops the running jobs (their process groups), starts no new one, and raises
-    :class:`Interrupted`."""
+    ready: Optional[Callable[[List[Dict]], bool]] = None,
+) -> List[List[Dict]]:
+    """Run each unit's command (``commands(unit) -> (argv, log path)``) on the worker slots ``envs``, one unit per
+    slot at a time, and call ``report(job, return code, seconds)`` for each job as it ends (see
+    :func:`_unit_results`: a batch's jobs one by one when ``finished(job)`` tells that one is done).
+
+    Whenever a slot is free, the first waiting unit for which ``ready(unit)`` is true starts there (all are ready
+    without ``ready``), so a unit that waits for another's output (a cell for its multitask stage) lets later
+    ones pass. Returns the units never started: those still not ready when nothing was left running. Ctrl-C, or
+    SIGTERM (``kill``, a batch scheduler's time limit), stops the running jobs (their process groups), starts no
+    new one, and raises :class:`Interrupted`."""
     _STOP.clear()
     pool = cf.ThreadPoolExecutor(max_workers=len(envs))
     restore = _terminate_as_interrupt()
-    try:
-        futures = {}
-        for i, unit in enumerate(units):
+    waiting, free, slot_of, futures = list(units), list(range(len(envs))), {}, {}
+
+    def start():
+        while free and not _STOP.is_set():
+            i = next((i for i, unit in enumerate(waiting) if ready is None or ready(unit)), None)
+            if i is None:
+                return
+            unit, slot = waiting.pop(i), free.pop(0)
             cmd, log = commands(unit)
-            futures[pool.submit(_timed, cmd, log, envs[i % len(envs)])] = unit
-        for _fut, job, rc, seconds in _unit_results(futures, progress_write, finished):
+            fut = pool.submit(_timed, cmd, log, envs[slot])
+            futures[fut], slot_of[fut] = unit, slot
+
+    def on_end(fut):
+        free.append(slot_of.pop(fut))
+        free.sort()
+        start()
+
+    try:
+        start()
+        for _fut, job, rc, seconds in _unit_results(futures, progress, finished, on_end=on_end):
             report(job, rc, seconds)
     except KeyboardInterrupt:
         import signal
@@ -238,6 +265,7 @@ def run_jobs(
     finally:
         restore()
     pool.shutdown(wait=True)
+    return waiting
 
 
 def _terminate_as_interrupt() -> Callable[[], None]:

@@ -1,5 +1,6 @@
 """Bad input: one clear error line, exit status 2, and no results.json."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -136,12 +137,12 @@ def test_run_shows_multitask_progress(tmp_path):
         fut = pool.submit(lambda: (release.wait(5), (0, 1.0))[1])
         written = []
 
-        def write(msg):
-            written.append(msg)
+        def write(of, line):
+            written.append((of, line))
             release.set()
 
         results = list(_unit_results({fut: [job]}, write))
-    assert written == ["RTE multitask: step 10/100 (10%), loss 1.0000, 0:00:05 elapsed, ETA 0:00:45"]
+    assert written == [(job, "step 10/100 (10%), loss 1.0000, 0:00:05 elapsed, ETA 0:00:45")]
     assert results[0][1] is job and results[0][2] == 0
 
 
@@ -166,6 +167,53 @@ def test_a_batch_reports_each_cell_as_it_finishes(tmp_path):
         rest = list(results)
     assert [r[1] for r in rest] == unit[1:]
     assert all(r[2] == 0 and r[3] >= 0 for r in rest)
+
+
+def _sleeper(tmp_path, name, seconds, after=None):
+    """A unit whose process records its worker slot and start/end times, optionally waiting for ``after``'s end."""
+    code = (
+        "import json, os, sys, time; t = time.time(); time.sleep(float(sys.argv[2])); "
+        "json.dump({'slot': os.environ['SLOT'], 'start': t, 'end': time.time()}, open(sys.argv[1], 'w'))"
+    )
+    job = {"dir": tmp_path / name, "name": name, "after": after}
+    return [job], [sys.executable, "-c", code, str(tmp_path / f"{name}.json"), str(seconds)]
+
+
+def test_jobs_take_a_free_slot_and_wait_for_what_they_need(tmp_path):
+    """Two slots. A long unit keeps slot 0; every later unit takes the slot that is free (never one in use, as
+    a unit pinned to slot i % 2 would: on GPUs, two processes on one device while another idles); `needs-long`
+    waits for `long` and lets `short-2` pass; `never` is never ready and comes back unstarted."""
+    import os
+
+    from mtft_nlp.workers import run_jobs
+
+    made = [
+        _sleeper(tmp_path, "long", 3.0),
+        _sleeper(tmp_path, "short-1", 0.3),
+        _sleeper(tmp_path, "needs-long", 0.3, after="long"),
+        _sleeper(tmp_path, "short-2", 0.3),
+        _sleeper(tmp_path, "short-3", 0.3),
+        _sleeper(tmp_path, "never", 0.1, after="missing"),
+    ]
+    commands = {id(unit): (cmd, tmp_path / f"{unit[0]['name']}.log") for unit, cmd in made}
+    units = [unit for unit, _ in made]
+    reported = []
+    left = run_jobs(
+        units,
+        lambda unit: commands[id(unit)],
+        [{**os.environ, "SLOT": str(i)} for i in range(2)],
+        lambda job, rc, seconds: reported.append((job["name"], rc)),
+        ready=lambda unit: unit[0]["after"] is None or (tmp_path / f"{unit[0]['after']}.json").exists(),
+    )
+    assert [u[0]["name"] for u in left] == ["never"]
+    assert sorted(reported) == sorted((u[0]["name"], 0) for u in units[:5])
+    runs = {u[0]["name"]: json.loads((tmp_path / f"{u[0]['name']}.json").read_text()) for u in units[:5]}
+    assert runs["long"]["slot"] == "0" and all(runs[n]["slot"] == "1" for n in ("short-1", "short-2", "short-3"))
+    assert runs["short-2"]["end"] < runs["long"]["end"] < runs["needs-long"]["start"]
+    for a in runs.values():  # no two units ever shared a slot
+        for b in runs.values():
+            if a is not b and a["slot"] == b["slot"]:
+                assert a["end"] <= b["start"] or b["end"] <= a["start"]
 
 
 def test_version_and_verbose_flags(capsys):

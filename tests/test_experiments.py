@@ -345,17 +345,24 @@ def test_batches_group_consecutive_cells_of_one_target_and_method(tmp_path):
 
 
 def test_batches_come_in_rounds_of_the_workers(tmp_path):
-    """25 cells of one target, 5 per process, 2 workers: 6 units (three full rounds), the larger first."""
+    """15 cells of one target from the base model, 5 per process, 2 workers: 4 units (two full rounds), the
+    larger first; cells from different multitask stages are never in one unit (each unit starts when its stage
+    is saved)."""
     from mtft_nlp.experiments import _batches
 
-    rows = ["pbft", "mt-sel-pbft", "mt-random-pbft", "mt-nocon-pbft", "mt-nodiv-pbft"]
-    cfg = load_config(None, "minilm", targets=["MR"], seeds=[13, 21, 42, 87, 100], output_dir=str(tmp_path), rows=rows)
+    seeds = [13, 21, 42, 87, 100]
+    base = ["embed-zero-shot", "embed-adapt", "embed-ft"]
+    cfg = load_config(None, "embedding", targets=["MR"], seeds=seeds, output_dir=str(tmp_path), rows=base)
     cells = Plan(cfg).cells()
-    assert len(cells) == 25
-    assert [len(u) for u in _batches(cells, 5, tmp_path, workers=2)] == [5, 4, 4, 4, 4, 4]
-    assert [len(u) for u in _batches(cells, 5, tmp_path, workers=1)] == [5] * 5
-    assert [len(u) for u in _batches(cells[:5], 5, tmp_path, workers=2)] == [3, 2]
+    assert len(cells) == 15
+    assert [len(u) for u in _batches(cells, 5, tmp_path, workers=2)] == [4, 4, 4, 3]
+    assert [len(u) for u in _batches(cells, 5, tmp_path, workers=1)] == [5] * 3
     assert [len(u) for u in _batches(cells[:1], 5, tmp_path, workers=2)] == [1]
+    rows = ["pbft", "mt-sel-pbft", "mt-random-pbft", "mt-nocon-pbft", "mt-nodiv-pbft"]
+    cells = Plan(load_config(None, "minilm", targets=["MR"], seeds=seeds, output_dir=str(tmp_path), rows=rows)).cells()
+    units = _batches(cells, 5, tmp_path, workers=2)
+    assert [len(u) for u in units] == [3, 2] * 5
+    assert all(len({c["row"] for c in u}) == 1 for u in units)
 
 
 @pytest.mark.slow
@@ -378,7 +385,8 @@ def test_embedding_grid_in_batches_end_to_end(tmp_path, tiny_model, data_dir):
     )
     counts = run_plan(cfg, progress=False)
     assert counts["ran"] == 8 and counts["multitask_ran"] == 1
-    assert len(list((tmp_path / "g" / "batches").glob("*.json"))) == 1  # the 8 cells ran in one process
+    # the 6 cells from the base model ran in one process, the 2 from the stage in another
+    assert sorted(len(json.loads(b.read_text())) for b in (tmp_path / "g" / "batches").glob("*.json")) == [2, 6]
     results = find_results(tmp_path / "g")
     assert sorted({r["row"] for r in results}) == ["embed-adapt", "embed-ft", "embed-zero-shot", "mt-embed-ft"]
     assert all(r["method"] == "embedding" and r["pooling"] == "mean" for r in results)  # MLM folder: mean pooling
@@ -394,7 +402,7 @@ def test_a_folder_filled_one_target_at_a_time_records_every_target(tmp_path):
     base = dict(preset="minilm", output_dir=str(tmp_path), rows=["pbft"], seeds=[13, 21])
     _record_config(path, load_config(None, targets=["SST-2"], **base))
     _record_config(path, load_config(None, targets=["CR"], **base))
-    _record_config(path, load_config(None, targets=["SST-2"], **{**base, "seeds": [42]}))
+    _record_config(path, load_config(None, targets=["SST-2"], **{**base, "seeds": [42], "workers": 3}))
     cfg = yaml.safe_load(path.read_text())
     assert cfg["targets"] == ["SST-2", "CR"] and cfg["seeds"] == [13, 21, 42] and cfg["rows"] == ["pbft"]
     # a run with other settings makes other cells: its configuration replaces the record
