@@ -256,11 +256,15 @@ def run_jobs(
     except KeyboardInterrupt:
         import signal
 
+        main = threading.current_thread() is threading.main_thread()
+        previous_int = signal.getsignal(signal.SIGINT) if main else None
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C or kill does not interrupt the clean-up
-            if threading.current_thread() is threading.main_thread():
+            if main:
                 signal.signal(sig, signal.SIG_IGN)
         stop_running_jobs()
         pool.shutdown(wait=True, cancel_futures=True)
+        if main:  # the caller's Ctrl-C again (SIGTERM: restored below); processes started later inherit it
+            signal.signal(signal.SIGINT, previous_int)
         raise Interrupted() from None
     finally:
         restore()

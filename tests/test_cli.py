@@ -216,6 +216,25 @@ def test_jobs_take_a_free_slot_and_wait_for_what_they_need(tmp_path):
                 assert a["end"] <= b["start"] or b["end"] <= a["start"]
 
 
+def test_an_interrupted_grid_gives_ctrl_c_back(tmp_path):
+    """After run_jobs stops on Ctrl-C, SIGINT is handled as before (it is ignored only during the clean-up), so
+    a later `mtft-nlp run` started from this process can still be stopped with Ctrl-C."""
+    import os
+    import signal
+
+    from mtft_nlp.workers import Interrupted, run_jobs
+
+    unit, cmd = _sleeper(tmp_path, "one", 0.1)
+
+    def interrupt(job, rc, seconds):
+        raise KeyboardInterrupt
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(Interrupted):
+        run_jobs([unit], lambda u: (cmd, tmp_path / "one.log"), [{**os.environ, "SLOT": "0"}], interrupt)
+    assert signal.getsignal(signal.SIGINT) is before and before is not signal.SIG_IGN
+
+
 def test_version_and_verbose_flags(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
