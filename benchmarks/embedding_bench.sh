@@ -1,22 +1,19 @@
 #!/usr/bin/env bash
-# The embedding-method benchmark (docs/RESULTS.md section 8): base rows first, so that a cut run still has them,
-# then the multitask rows, the SetFit peer (3 seeds), the task-selection rows, their ablations (3 seeds, one at a
-# time), the sweep of the number of finetuning tasks, then the remaining seeds of the peer and of the ablations.
-# Resumable: rerun to continue. Results: benchmarks/results/embedding (cells/*/results.json, multitask/*).
+# The embedding-method benchmark (docs/RESULTS.md section 8) with the contrastive recipe chosen on dev sets
+# (benchmarks/embedding_recipe_search.sh): the base rows first and the SetFit peer on all 5 seeds (so that a cut run
+# already has the comparison with the peer), then the rows after the stage on the selected sources, after the stage
+# on all sources, and the task-selection ablations one seed at a time.
+# Resumable: rerun to continue. Results: benchmarks/results/embedding (cells/*/results.json, multitask/*); the
+# cross-entropy recipe's earlier numbers stay in benchmarks/results/embedding_ce (config benchmarks/configs/embedding_ce.yaml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cfg=benchmarks/configs/embedding.yaml
 single=(SST-2 SST-5 MR CR MPQA Subj TREC CoLA)
-mtft-nlp run --config "$cfg" --rows embed-zero-shot embed-adapt embed-ft
-mtft-nlp run --config "$cfg" --rows mt-embed-zero-shot mt-embed-adapt mt-embed-ft
-mtft-nlp run --config "$cfg" --rows setfit --targets "${single[@]}" --seeds 13 21 42
-mtft-nlp run --config "$cfg" --rows mt-sel-embed-zero-shot mt-sel-embed-adapt mt-sel-embed-ft
-for seed in 13 21 42; do  # one seed on every target first, so that a cut run still covers all targets
+mtft-nlp run --config "$cfg" --rows embed-ft
+mtft-nlp run --config "$cfg" --rows setfit --targets "${single[@]}"
+mtft-nlp run --config "$cfg" --rows embed-zero-shot embed-adapt
+mtft-nlp run --config "$cfg" --rows mt-sel-embed-ft mt-sel-embed-zero-shot mt-sel-embed-adapt
+mtft-nlp run --config "$cfg" --rows mt-embed-ft mt-embed-zero-shot mt-embed-adapt
+for seed in 13 21 42 87 100; do  # one seed on every target first, so that a cut run still covers all targets
   mtft-nlp run --config "$cfg" --rows embedding-ablations --seeds "$seed"
 done
-for target in MR SST-5 TREC; do  # accuracy against the number of finetuning tasks (the paper's Figure 3b shape)
-  mtft-nlp sweep --config "$cfg" --target "$target" --vary num_tasks 1 2 4 8 --method embedding --seeds 13 21 42 \
-    --output_dir "benchmarks/results/embedding_sweep/$target"
-done
-mtft-nlp run --config "$cfg" --rows setfit --targets "${single[@]}"
-mtft-nlp run --config "$cfg" --rows embedding-ablations

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -11,7 +11,7 @@ from transformers import TrainerCallback
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BestDevCallback", "MultitaskMetricsCallback"]
+__all__ = ["BestDevCallback", "HeadRefitCallback", "MultitaskMetricsCallback"]
 
 
 class BestDevCallback(TrainerCallback):
@@ -44,6 +44,25 @@ class BestDevCallback(TrainerCallback):
     def restore(self, model):
         if self._state is not None and model is not None:
             model.load_state_dict(self._state)
+
+
+class HeadRefitCallback(TrainerCallback):
+    """Before every dev evaluation of the training loop, ``refit(model)`` fits the model's head on its current
+    embeddings (a contrastive objective trains phi alone; the head is then fitted as ``embed-adapt`` fits it, so
+    the dev score that picks the best step is the score of the classifier that step would give). ``chosen``
+    maps each step to what ``refit`` returned (the chosen head's name). Place it before
+    :class:`BestDevCallback`."""
+
+    def __init__(self, refit: Callable[[torch.nn.Module], str]):
+        self.refit = refit
+        self.chosen: Dict[int, str] = {}
+
+    def fit(self, model, step: int) -> None:
+        self.chosen[step] = self.refit(model)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if control.should_evaluate and model is not None:  # set by the Trainer's flow callback, which runs first
+            self.fit(model, state.global_step)
 
 
 class MultitaskMetricsCallback(TrainerCallback):

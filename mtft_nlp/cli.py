@@ -279,6 +279,24 @@ def _add_run(sub) -> None:
         type=int,
         help="cell processes packed onto each visible GPU (default 1; the number of workers is raised to GPUs x this)",
     )
+    r.add_argument(
+        "--backend",
+        choices=["local", "ray", "slurm"],
+        help="where the jobs run: local (this machine's workers, the default), ray (a Ray cluster: --ray_address, "
+        "$RAY_ADDRESS, or a local one started here), slurm (job arrays through submitit; the config's slurm: "
+        "section); see docs/BACKENDS.md",
+    )
+    r.add_argument(
+        "--ray_address",
+        help="the Ray cluster of --backend ray (host:port, ray://host:port, or auto: the one running on this node)",
+    )
+    r.add_argument(
+        "--slurm",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="options of --backend slurm over the config's slurm: section, e.g. partition=gpu gpus_per_task=1 "
+        "time_min=240 cpus_per_task=8 array_parallelism=16 sbatch.account=nlp (see docs/BACKENDS.md)",
+    )
     r.set_defaults(func=cmd_run)
 
 

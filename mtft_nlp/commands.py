@@ -221,6 +221,29 @@ def cmd_predict(a) -> int:
     return 0
 
 
+def _slurm_overrides(section: dict, pairs: List[str]) -> dict:
+    """The config's ``slurm:`` section with ``--slurm KEY=VALUE`` pairs over it (values read as YAML scalars,
+    ``sbatch.NAME=VALUE`` an extra sbatch option), checked like the config."""
+    import yaml
+
+    from .records import ExperimentConfig
+
+    out = {**section, "sbatch": dict(section.get("sbatch") or {})}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise MtftError(f"--slurm {pair!r}: expected KEY=VALUE, e.g. partition=gpu")
+        try:
+            parsed = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            parsed = value
+        if key.startswith("sbatch."):
+            out["sbatch"][key[len("sbatch.") :]] = parsed
+        else:
+            out[key] = parsed
+    return ExperimentConfig.backend_options(out, "slurm", "--slurm")
+
+
 def cmd_run(a) -> int:
     from .experiments import load_config, run_plan
     from .report import write_report
@@ -239,7 +262,12 @@ def cmd_run(a) -> int:
         workers=a.workers,
         data_dir=a.data_dir,
         cells_per_device=a.cells_per_device,
+        backend=a.backend,
     )
+    if a.ray_address:
+        cfg["ray"] = {**cfg["ray"], "address": a.ray_address}
+    if a.slurm:
+        cfg["slurm"] = _slurm_overrides(cfg["slurm"], a.slurm)
     print(
         f"mtft-nlp run: {len(cfg['targets'])} targets x {len(cfg['rows'])} rows x {len(cfg['seeds'])} seeds "
         f"-> {cfg['output_dir']}",

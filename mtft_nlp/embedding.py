@@ -48,6 +48,7 @@ __all__ = [
     "build_embedding_features",
     "EmbeddingCollator",
     "encode_texts",
+    "description_batch",
 ]
 
 DEFAULT_SCALE = 20.0  # cosine-classifier scale (1 / temperature 0.05) of description-initialised heads
@@ -180,17 +181,33 @@ class EmbeddingForClassification(nn.Module):
     """A sentence encoder (``encoder``, a ``SentenceTransformer``) with one :class:`ClassHead` per task.
 
     Inputs are the tokenizer's (``input_ids``, ``attention_mask``, optional ``token_type_ids``), an optional
-    ``task_id`` [B] selecting each example's head (default: head 0) and optional ``labels`` [B] (class index);
-    the loss is the mean cross-entropy over the batch.
+    ``task_id`` [B] selecting each example's head (default: head 0) and optional ``labels`` [B] (class index).
+    The loss is the ``objective``'s (:data:`~mtft_nlp.contrastive.OBJECTIVES`): the mean cross-entropy of the
+    heads' logits (``cross_entropy``), the supervised contrastive loss of the embeddings, positives being the same
+    class of the same task (``supcon``), or their sum with the cross-entropy weighted by ``ce_weight``
+    (``supcon+ce``). With ``description_features`` (one collated batch of class-description inputs per head), the
+    descriptions join each training batch as extra anchors of their classes.
     """
 
     accepts_loss_kwargs = False  # the loss is a per-batch mean: Trainer must not rescale it
 
-    def __init__(self, encoder, heads: Sequence[ClassHead]):
+    def __init__(
+        self,
+        encoder,
+        heads: Sequence[ClassHead],
+        objective: str = "cross_entropy",
+        temperature: float = 0.07,
+        ce_weight: float = 1.0,
+        negatives_across_tasks: bool = True,
+        description_features: Optional[Sequence[Dict[str, torch.Tensor]]] = None,
+    ):
         super().__init__()
         self.encoder = encoder
         self.heads = nn.ModuleList(heads)
         self.config = getattr(encoder[0], "auto_model", None) and encoder[0].auto_model.config
+        self.objective, self.temperature, self.ce_weight = objective, float(temperature), float(ce_weight)
+        self.negatives_across_tasks = negatives_across_tasks
+        self.description_features = list(description_features) if description_features else None
 
     def embed(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
         features = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -209,9 +226,33 @@ class EmbeddingForClassification(nn.Module):
             logits[rows, : out.shape[1]] = out
         return logits
 
+    def _contrastive(self, z: torch.Tensor, labels: torch.Tensor, task_id: Optional[torch.Tensor]) -> torch.Tensor:
+        from .contrastive import supcon_loss
+
+        tasks = task_id if task_id is not None else torch.zeros_like(labels)
+        if self.training and self.description_features is not None:
+            extra_z, extra_y, extra_t = [z], [labels], [tasks]
+            for t in tasks.unique().tolist():
+                feats = {k: v.to(z.device) for k, v in self.description_features[t].items()}
+                d = self.embed(**feats)
+                extra_z.append(d)
+                extra_y.append(torch.arange(d.shape[0], device=z.device))
+                extra_t.append(torch.full((d.shape[0],), t, device=z.device, dtype=tasks.dtype))
+            z, labels, tasks = torch.cat(extra_z), torch.cat(extra_y), torch.cat(extra_t)
+        return supcon_loss(z, labels, self.temperature, tasks, self.negatives_across_tasks)
+
     def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None, task_id=None):
-        logits = self.logits_from_embeddings(self.embed(input_ids, attention_mask, token_type_ids), task_id)
-        loss = F.cross_entropy(logits, labels.long()) if labels is not None else None
+        z = self.embed(input_ids, attention_mask, token_type_ids)
+        logits = self.logits_from_embeddings(z, task_id)
+        loss = None
+        if labels is not None:
+            labels = labels.long()
+            if self.objective == "cross_entropy":
+                loss = F.cross_entropy(logits, labels)
+            else:
+                loss = self._contrastive(z, labels, task_id)
+                if self.objective == "supcon+ce" and self.ce_weight:
+                    loss = loss + self.ce_weight * F.cross_entropy(logits, labels)
         return EmbeddingOutput(loss=loss, logits=logits)
 
 
@@ -304,3 +345,12 @@ def encode_texts(
         out[idx] = emb
     encoder.train(was_training)
     return out
+
+
+def description_batch(encoder, descriptions: Sequence[str]) -> Dict[str, torch.Tensor]:
+    """The class descriptions as one collated batch of encoder inputs (the contrastive objective's extra anchors)."""
+    enc = encoder.tokenizer(list(descriptions), truncation=True, max_length=_max_length(encoder, None))
+    feats = [{k: enc[k][i] for k in ("input_ids", "token_type_ids") if k in enc} for i in range(len(descriptions))]
+    batch = EmbeddingCollator(encoder.tokenizer.pad_token_id)(feats)
+    batch.pop("task_id")
+    return batch

@@ -22,13 +22,15 @@ import numpy as np
 import torch
 from transformers import set_seed
 
-from .callbacks import BestDevCallback
+from .callbacks import BestDevCallback, HeadRefitCallback
+from .contrastive import BalancedBatches, uses_contrastive
 from .embedding import (
     ClassHead,
     EmbeddingCollator,
     EmbeddingForClassification,
     build_embedding_features,
     class_descriptions,
+    description_batch,
     encode_texts,
     load_sentence_encoder,
     pooling_of,
@@ -41,7 +43,7 @@ from .results import environment
 from .rows import row_for_start
 from .run_inputs import load_task_data, multitask_summary, resolve_prompt
 from .tasks import MtftError, TaskSpec, get_task
-from .trainer import build_trainer, make_compute_metrics
+from .trainer import PresampledTrainer, PromptTrainer, build_trainer, make_compute_metrics
 from .training_args import EMBEDDING_DEFAULTS, EmbeddingArguments  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
@@ -76,11 +78,16 @@ def frozen_embeddings(model_path: str, encoder, task: TaskSpec, examples: Sequen
     if key not in _FROZEN_CACHE:
         if len(_FROZEN_CACHE) > 64:
             _FROZEN_CACHE.clear()
-        b = [ex["text_b"] for ex in examples]
-        _FROZEN_CACHE[key] = encode_texts(
-            encoder, [ex["text_a"] for ex in examples], b if any(x is not None for x in b) else None, task=task
-        )
+        _FROZEN_CACHE[key] = encode_examples(encoder, task, examples)
     return _FROZEN_CACHE[key]
+
+
+def encode_examples(encoder, task: TaskSpec, examples: Sequence[Dict]) -> torch.Tensor:
+    """Unit-norm embeddings of examples (a sentence pair as the tokenizer's pair) by ``encoder`` as it is now."""
+    b = [ex["text_b"] for ex in examples]
+    return encode_texts(
+        encoder, [ex["text_a"] for ex in examples], b if any(x is not None for x in b) else None, task=task
+    )
 
 
 def _labels(examples: Sequence[Dict]) -> np.ndarray:
@@ -146,28 +153,85 @@ def embedding_optimizer(model: EmbeddingForClassification, lr: float, head_lr: f
     return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
 
 
+def contrastive_train_set(features: List[Dict], training_args, task_probs=None, tasks_per_step: int = 1):
+    """The class-balanced stream of a contrastive run: ``max_steps`` optimizer steps of every process and
+    accumulation step, each ``per_device_train_batch_size`` block holding every class (read in order)."""
+    blocks = training_args.max_steps * max(1, training_args.world_size) * training_args.gradient_accumulation_steps
+    per_task = features if task_probs is not None else [features]
+    return BalancedBatches(
+        per_task,
+        task_probs if task_probs is not None else [1.0],
+        blocks,
+        training_args.per_device_train_batch_size,
+        training_args.seed,
+        tasks_per_step,
+    )
+
+
+def _refit_head(task: TaskSpec, prep: Dict, scale: float):
+    """``refit(model)``: the head fitted on the model's current embeddings as ``embed-adapt`` fits it (logistic
+    regression or description-interpolated prototypes, chosen on dev), copied into the model's head; returns the
+    chosen candidate's name."""
+    data = prep["data"]
+    y_train = _labels(data["train"])
+
+    def refit(model) -> str:
+        z_train = encode_examples(model.encoder, task, data["train"])
+        z_dev = encode_examples(model.encoder, task, data["dev"])
+        desc = encode_texts(model.encoder, prep["descriptions"])
+        head, chosen, _ = fit_adaptation_head(task, z_train, y_train, z_dev, data["dev"], desc, scale)
+        target = model.heads[0]
+        with torch.no_grad():
+            target.weight.copy_(head.weight)
+            target.bias.copy_(head.bias)
+            target.scale.fill_(float(head.scale))
+        return chosen
+
+    return refit
+
+
 def _finetune(model, task, prep, training_args, emb_args):
     collate = EmbeddingCollator(model.encoder.tokenizer.pad_token_id)
     feats = {k: build_embedding_features(model.encoder, task, v) for k, v in prep["data"].items()}
-    train = FeatureDataset(feats["train"])
+    contrastive = uses_contrastive(emb_args.objective)
+    train = contrastive_train_set(feats["train"], training_args) if contrastive else FeatureDataset(feats["train"])
     dev, test = (FeatureDataset(feats[k], sort_by_length=True) for k in ("dev", "test"))
     best = BestDevCallback()
+    callbacks = [best]
+    refit = None
+    if emb_args.head_mode == "refit":
+        refit = HeadRefitCallback(_refit_head(task, prep, emb_args.head_scale))
+        callbacks.insert(0, refit)  # the head is fitted before the evaluation that BestDevCallback scores
     optimizer = embedding_optimizer(
         model, training_args.learning_rate, emb_args.head_learning_rate, training_args.weight_decay
     )
-    trainer = build_trainer(model, training_args, train, dev, collate, make_compute_metrics(task), [best], optimizer)
+    trainer = build_trainer(
+        model,
+        training_args,
+        train,
+        dev,
+        collate,
+        make_compute_metrics(task),
+        callbacks,
+        optimizer,
+        trainer_class=PresampledTrainer if contrastive else PromptTrainer,
+    )
     t0 = time.perf_counter()
     if not training_args.resume_from_checkpoint:
-        trainer.evaluate()  # step 0, the description-initialised head: best on dev includes not moving at all
+        if refit is not None:
+            refit.fit(model, 0)
+        trainer.evaluate()  # step 0 (the head from the descriptions, or refit): best on dev includes not moving
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     train_seconds = time.perf_counter() - t0
     if best.best_score is None:  # no evaluation happened: score the final weights
+        if refit is not None:
+            refit.fit(model, trainer.state.global_step)
         best.on_evaluate(training_args, trainer.state, None, trainer.evaluate(), model)
     t0 = time.perf_counter()
     out = trainer.predict(test, metric_key_prefix="test")
     logits = torch.as_tensor(out.predictions)
     logits = torch.stack(test.unsort(list(logits)))
-    return {
+    info = {
         "dev_score": float(best.best_score),
         "test_logits": logits,
         "best_step": best.best_step,
@@ -176,6 +240,10 @@ def _finetune(model, task, prep, training_args, emb_args):
         "eval_seconds": time.perf_counter() - t0,
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
+    if refit is not None:
+        info["adaptation_head"] = refit.chosen.get(best.best_step)
+        info["refit_heads"] = {str(k): v for k, v in refit.chosen.items()}
+    return info
 
 
 def _prepare(model_args, args, seed: int) -> Dict:
@@ -210,6 +278,17 @@ def run_embedding_experiment(model_args, args, training_args, emb_args: Optional
         raise MtftError(
             "--max_steps 0 trains nothing: use --zero_shot (or --frozen_encoder) to evaluate without finetuning"
         )
+    n_classes = len(prep["task"].labels)
+    if (
+        kind == "embed-ft"
+        and uses_contrastive(emb_args.objective)
+        and training_args.per_device_train_batch_size < n_classes
+    ):
+        raise MtftError(
+            f"--per_device_train_batch_size {training_args.per_device_train_batch_size} is smaller than the "
+            f"{n_classes} classes of task {prep['task'].name}: --objective {emb_args.objective} needs every class "
+            "in every batch"
+        )
     set_seed(training_args.seed)
     encoder = load_sentence_encoder(
         model_args.model_name_or_path,
@@ -239,7 +318,15 @@ def _adapt(kind: str, prep: Dict, encoder, model_path: str, training_args, emb_a
     desc_emb = encode_texts(encoder, prep["descriptions"])
     head = ClassHead.from_descriptions(desc_emb, emb_args.head_scale)
     if kind == "embed-ft":
-        model = EmbeddingForClassification(encoder, [head])
+        anchors = [description_batch(encoder, prep["descriptions"])] if emb_args.description_anchors else None
+        model = EmbeddingForClassification(
+            encoder,
+            [head],
+            objective=emb_args.objective,
+            temperature=emb_args.contrastive_temperature,
+            ce_weight=emb_args.ce_weight,
+            description_features=anchors,
+        )
         info = _finetune(model, task, prep, training_args, emb_args)
         return model, info.pop("dev_score"), info.pop("test_logits"), info
     info: Dict = {"best_step": None, "dev_history": [], "train_seconds": 0.0, "trainable_parameters": 0}
@@ -288,6 +375,11 @@ def _record(kind, prep, encoder, dev_score, test_logits, info, model_args, args,
         "n_test": len(data["test"]),
         "learning_rate": training_args.learning_rate if trains else None,
         "head_learning_rate": emb_args.head_learning_rate if trains else None,
+        "objective": emb_args.objective if trains else None,
+        "contrastive_temperature": emb_args.contrastive_temperature
+        if trains and uses_contrastive(emb_args.objective)
+        else None,
+        "head_mode": emb_args.head_mode if trains else None,
         "train_batch_size": training_args.per_device_train_batch_size * max(1, training_args.world_size),
         "max_steps": training_args.max_steps if trains else 0,
         "world_size": training_args.world_size,
@@ -313,11 +405,21 @@ def _write_predictions(out: Path, task: TaskSpec, logits: torch.Tensor):
 
 
 def embedding_stage(
-    model_args, sources, eval_tasks: int, seed: int, head_learning_rate: float = 1e-3, head_scale: float = 20.0
+    model_args,
+    sources,
+    eval_tasks: int,
+    seed: int,
+    head_learning_rate: float = 1e-3,
+    head_scale: float = 20.0,
+    objective: str = "cross_entropy",
+    temperature: float = 0.07,
+    ce_weight: float = 1.0,
+    negatives_across_tasks: bool = True,
 ):
     """The embedding method's multitask stage (the paper's objective): a shared encoder phi with one linear head per
-    source task, each initialised from that source's class descriptions; saved as a plain sentence-transformers
-    folder (the heads are not kept for the target)."""
+    source task, each initialised from that source's class descriptions, trained with ``objective`` (the heads'
+    cross-entropy, the supervised contrastive loss over the sources' classes, or both); saved as a plain
+    sentence-transformers folder (the heads are not kept for the target)."""
     from .multitask import StageParts
     from .templates import load_prompt
 
@@ -336,7 +438,14 @@ def embedding_stage(
             dev_sets[src.task.name] = FeatureDataset(
                 build_embedding_features(encoder, src.task, src.dev, task_id=tid), sort_by_length=True
             )
-    model = EmbeddingForClassification(encoder, heads)
+    model = EmbeddingForClassification(
+        encoder,
+        heads,
+        objective=objective,
+        temperature=temperature,
+        ce_weight=ce_weight,
+        negatives_across_tasks=negatives_across_tasks,
+    )
 
     def save(out: Path):
         encoder.save(str(out))

@@ -38,7 +38,6 @@ from .data import SEEDS, default_data_dir
 from .records import ExperimentConfig
 from .results import atomic_write_json, atomic_write_text
 from .tasks import MtftError, get_task
-from .workers import device_envs, run_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -79,13 +78,38 @@ def load_config(path: Optional[str] = None, preset: Optional[str] = None, **over
             cfg[k] = v
     cfg = ExperimentConfig.from_dict(cfg, f"config {src}" if src else "config").to_dict()  # types checked
     cfg["rows"] = _rows.expand_rows(cfg["rows"])
-    bad = [r for r in cfg["rows"] if r not in ROWS]
+    bad = [r for r in cfg["rows"] + list(cfg["if_installed"]) if r not in ROWS]
     if bad:
         raise MtftError(f"unknown rows {bad}; rows are {', '.join(ROWS)}, or a group: {', '.join(ROW_GROUPS)}")
+    cfg["rows"] = _installed_rows(cfg["rows"], cfg["if_installed"])
     cfg["targets"] = [get_task(t).name for t in cfg["targets"]]
     cfg["data_dir"] = cfg["data_dir"] or default_data_dir()
     cfg["seeds"] = [int(s) for s in cfg["seeds"]]
     return cfg
+
+
+def _installed_rows(rows: List[str], optional: List[str]) -> List[str]:
+    """``rows`` without the ``optional`` peer rows whose package is missing (each said in one line on stderr)."""
+    if not optional:
+        return rows
+    from .peers import setfit_available
+
+    available = {"setfit": setfit_available}
+    not_peers = [r for r in optional if _rows.parse_row(r).method not in available]
+    if not_peers:
+        raise MtftError(f"if_installed: {not_peers} are not peer rows; only {sorted(available)} can be left out")
+    out = []
+    for r in rows:
+        method = _rows.parse_row(r).method
+        if r in optional and not available[method]():
+            print(
+                f"note: row {r} left out: the {method} package is not installed (pip install 'mtft-nlp[peers]')",
+                file=sys.stderr,
+                flush=True,
+            )
+            continue
+        out.append(r)
+    return out
 
 
 def _key(obj) -> str:
@@ -281,8 +305,8 @@ def _done(d: Path, marker: str) -> bool:
 
 # the lists a run may cover a part of; runs into one folder that differ only in these add up
 _GRID_KEYS = ("targets", "rows", "seeds")
-# how a run is spread over the machine: no effect on its results
-_RUN_KEYS = ("workers", "cells_per_device", "cells_per_process")
+# how a run is spread over the machine (or machines): no effect on its results
+_RUN_KEYS = ("workers", "cells_per_device", "cells_per_process", "backend", "ray", "slurm")
 
 
 def _record_config(path: Path, cfg: Dict) -> None:
@@ -290,14 +314,16 @@ def _record_config(path: Path, cfg: Dict) -> None:
     ``targets``/``rows``/``seeds`` (say, one target at a time) or in how they used the machine (``workers``...)
     records the union of their grids, earlier ones first, so that the file describes every cell the folder
     holds; any other difference (other cells) replaces it."""
-    out = dict(cfg)
+    out = {
+        k: v for k, v in cfg.items() if k not in ("backend", "ray", "slurm", "if_installed") or v != DEFAULTS.get(k)
+    }
     try:
         old = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
         old = None
     skip = _GRID_KEYS + _RUN_KEYS
     if isinstance(old, dict) and {k: v for k, v in old.items() if k not in skip} == {
-        k: v for k, v in cfg.items() if k not in skip
+        k: v for k, v in out.items() if k not in skip
     }:
         for k in _GRID_KEYS:
             if isinstance(old.get(k), list):
@@ -308,19 +334,24 @@ def _record_config(path: Path, cfg: Dict) -> None:
 def run_plan(cfg: Dict, progress: bool = True) -> Dict:
     """Run every missing job of ``cfg``: the task selections, then the multitask stages and the cells together
     (a cell as soon as its stage is saved); returns counts. Safe to interrupt and rerun."""
+    from .backends import open_backend
+
     plan = Plan(cfg)
-    plan.root.mkdir(parents=True, exist_ok=True)
-    _record_config(plan.root / "config.yaml", cfg)
-    envs = device_envs(max(1, int(cfg.get("workers") or 1)), int(cfg.get("cells_per_device") or 1))
-    _run_selections(plan)
-    failures: List[str] = []
-    cells = plan.cells()
-    first: Dict[str, Dict] = {}
-    for c in cells:
-        first.setdefault(c["computes"], c)
-    n_mt, n_cells = _execute(
-        plan, plan.multitask_jobs(), [c for c in cells if first[c["computes"]] is c], envs, failures, progress
-    )
+    backend = open_backend(cfg)  # bad backend options, a missing extra, a cluster that does not answer: fail here
+    try:
+        plan.root.mkdir(parents=True, exist_ok=True)
+        _record_config(plan.root / "config.yaml", cfg)
+        _run_selections(plan)
+        failures: List[str] = []
+        cells = plan.cells()
+        first: Dict[str, Dict] = {}
+        for c in cells:
+            first.setdefault(c["computes"], c)
+        n_mt, n_cells = _execute(
+            plan, plan.multitask_jobs(), [c for c in cells if first[c["computes"]] is c], backend, failures, progress
+        )
+    finally:
+        backend.close()
     ready = [c for c in cells if plan.stage_ready(c)]
     _record_same_runs(ready, first)
     if failures:
@@ -368,12 +399,11 @@ def _record_same_runs(ready: List[Dict], first: Dict[str, Dict]) -> None:
 _MARKERS = {"multitask": "multitask_config.json", "cell": "results.json"}
 
 
-def _execute(
-    plan: "Plan", stages: List[Dict], cells: List[Dict], envs: List[Dict], failures: List[str], progress: bool
-):
-    """Run the unfinished ``stages`` and ``cells`` as subprocesses on the workers, the stages first and each cell
-    (or batch of cells) once its stage is saved; one line per finished job. Returns how many stages and cells
-    were started (cells whose stage failed are not)."""
+def _execute(plan: "Plan", stages: List[Dict], cells: List[Dict], backend, failures: List[str], progress: bool):
+    """Run the unfinished ``stages`` and ``cells`` as subprocesses through ``backend`` (:mod:`mtft_nlp.backends`:
+    this machine's workers, a Ray or SLURM cluster), the stages first and each cell (or batch of cells) once its
+    stage is saved; one line per finished job. Returns how many stages and cells were started (cells whose stage
+    failed are not)."""
     todo = [j for j in stages if not _done(j["dir"], _MARKERS["multitask"])]
     todo_cells = [c for c in cells if not _done(c["dir"], _MARKERS["cell"])]
     if not todo and not todo_cells:
@@ -387,7 +417,7 @@ def _execute(
         bar = tqdm(total=len(todo) + len(todo_cells), desc=f"{what} ({before} done before)", unit="job")
     write = bar.write if bar else print
     per_process = max(1, int(plan.cfg.get("cells_per_process") or 1))
-    units = [[j] for j in todo] + _batches(todo_cells, per_process, plan.root, len(envs))
+    units = [[j] for j in todo] + _batches(todo_cells, per_process, plan.root, backend.parallel_jobs)
 
     def report(job, rc, seconds):
         marker = _MARKERS[_kind(job)]
@@ -405,14 +435,14 @@ def _execute(
             bar.update(1)
 
     try:
-        left = run_jobs(
+        left = backend.run(
             units,
             _command,
-            envs,
             report,
             lambda job, line: write(f"{_name(job)}: {line}") if _kind(job) == "multitask" else None,
             lambda job: _done(job["dir"], _MARKERS[_kind(job)]),
             lambda unit: all(plan.stage_ready(c) for c in unit),
+            lambda unit: plan.multitask_dir(*unit[0]["needs"]) if unit[0].get("needs") else None,
         )
     finally:
         if bar:

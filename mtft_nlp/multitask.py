@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from transformers import set_seed
 
 from .callbacks import MultitaskMetricsCallback
+from .contrastive import uses_contrastive
 from .data import DEFAULT_K
 from .features import FeatureDataset, PromptCollator, build_features
 from .methods import resolve_method
@@ -216,6 +217,15 @@ def run_multitask(
     sentence-transformers folder for the embedding method) plus ``multitask_config.json``."""
     if not training_args.output_dir:
         raise MtftError("--output_dir is required")
+    if Path(training_args.output_dir).exists() and not Path(training_args.output_dir).is_dir():
+        raise MtftError(f"--output_dir {training_args.output_dir} is an existing file, not a folder")
+    method = resolve_method(model_args.method, model_args.model_name_or_path)
+    contrastive = uses_contrastive(args.objective)
+    if contrastive and method != "embedding":
+        raise MtftError(
+            f"--objective {args.objective} is the embedding method's; the {method} method's stage trains with "
+            "cross_entropy"
+        )
     resolved = resolve_sources(
         args.target,
         args.sources,
@@ -228,15 +238,20 @@ def run_multitask(
     target = get_task(resolved["target"]) if resolved["target"] else None
     _set_batch_size(args, training_args)
     sources = load_sources(args, resolved["sources"], target)
-    method = resolve_method(model_args.method, model_args.model_name_or_path)
-    stage = _method_stage(method, model_args, sources, args.eval_tasks, training_args.seed)
+    stage = _method_stage(method, model_args, sources, args, training_args.seed)
     probs = sampling_probs([len(f) for f in stage.train_features], args.sampler, args.temperature)
-    dataset = MixedTaskDataset(
-        stage.train_features, probs, training_args.max_steps * args.examples_per_step, training_args.seed
-    )
+    if contrastive:  # every step: --tasks_per_step sources, each with every class present
+        from .embedding_training import contrastive_train_set
+
+        dataset = contrastive_train_set(stage.train_features, training_args, probs, args.tasks_per_step)
+    else:
+        dataset = MixedTaskDataset(
+            stage.train_features, probs, training_args.max_steps * args.examples_per_step, training_args.seed
+        )
     logger.info(
-        "multitask stage (%s method): %d sources %s, %s sampler, %d steps x %d examples",
+        "multitask stage (%s method, %s): %d sources %s, %s sampler, %d steps x %d examples",
         method,
+        args.objective,
         len(sources),
         [s.task.name for s in sources],
         args.sampler,
@@ -307,13 +322,22 @@ def _save_stage(stage: "StageParts", resolved: Dict, meta: Dict, out: Path) -> N
     write_stage_record(out / METADATA_FILE, meta)  # last: its presence marks a finished stage
 
 
-def _method_stage(method: str, model_args, sources, eval_tasks: int, seed: int) -> "StageParts":
+def _method_stage(method: str, model_args, sources, args: MultitaskArguments, seed: int) -> "StageParts":
     if method == "embedding":
         from .embedding_training import embedding_stage
 
-        return embedding_stage(model_args, sources, eval_tasks, seed)
+        return embedding_stage(
+            model_args,
+            sources,
+            args.eval_tasks,
+            seed,
+            objective=args.objective,
+            temperature=args.contrastive_temperature,
+            ce_weight=args.ce_weight,
+            negatives_across_tasks=args.negatives_across_tasks,
+        )
     if method == "prompt":
-        return prompt_stage(model_args, sources, eval_tasks, seed)
+        return prompt_stage(model_args, sources, args.eval_tasks, seed)
     raise MtftError(f"--method {method} has no multitask stage; use prompt or embedding")
 
 
@@ -345,6 +369,17 @@ def _stage_metadata(target, sources, probs, counts, resolved, method, model_args
         "k": args.source_k,
         "allow_overlap": args.allow_overlap,
         "method": method,
+        "objective": args.objective,
+        **(
+            {
+                "contrastive_temperature": args.contrastive_temperature,
+                "ce_weight": args.ce_weight if args.objective == "supcon+ce" else None,
+                "tasks_per_step": args.tasks_per_step,
+                "negatives_across_tasks": args.negatives_across_tasks,
+            }
+            if uses_contrastive(args.objective)
+            else {}
+        ),
         "base_model": model_args.model_name_or_path,
         "base_model_path": resolve_model_name(model_args.model_name_or_path),
         "world_size": max(1, training_args.world_size),

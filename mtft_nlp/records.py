@@ -149,6 +149,32 @@ class ExperimentConfig:
     embedding: Dict = dataclasses.field(default_factory=dict)  # flags of the embedding method's cells
     embedding_multitask: Dict = dataclasses.field(default_factory=dict)  # its multitask stages' flags
     setfit: Dict = dataclasses.field(default_factory=dict)  # flags of the setfit peer's cells
+    backend: str = "local"  # where the jobs run: local (this machine's process pool), ray, slurm (docs/BACKENDS.md)
+    ray: Dict = dataclasses.field(default_factory=dict)  # options of the ray backend (BACKEND_OPTIONS["ray"])
+    slurm: Dict = dataclasses.field(default_factory=dict)  # options of the slurm backend (BACKEND_OPTIONS["slurm"])
+    # peer rows run only where their package is installed (the demo's setfit); elsewhere left out with a note
+    if_installed: List[str] = dataclasses.field(default_factory=list)
+
+    BACKENDS = ("local", "ray", "slurm")
+    # each backend section's options: (types, default); None where the backend decides (see mtft_nlp/backends.py)
+    BACKEND_OPTIONS = {
+        "ray": {
+            "address": ((str, type(None)), None),  # a running cluster (host:port, ray://..., auto); None: start one
+            "cpus_per_job": ((int, float), 1),
+            "gpus_per_cell": ((int, float, type(None)), None),  # None: 1 / cells_per_device when there are GPUs
+            "gpus_per_stage": ((int, float, type(None)), None),  # None: 1 when there are GPUs
+            "connect_timeout_s": ((int, float), 10),
+        },
+        "slurm": {
+            "cluster": (str, "slurm"),  # slurm, or local: submitit's local executor (this machine, for tests)
+            "partition": ((str, type(None)), None),
+            "time_min": (int, 60),  # time limit of each job, minutes
+            "cpus_per_task": (int, 1),
+            "gpus_per_task": (int, 0),
+            "array_parallelism": (int, 64),  # array tasks running at a time
+            "sbatch": (dict, {}),  # extra sbatch options, e.g. {account: nlp, mem: 16G, qos: high}
+        },
+    }
 
     _TYPES = {
         "model": str,
@@ -160,6 +186,8 @@ class ExperimentConfig:
         "workers": int,
         "cells_per_device": int,
         "cells_per_process": int,
+        "backend": str,
+        "if_installed": list,
     }
 
     @classmethod
@@ -177,7 +205,30 @@ class ExperimentConfig:
                     f"{where}: {name!r} is {type(value).__name__} {value!r}, expected "
                     f"{' or '.join(t.__name__ for t in _as_tuple(types))}"
                 )
+        if d.get("backend", "local") not in cls.BACKENDS:
+            raise RecordError(f"{where}: 'backend' is {d['backend']!r}, expected one of {', '.join(cls.BACKENDS)}")
+        for section in cls.BACKEND_OPTIONS:
+            cls.backend_options(d.get(section) or {}, section, where)
         return cls(**d)
+
+    @classmethod
+    def backend_options(cls, given: Dict, section: str, where: str = "config") -> Dict:
+        """The options of backend ``section`` (``ray``, ``slurm``): ``given`` checked (known keys, types, the key's
+        name in the error), missing ones at their defaults."""
+        spec = cls.BACKEND_OPTIONS[section]
+        unknown = sorted(set(given) - set(spec))
+        if unknown:
+            raise RecordError(f"{where}: unknown keys {unknown} in {section!r}; known: {sorted(spec)}")
+        out = {}
+        for name, (types, default) in spec.items():
+            value = given.get(name, default)
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
+                raise RecordError(
+                    f"{where}: '{section}.{name}' is {type(value).__name__} {value!r}, expected "
+                    f"{' or '.join(t.__name__ for t in _as_tuple(types))}"
+                )
+            out[name] = value
+        return out
 
     def to_dict(self) -> Dict:
         return dataclasses.asdict(self)

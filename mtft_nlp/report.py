@@ -8,6 +8,7 @@ the environment the results were measured in, and the commands that produced the
 from __future__ import annotations
 
 import json
+import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -21,6 +22,7 @@ from .results import (
     find_results,
     format_table,
 )
+from .rows import ROW_ORDER
 
 
 def _protocol_lines(results: List[Dict]) -> List[str]:
@@ -312,21 +314,27 @@ def _stages_table(root: Path) -> List[str]:
                 loss,
                 during,
                 excluded,
+                m.get("objective"),
             )
         )
     if not lines:
         return []
     show_during = any(line[8] for line in lines)
+    show_objective = any(line[10] for line in lines)  # stages that record their objective (issue 26 on)
     out = [
-        "| target | chosen by | sources | steps | lr | source dev acc before -> after | source dev loss before -> "
+        "| target | chosen by | sources |"
+        + (" objective |" if show_objective else "")
+        + " steps | lr | source dev acc before -> after | source dev loss before -> "
         "after |" + (" during (step: acc / loss) |" if show_during else "") + " excluded (overlap) |",
-        "|---|---|---|---|---|---|---|---|" + ("---|" if show_during else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|" if show_during else "") + ("---|" if show_objective else ""),
     ]
-    for _, t, origin, names, steps, lr, acc, loss, during, excl in sorted(
-        lines, key=lambda x: (x[0], x[1], _method_key(x[2].split(", ")[0]))
+    for _, t, origin, names, steps, lr, acc, loss, during, excl, objective in sorted(
+        lines, key=lambda x: (x[0], x[1], _method_key(x[2].split(", ")[0]), x[10] or "")
     ):
         out.append(
-            f"| {t} | {origin} | {names} | {steps} | {lr:g} | {acc[0]:.3f} -> {acc[1]:.3f} | {loss[0]:.3f} -> "
+            f"| {t} | {origin} | {names} |"
+            + (f" {objective or 'cross_entropy'} |" if show_objective else "")
+            + f" {steps} | {lr:g} | {acc[0]:.3f} -> {acc[1]:.3f} | {loss[0]:.3f} -> "
             f"{loss[1]:.3f} |" + (f" {during or '-'} |" if show_during else "") + f" {excl} |"
         )
     return out + [
@@ -392,6 +400,40 @@ def _run_fields(r: Dict) -> Dict:
     return {**r, **extra}
 
 
+def _cell_seconds(r: Dict) -> float:
+    return float(r.get("train_seconds") or 0) + float(r.get("eval_seconds") or 0)
+
+
+def _times_table(results: List[Dict], pairs: Sequence[Sequence[str]]) -> List[str]:
+    """Train + eval seconds per cell: each row's cells, total and median, then for each ``[row, other]`` pair the
+    same on the (task, seed) cells both rows have, with the ratios row / other."""
+    by_row: Dict[str, Dict[tuple, float]] = {}
+    for r in results:
+        by_row.setdefault(r["row"], {})[(r["task"], r.get("seed"))] = _cell_seconds(r)
+    if not by_row:
+        return []
+    out = ["| row | cells | total min | median s per cell |", "|---|---|---|---|"]
+    order = {row: i for i, row in enumerate(ROW_ORDER)}
+    for row in sorted(by_row, key=lambda r: (order.get(r, len(order)), r)):
+        secs = list(by_row[row].values())
+        out.append(f"| {row} | {len(secs)} | {sum(secs) / 60:.1f} | {statistics.median(secs):.0f} |")
+    out.append("")
+    for row, other in pairs:
+        common = sorted(set(by_row.get(row, {})) & set(by_row.get(other, {})), key=str)
+        if not common:
+            continue
+        a = [by_row[row][k] for k in common]
+        b = [by_row[other][k] for k in common]
+        out.append(
+            f"On the {len(common)} (target, seed) cells both have: `{row}` {sum(a) / 60:.1f} min in all, "
+            f"median {statistics.median(a):.0f} s; `{other}` {sum(b) / 60:.1f} min, median "
+            f"{statistics.median(b):.0f} s; total {sum(a) / sum(b):.2f}x, median "
+            f"{statistics.median(a) / statistics.median(b):.2f}x."
+        )
+        out.append("")
+    return out
+
+
 def _env_line(results: List[Dict], folders: Sequence[str] = ()) -> str:
     """Where the runs were measured, how many and their summed train + eval time; with several result
     ``folders`` (their ``_results_folder``), the runs and minutes of each."""
@@ -427,8 +469,11 @@ def write_spec_report(root: str, spec_path: str, out_dir: str) -> Dict[str, Path
     line per run), ``selections`` (a folder whose ``selection/*.json`` are listed), ``sweeps`` (a folder of
     ``mtft-nlp sweep`` outputs: a table per swept variable and its plot), ``stages``
     (a folder whose multitask stages are listed with their source dev scores) and
-    ``commands`` and ``after`` (text after the tables). Every number comes from the result files;
-    a section whose results or data files are missing is left out.
+    ``commands`` and ``after`` (text after the tables); ``score: dev`` tabulates dev scores instead of test
+    scores (a recipe search on dev sets) and ``row_from: folder`` makes each first-level subfolder of a results
+    folder a row (one per candidate of such a search); ``times`` (``[row, other]`` pairs) adds the seconds per
+    cell of each row and, for each pair, their totals and medians on the cells both have. Every number comes
+    from the result files; a section whose results or data files are missing is left out.
     """
     import yaml
 
@@ -470,6 +515,9 @@ _SECTION_KEYS = {
     "commands",
     "after",
     "table",
+    "score",
+    "row_from",
+    "times",
 }
 
 
@@ -481,6 +529,10 @@ def _section(sec: Dict, root_p: Path, out: Path, files: Dict[str, Path]) -> List
         for r in find_results(root_p / d)
         if (not sec.get("rows") or r["row"] in sec["rows"]) and (not sec.get("seeds") or r["seed"] in sec["seeds"])
     ]
+    if sec.get("row_from") == "folder":  # one row per subfolder (a search's candidates, all of one row kind)
+        results = [dict(r, row=Path(r["_path"]).relative_to(root_p / r["_results_folder"]).parts[0]) for r in results]
+    if sec.get("score") == "dev":  # a search on dev sets: its tables show dev scores and never read the test's
+        results = [dict(r, test_score=r["dev_score"]) for r in results]
     data = {}
     for name, rel in (sec.get("data") or {}).items():
         try:
@@ -515,6 +567,8 @@ def _section(sec: Dict, root_p: Path, out: Path, files: Dict[str, Path]) -> List
         if plot_sweeps(root_p / sec["sweeps"], out / name):
             files[name] = out / name
             md += [f"![{name}]({name})", ""]
+    if sec.get("times"):
+        md += _times_table(results, sec["times"])
     if sec.get("selections"):
         md += _selections_table(root_p / sec["selections"]) + [""]
     if sec.get("stages"):

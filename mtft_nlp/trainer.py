@@ -25,6 +25,7 @@ from .tasks import TaskSpec
 __all__ = [
     "SeededEpochSampler",
     "PromptTrainer",
+    "PresampledTrainer",
     "MultitaskTrainer",
     "build_trainer",
     "make_compute_metrics",
@@ -124,12 +125,17 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-class MultitaskTrainer(PromptTrainer):
-    """The mixed-task dataset is already in sampling order: read it sequentially (accelerate
-    hands consecutive batches to the processes, so each sees a disjoint share of every step)."""
+class PresampledTrainer(PromptTrainer):
+    """The train dataset is already in sampling order (a mixed-task stream, class-balanced batches): read it
+    sequentially (accelerate hands consecutive batches to the processes, so each sees a disjoint share of every
+    step)."""
 
     def _get_train_sampler(self, train_dataset=None):
         return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+
+
+class MultitaskTrainer(PresampledTrainer):
+    """The multitask stage's Trainer: the presampled mixed-task stream, and the mean over the sources' dev sets."""
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
         """The Trainer's evaluation; on a dict of dev sets (one per source) it also logs the mean loss and

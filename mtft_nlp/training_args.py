@@ -24,6 +24,7 @@ __all__ = [
     "ModelArguments",
     "PromptArguments",
     "EmbeddingArguments",
+    "ObjectiveArguments",
     "PromptTrainingArguments",
     "MultitaskArguments",
     "MultitaskTrainingArguments",
@@ -260,19 +261,48 @@ class PromptTrainingArguments(TrainingArguments):
         super().__post_init__()
 
 
-# TrainingArguments defaults of the embedding method (the CLI applies them unless a flag is given); chosen on
-# the k-shot dev sets, see docs/RESULTS.md
+# TrainingArguments defaults of the embedding method (the CLI applies them unless a flag is given), with
+# EmbeddingArguments' objective (supcon, temperature 0.07, the head refit at each evaluation): the recipe chosen on
+# the k-shot dev sets (docs/RESULTS.md section 8, benchmarks/configs/embedding_recipe/). Batches of 32 hold every
+# class of a task with up to 32 classes.
 EMBEDDING_DEFAULTS = {
     "learning_rate": 2e-5,
-    "per_device_train_batch_size": 16,
-    "max_steps": 100,
-    "eval_steps": 20,
-    "logging_steps": 20,
+    "per_device_train_batch_size": 32,
+    "max_steps": 50,
+    "eval_steps": 10,
+    "logging_steps": 10,
 }
 
 
+def _objective_field(default: str, help: str):
+    return field(default=default, metadata={"help": help, "choices": ["cross_entropy", "supcon", "supcon+ce"]})
+
+
 @dataclass
-class EmbeddingArguments:
+class ObjectiveArguments:
+    """The embedding method's training objective, shared by single runs and the multitask stage."""
+
+    objective: str = _objective_field(
+        "supcon",
+        "Embedding method: the training loss: supcon (supervised contrastive over class-balanced batches; the "
+        "head is then fitted on phi), supcon+ce (plus the head's cross-entropy, weighted by --ce_weight) or "
+        "cross_entropy (the cosine head's loss alone).",
+    )
+    contrastive_temperature: float = field(
+        default=0.07, metadata={"help": "Embedding method: temperature of the supervised contrastive loss."}
+    )
+    ce_weight: float = field(
+        default=1.0, metadata={"help": "Embedding method: weight of the cross-entropy term of --objective supcon+ce."}
+    )
+
+    def _check_objective(self, head: str = "auto"):
+        from .contrastive import check_objective
+
+        check_objective(self.objective, self.contrastive_temperature, self.ce_weight, head)
+
+
+@dataclass
+class EmbeddingArguments(ObjectiveArguments):
     _argument_group_name = "Embedding method (mtft-nlp; --method embedding)"
 
     frozen_encoder: bool = field(
@@ -294,13 +324,42 @@ class EmbeddingArguments:
             "descriptions."
         },
     )
+    head: str = field(
+        default="auto",
+        metadata={
+            "help": "Embedding method: how finetuning gets its head: refit (fitted on the current embeddings at "
+            "every dev evaluation, as embed-adapt fits it), joint (the description-initialised head trained with "
+            "the encoder), auto (refit for --objective supcon, joint otherwise).",
+            "choices": ["auto", "refit", "joint"],
+        },
+    )
+    description_anchors: bool = field(
+        default=False,
+        metadata={"help": "Embedding method: the class descriptions join every contrastive batch as extra anchors."},
+    )
+
+    def __post_init__(self):
+        self._check_objective(self.head)
+
+    @property
+    def head_mode(self) -> str:
+        """``refit`` or ``joint``: the head the finetuning run trains or fits."""
+        if self.head != "auto":
+            return self.head
+        return "refit" if self.objective == "supcon" else "joint"
 
 
 SAMPLERS = ("uniform", "proportional", "temperature")
 
 
 @dataclass
-class MultitaskArguments:
+class MultitaskArguments(ObjectiveArguments):
+    objective: str = _objective_field(
+        "cross_entropy",
+        "The stage's loss: cross_entropy (each source's head, the reference; the only one of the prompt method), "
+        "or for the embedding method supcon (supervised contrastive, positives the same class of the same source, "
+        "over class-balanced batches of --tasks_per_step sources) or supcon+ce (plus the heads' cross-entropy).",
+    )
     target: Optional[str] = field(
         default=None,
         metadata={"help": "Target task: left out of the sources, and its test set is checked for overlap."},
@@ -349,6 +408,22 @@ class MultitaskArguments:
     eval_tasks: int = field(
         default=0, metadata={"help": "Evaluate only the first N sources' dev sets every eval_steps (0 = all)."}
     )
+    tasks_per_step: int = field(
+        default=2,
+        metadata={"help": "Contrastive objectives: sources in each step's batch (each with every class present)."},
+    )
+    negatives_across_tasks: bool = field(
+        default=True,
+        metadata={
+            "help": "Contrastive objectives: another source's examples in the batch are negatives of an anchor "
+            "(false: only its own source's other classes are)."
+        },
+    )
+
+    def __post_init__(self):
+        self._check_objective()
+        if self.tasks_per_step < 1:
+            raise ValueError(f"--tasks_per_step {self.tasks_per_step}: must be at least 1")
 
 
 @dataclass

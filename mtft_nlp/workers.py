@@ -10,6 +10,7 @@ resumes.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import itertools
 import json
 import os
 import subprocess
@@ -19,7 +20,17 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-__all__ = ["Interrupted", "assign_devices", "device_envs", "run_jobs", "run_cells", "stop_running_jobs"]
+__all__ = [
+    "Interrupted",
+    "assign_devices",
+    "device_envs",
+    "run_jobs",
+    "run_cells",
+    "run_interruptible",
+    "run_timed",
+    "schedule_jobs",
+    "stop_running_jobs",
+]
 
 
 class Interrupted(KeyboardInterrupt):
@@ -205,10 +216,78 @@ def run_cells(batch_file: str) -> int:
     return failed
 
 
-def _timed(cmd, log, env):
+def run_timed(cmd, log, env):
+    """Run one job's command line (its output to ``log``, environment ``env``); (return code, seconds)."""
     t0 = time.time()
     rc = _run_process(cmd, log, env)
     return rc, time.time() - t0
+
+
+def schedule_jobs(
+    units: List[List[Dict]],
+    submit: Callable[[List[tuple]], List[cf.Future]],
+    report: Callable[[Dict, int, float], None],
+    progress: Optional[Callable[[Dict, str], None]] = None,
+    finished: Optional[Callable[[Dict], bool]] = None,
+    ready: Optional[Callable[[List[Dict]], bool]] = None,
+    slots: Optional[int] = None,
+) -> List[List[Dict]]:
+    """The scheduling loop every backend shares: start the waiting units that are ready, report each job as it
+    ends, start more whenever a unit ends. ``submit([(unit, slot), ...])`` starts units and returns one future of
+    ``(return code, seconds)`` each; with ``slots`` at most that many units run at a time, each in a free slot
+    (``None``: no limit, the backend queues them). Returns the units never started (see :func:`run_jobs`)."""
+    waiting, futures, slot_of = list(units), {}, {}
+    free: Optional[List[int]] = list(range(slots)) if slots else None
+
+    def start():
+        while not _STOP.is_set() and (free is None or free):
+            picked = list(itertools.islice((u for u in waiting if ready is None or ready(u)), _maybe_len(free)))
+            if not picked:
+                return
+            waiting[:] = [unit for unit in waiting if not any(unit is p for p in picked)]
+            taken = [free.pop(0) for _ in picked] if free is not None else [None] * len(picked)
+            for unit, slot, fut in zip(picked, taken, submit(list(zip(picked, taken)))):
+                futures[fut], slot_of[fut] = unit, slot
+
+    def on_end(fut):
+        slot = slot_of.pop(fut)
+        if free is not None:
+            free.append(slot)
+            free.sort()
+        start()
+
+    start()
+    for _fut, job, rc, seconds in _unit_results(futures, progress, finished, on_end=on_end):
+        report(job, rc, seconds)
+    return waiting
+
+
+def _maybe_len(items: Optional[list]) -> Optional[int]:
+    return None if items is None else len(items)
+
+
+def run_interruptible(body: Callable[[], List[List[Dict]]], stop: Callable[[], None]) -> List[List[Dict]]:
+    """Run ``body()``; on Ctrl-C or SIGTERM call ``stop()`` (with both signals ignored meanwhile, so a second
+    Ctrl-C does not interrupt the clean-up) and raise :class:`Interrupted`."""
+    _STOP.clear()
+    restore = _terminate_as_interrupt()
+    try:
+        return body()
+    except KeyboardInterrupt:
+        import signal
+
+        main = threading.current_thread() is threading.main_thread()
+        previous_int = signal.getsignal(signal.SIGINT) if main else None
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C or kill does not interrupt the clean-up
+            if main:
+                signal.signal(sig, signal.SIG_IGN)
+        _STOP.set()
+        stop()
+        if main:  # the caller's Ctrl-C again (SIGTERM: restored below); processes started later inherit it
+            signal.signal(signal.SIGINT, previous_int)
+        raise Interrupted() from None
+    finally:
+        restore()
 
 
 def run_jobs(
@@ -229,47 +308,20 @@ def run_jobs(
     ones pass. Returns the units never started: those still not ready when nothing was left running. Ctrl-C, or
     SIGTERM (``kill``, a batch scheduler's time limit), stops the running jobs (their process groups), starts no
     new one, and raises :class:`Interrupted`."""
-    _STOP.clear()
     pool = cf.ThreadPoolExecutor(max_workers=len(envs))
-    restore = _terminate_as_interrupt()
-    waiting, free, slot_of, futures = list(units), list(range(len(envs))), {}, {}
 
-    def start():
-        while free and not _STOP.is_set():
-            i = next((i for i, unit in enumerate(waiting) if ready is None or ready(unit)), None)
-            if i is None:
-                return
-            unit, slot = waiting.pop(i), free.pop(0)
-            cmd, log = commands(unit)
-            fut = pool.submit(_timed, cmd, log, envs[slot])
-            futures[fut], slot_of[fut] = unit, slot
+    def submit(pairs):
+        return [pool.submit(run_timed, *commands(unit), envs[slot]) for unit, slot in pairs]
 
-    def on_end(fut):
-        free.append(slot_of.pop(fut))
-        free.sort()
-        start()
-
-    try:
-        start()
-        for _fut, job, rc, seconds in _unit_results(futures, progress, finished, on_end=on_end):
-            report(job, rc, seconds)
-    except KeyboardInterrupt:
-        import signal
-
-        main = threading.current_thread() is threading.main_thread()
-        previous_int = signal.getsignal(signal.SIGINT) if main else None
-        for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C or kill does not interrupt the clean-up
-            if main:
-                signal.signal(sig, signal.SIG_IGN)
+    def stop():
         stop_running_jobs()
         pool.shutdown(wait=True, cancel_futures=True)
-        if main:  # the caller's Ctrl-C again (SIGTERM: restored below); processes started later inherit it
-            signal.signal(signal.SIGINT, previous_int)
-        raise Interrupted() from None
-    finally:
-        restore()
+
+    left = run_interruptible(
+        lambda: schedule_jobs(units, submit, report, progress, finished, ready, slots=len(envs)), stop
+    )
     pool.shutdown(wait=True)
-    return waiting
+    return left
 
 
 def _terminate_as_interrupt() -> Callable[[], None]:

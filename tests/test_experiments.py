@@ -409,3 +409,18 @@ def test_a_folder_filled_one_target_at_a_time_records_every_target(tmp_path):
     _record_config(path, load_config(None, targets=["MR"], **{**base, "train": {"max_steps": 7}}))
     cfg = yaml.safe_load(path.read_text())
     assert cfg["targets"] == ["MR"] and cfg["seeds"] == [13, 21] and cfg["train"]["max_steps"] == 7
+
+
+def test_peer_rows_if_installed_run_only_where_their_package_is(monkeypatch, capsys, tmp_path):
+    import mtft_nlp.peers
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("targets: [SST-2]\nrows: [embed-ft, setfit]\nseeds: [13]\nif_installed: [setfit]\n")
+    monkeypatch.setattr(mtft_nlp.peers, "setfit_available", lambda: True)
+    assert load_config(str(cfg))["rows"] == ["embed-ft", "setfit"]
+    monkeypatch.setattr(mtft_nlp.peers, "setfit_available", lambda: False)
+    assert load_config(str(cfg))["rows"] == ["embed-ft"]
+    assert "note: row setfit left out: the setfit package is not installed" in capsys.readouterr().err
+    cfg.write_text("targets: [SST-2]\nrows: [embed-ft]\nseeds: [13]\nif_installed: [embed-ft]\n")
+    with pytest.raises(MtftError, match="not peer rows"):
+        load_config(str(cfg))

@@ -253,3 +253,32 @@ def test_spec_section_with_a_sweep_tables_each_value_and_plots_it(tmp_path):
     assert "| TREC | 50.0 (0.0) [1] | - |" in md
     assert "4 runs" in md and "Sweep not run" not in md and "never shown" not in md
     assert (tmp_path / "out" / "sweeps_sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_dev_search_section_tables_dev_scores_per_candidate_folder_and_times_per_row(tmp_path):
+    root = tmp_path / "results"
+    # two candidates of a search, both row embed-ft: dev scores differ, test scores must never show
+    for seed, dev_a, dev_b in ((13, 0.50, 0.75), (21, 0.60, 0.85)):
+        _run(root, "search/cand-a", "TREC", "embed-ft", seed, 0.11, dev_score=dev_a)
+        _run(root, "search/cand-b", "TREC", "embed-ft", seed, 0.22, dev_score=dev_b, train_seconds=20.0)
+        _run(root, "grid", "TREC", "embed-ft", seed, 0.8, train_seconds=30.0 + seed)
+        _run(root, "grid", "TREC", "setfit", seed, 0.8, train_seconds=300.0)
+    _run(root, "grid", "SST-2", "setfit", 13, 0.8, train_seconds=100.0)  # no embed-ft cell: not in the pair
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "sections:\n"
+        "  - title: Search\n    results: [search]\n    score: dev\n    row_from: folder\n"
+        "    deltas: [[cand-b, cand-a]]\n    commands: ['x']\n"
+        "  - title: Time\n    results: [grid]\n    table: false\n"
+        "    times: [[embed-ft, setfit]]\n    commands: ['y']\n"
+    )
+    write_spec_report(str(root), str(spec), str(tmp_path / "out"))
+    md = (tmp_path / "out" / "RESULTS.md").read_text()
+    search = md.split("## Search")[1].split("## Time")[0]
+    assert "| cand-a | 55.0 (5.0) |" in search and "| cand-b | **80.0 (5.0)** |" in search
+    assert "11.0" not in search and "22.0" not in search  # the test scores stay out
+    assert "+25.0" in search
+    time = md.split("## Time")[1]
+    # embed-ft: 43+6 and 51+6 s; setfit: 306 s on both shared cells (and 106 s on SST-2, left out of the pair)
+    assert "| embed-ft | 2 | 1.8 | 53 |" in time and "| setfit | 3 | 12.0 | 306 |" in time
+    assert "`embed-ft` 1.8 min in all, median 53 s; `setfit` 10.2 min, median 306 s; total 0.17x, median 0.17x" in time
