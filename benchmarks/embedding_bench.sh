@@ -9,9 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cfg=benchmarks/configs/embedding.yaml
 single=(SST-2 SST-5 MR CR MPQA Subj TREC CoLA)
-mtft-nlp run --config "$cfg" --rows embed-ft
+mtft-nlp run --config "$cfg" --rows embed-ft --targets "${single[@]}"
 mtft-nlp run --config "$cfg" --rows setfit --targets "${single[@]}"
-mtft-nlp run --config "$cfg" --rows embed-zero-shot embed-adapt
+mtft-nlp run --config "$cfg" --rows embed-ft embed-zero-shot embed-adapt
 mtft-nlp run --config "$cfg" --rows mt-sel-embed-ft mt-sel-embed-zero-shot mt-sel-embed-adapt
 mtft-nlp run --config "$cfg" --rows mt-embed-ft mt-embed-zero-shot mt-embed-adapt
 for seed in 13 21 42 87 100; do  # one seed on every target first, so that a cut run still covers all targets

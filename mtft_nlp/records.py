@@ -205,6 +205,14 @@ class ExperimentConfig:
                     f"{where}: {name!r} is {type(value).__name__} {value!r}, expected "
                     f"{' or '.join(t.__name__ for t in _as_tuple(types))}"
                 )
+        for name in ("workers", "cells_per_device", "cells_per_process"):
+            if name in d and d[name] < 1:
+                raise RecordError(f"{where}: {name!r} is {d[name]}, expected a whole number of at least 1")
+        for name in ("seeds", "targets", "if_installed"):
+            bad = [v for v in d.get(name) or [] if not isinstance(v, int if name == "seeds" else str) or v is True]
+            if bad:
+                kind = "whole numbers (split seeds)" if name == "seeds" else "names"
+                raise RecordError(f"{where}: {name!r} holds {bad}, expected {kind}")
         if d.get("backend", "local") not in cls.BACKENDS:
             raise RecordError(f"{where}: 'backend' is {d['backend']!r}, expected one of {', '.join(cls.BACKENDS)}")
         for section in cls.BACKEND_OPTIONS:

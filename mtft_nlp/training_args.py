@@ -207,6 +207,12 @@ class PromptArguments:
         default=False, metadata={"help": "Write test predictions to <output_dir>/test_predictions.jsonl."}
     )
 
+    def __post_init__(self):
+        for name in ("k", "max_seq_length", "first_sent_limit", "other_sent_limit", "max_test_examples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} {value}: expected a whole number of at least 1")
+
 
 @dataclass
 class PromptTrainingArguments(TrainingArguments):
@@ -258,7 +264,29 @@ class PromptTrainingArguments(TrainingArguments):
             self.ddp_backend = self.ddp_backend or "gloo"
         if not torch.cuda.is_available():
             self.dataloader_pin_memory = False
+        self._check_numbers()
         super().__post_init__()
+
+    def _check_numbers(self):
+        """Values the Trainer would take without a word or fail on late: one error naming the flag."""
+        checks = [
+            ("learning_rate", self.learning_rate > 0, "a number greater than 0"),
+            ("max_steps", self.max_steps >= -1, "a whole number of at least 0 (or -1: --num_train_epochs)"),
+            ("eval_steps", self.eval_steps is None or self.eval_steps > 0, "a number greater than 0"),
+            ("logging_steps", self.logging_steps > 0, "a number greater than 0"),
+            ("weight_decay", self.weight_decay >= 0, "a number of at least 0"),
+            ("warmup_steps", self.warmup_steps >= 0, "a number of at least 0"),
+            ("per_device_eval_batch_size", self.per_device_eval_batch_size >= 1, "a whole number of at least 1"),
+        ]
+        if not self._derived_batch:
+            checks.append(
+                ("per_device_train_batch_size", self.per_device_train_batch_size >= 1, "a whole number of at least 1")
+            )
+        for name, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"--{name} {getattr(self, name)}: expected {expected}")
+
+    _derived_batch = False  # the multitask stage derives its batch from --examples_per_step
 
 
 # TrainingArguments defaults of the embedding method (the CLI applies them unless a flag is given), with
@@ -429,6 +457,8 @@ class MultitaskArguments(ObjectiveArguments):
 @dataclass
 class MultitaskTrainingArguments(PromptTrainingArguments):
     """The reference multitask stage: AdamW lr 1e-5, linear decay, no warmup, 1000 steps."""
+
+    _derived_batch = True
 
     learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate (reference: 1e-5)."})
     max_steps: int = field(default=1000, metadata={"help": "Optimizer steps (reference: 1000)."})

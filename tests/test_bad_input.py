@@ -638,3 +638,50 @@ def test_usage_errors_are_one_line(argv, fragment, capsys):
         rc = exc.code
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1 and fragment in err
+
+
+@pytest.mark.parametrize(
+    "flags, fragment",
+    [
+        (["--learning_rate", "-1"], "--learning_rate -1.0: expected a number greater than 0"),
+        (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size 0"),
+        (["--eval_steps", "0"], "--eval_steps 0.0"),
+        (["--max_seq_length", "0"], "--max_seq_length 0"),
+        (["--max_test_examples", "0"], "--max_test_examples 0"),
+        (["--weight_decay", "-0.1"], "--weight_decay -0.1"),
+    ],
+)
+def test_14_numeric_training_arguments_are_checked(flags, fragment, tmp_path, data_dir, capsys):
+    rc, err, out = _run(["--task_name", "sst-2", *flags], tmp_path, capsys, data_dir)
+    _assert_one_error(rc, err, out, fragment)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ("seeds: [thirteen]", "'seeds' holds ['thirteen']"),
+        ("seeds: [13]\nworkers: 0", "'workers' is 0"),
+        ("seeds: [13]\ncells_per_process: -1", "'cells_per_process' is -1"),
+        ("seeds: [13, true]", "'seeds' holds [True]"),
+    ],
+)
+def test_14_grid_config_values_are_checked(body, fragment, tmp_path, capsys):
+    cfg = tmp_path / "grid.yaml"
+    out = tmp_path / "grid"
+    cfg.write_text(f"targets: [SST-2]\nrows: [embed-ft]\noutput_dir: {out}\n{body}\n")
+    rc = main(["run", "--config", str(cfg)])
+    err = capsys.readouterr().err
+    _assert_one_error(rc, err, out, fragment)
+    assert not out.exists()
+
+
+def test_14_multitask_output_dir_that_is_a_file(tmp_path, data_dir, capsys):
+    from mtft_nlp.cli import multitask_main
+
+    f = tmp_path / "taken"
+    f.write_text("x")
+    rc = multitask_main(["--target", "sst-2", "--sources", "mr", "--data_dir", str(data_dir), "--output_dir", str(f)])
+    err = capsys.readouterr().err
+    _assert_one_error(rc, err, f, "is an existing file")
+    assert f.read_text() == "x"

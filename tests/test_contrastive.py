@@ -211,3 +211,41 @@ def test_a_short_contrastive_run_on_trec_beats_cross_entropy_at_equal_steps(tmp_
             assert rec["adaptation_head"] == rec["refit_heads"][str(rec["best_step"])]
             assert rec["contrastive_temperature"] == 0.07
     assert dev["supcon"] > dev["cross_entropy"] + 0.03, dev
+
+
+def test_description_anchors_join_the_training_batch_of_their_classes():
+    from mtft_nlp.embedding import (
+        ClassHead,
+        EmbeddingCollator,
+        EmbeddingForClassification,
+        description_batch,
+        load_sentence_encoder,
+    )
+
+    encoder = load_sentence_encoder("minilm")
+    descriptions = ["It was great.", "It was terrible."]
+    texts, labels = ["a wonderful film", "dull and long", "loved it"], [0, 1, 0]
+    tok = encoder.tokenizer(texts)
+    batch = EmbeddingCollator(encoder.tokenizer.pad_token_id)(
+        [{"input_ids": tok["input_ids"][i], "labels": labels[i]} for i in range(3)]
+    )
+    batch.pop("task_id")
+    head = ClassHead(torch.eye(2, 384))
+    plain = EmbeddingForClassification(encoder, [head], objective="supcon", temperature=0.1)
+    anchored = EmbeddingForClassification(
+        encoder,
+        [head],
+        objective="supcon",
+        temperature=0.1,
+        description_features=[description_batch(encoder, descriptions)],
+    )
+    plain.eval(), anchored.eval()  # no dropout: the same embeddings in both passes
+    with torch.no_grad():
+        z = plain.embed(batch["input_ids"], batch["attention_mask"])
+        d = plain.embed(**description_batch(encoder, descriptions))
+        assert plain(**batch).loss.item() == pytest.approx(supcon_loss(z, torch.tensor(labels), 0.1).item(), rel=1e-5)
+        # in eval mode the descriptions stay out; in training mode they are anchors of their classes
+        assert anchored(**batch).loss.item() == pytest.approx(plain(**batch).loss.item(), rel=1e-5)
+        anchored.training = True  # the flag alone (dropout modules stay in eval mode)
+        expected = supcon_loss(torch.cat([z, d]), torch.tensor(labels + [0, 1]), 0.1)
+        assert anchored(**batch).loss.item() == pytest.approx(expected.item(), rel=1e-5)

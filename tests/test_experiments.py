@@ -207,7 +207,7 @@ def test_presets_load():
     assert load_config(None, "paper")["model"] == "roberta-large"
     assert load_config(None, "embedding")["rows"] == list(EMBEDDING_ROWS)
     demo = load_config(None, "demo")
-    assert {"pbft", "embed-ft", "mt-embed-ft"} <= set(demo["rows"])  # both methods side by side
+    assert {"pbft", "embed-ft", "mt-sel-embed-ft"} <= set(demo["rows"])  # both methods side by side
 
 
 @pytest.mark.slow
