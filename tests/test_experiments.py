@@ -203,7 +203,7 @@ def test_presets_load():
 
     for preset in ("demo", "minilm", "paper", "embedding"):
         cfg = load_config(None, preset)
-        assert cfg["targets"] and set(cfg["rows"]) <= set(PAPER_ROWS) | set(EMBEDDING_ROWS)
+        assert cfg["targets"] and set(cfg["rows"]) <= set(PAPER_ROWS) | set(EMBEDDING_ROWS) | {"setfit"}
     assert load_config(None, "paper")["model"] == "roberta-large"
     assert load_config(None, "embedding")["rows"] == list(EMBEDDING_ROWS)
     demo = load_config(None, "demo")
