@@ -24,6 +24,7 @@ nothing else needs them. Bad options, a missing extra, or a Ray cluster that doe
 
 from __future__ import annotations
 
+import abc
 import concurrent.futures as cf
 import importlib
 import os
@@ -103,12 +104,13 @@ def _positive(opts: Dict, section: str, names: Tuple[str, ...], minimum: float =
             raise MtftError(f"'{section}.{name}' is {value!r}, expected a number {'>' if strict else '>='} {minimum}")
 
 
-class Backend:
+class Backend(abc.ABC):
     """Runs the grid's units; :func:`open_backend` makes one from the configuration."""
 
     name = "local"
     parallel_jobs = 1  # units running at a time: cells are cut into batches that fill whole rounds of them
 
+    @abc.abstractmethod
     def run(
         self,
         units: List[List[Dict]],
@@ -123,7 +125,6 @@ class Backend:
         ``stage_of(unit)`` is the folder of the stage it waits for (``None``: none). ``report(job, return code,
         seconds)`` each job as it ends. Returns the units never started; Ctrl-C stops or cancels what was started
         and raises :class:`mtft_nlp.workers.Interrupted` (see :func:`mtft_nlp.workers.run_jobs`)."""
-        raise NotImplementedError
 
     def close(self) -> None:
         """Give back what opening took (a Ray connection, a Ray cluster started here)."""
