@@ -35,7 +35,7 @@ TINY = dict(CONFIG, targets=["SST-2"], rows=["embed-zero-shot"], seeds=[13], emb
 
 
 def _scores(folder: Path) -> list:
-    from mtft_nlp.results import find_results
+    from mtft_nlp.reporting.results import find_results
 
     return sorted((r["task"], r["row"], r["seed"], r["dev_score"], r["test_score"]) for r in find_results(folder))
 

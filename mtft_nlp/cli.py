@@ -194,7 +194,7 @@ def run_glue_main(argv: Optional[List[str]] = None) -> int:
     except MtftError as exc:
         return _fail(exc)
     from .methods import run_experiment
-    from .training_args import EmbeddingArguments, ModelArguments, PromptArguments, PromptTrainingArguments
+    from .training.arguments import EmbeddingArguments, ModelArguments, PromptArguments, PromptTrainingArguments
 
     return _hf_entry(
         (ModelArguments, PromptArguments, EmbeddingArguments, PromptTrainingArguments),
@@ -214,7 +214,7 @@ def run_glue_main(argv: Optional[List[str]] = None) -> int:
 def multitask_main(argv: Optional[List[str]] = None) -> int:
     """Entry of ``mtft-nlp multitask``: the multitask finetuning stage."""
     from .multitask import run_multitask
-    from .training_args import ModelArguments, MultitaskArguments, MultitaskTrainingArguments
+    from .training.arguments import ModelArguments, MultitaskArguments, MultitaskTrainingArguments
 
     return _hf_entry(
         (ModelArguments, MultitaskArguments, MultitaskTrainingArguments),
@@ -227,7 +227,7 @@ def multitask_main(argv: Optional[List[str]] = None) -> int:
 
 
 def _add_splits(sub) -> None:
-    from .data import DEFAULT_K, SEEDS
+    from .data.kshot import DEFAULT_K, SEEDS
 
     s = sub.add_parser("splits", help="write LM-BFF k-shot splits (byte-identical to LM-BFF's)")
     s.add_argument("--data_dir", required=True, help="LM-BFF original/ folder (holding SST-2/, sst-5/, ...)")
@@ -357,7 +357,8 @@ def _add_predict(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__, selection
+    from . import __version__
+    from .selection.command import register_cli as add_select
 
     p = _Parser(prog="mtft-nlp", description="Few-shot prompt-based finetuning toolkit (LM-BFF protocol).")
     p.add_argument("--version", action="version", version=f"mtft-nlp {__version__}")
@@ -368,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("tasks", help="list the packaged tasks")
     k.set_defaults(func=cmd_tasks)
 
-    selection.register_cli(sub)
+    add_select(sub)
 
     sub.add_parser(
         "multitask",
@@ -386,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) == 2 and argv[0] == "cells":  # internal: a batch of grid cells in one process (mtft-nlp run)
-        from .workers import run_cells
+        from .grid.workers import run_cells
 
         return 1 if run_cells(argv[1]) else 0
     if argv and argv[0] == "train":

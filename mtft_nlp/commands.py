@@ -68,7 +68,7 @@ def _check_model_option(m: Optional[str], allow_pickle: bool) -> None:
 def quick_checks(argv: List[str]) -> None:
     """Cheap checks of the project's own options before torch and transformers are imported (a few
     seconds), so that common mistakes fail at once; everything is checked again later."""
-    from .data import check_k, check_seed
+    from .data.kshot import check_k, check_seed
     from .tasks import get_task
 
     config_file = len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml"))
@@ -127,7 +127,7 @@ def print_summary(record, parsed) -> None:
 
 
 def cmd_splits(a) -> int:
-    from .data import write_splits
+    from .data.kshot import write_splits
 
     written = write_splits(a.tasks, a.data_dir, a.output_dir, a.seeds, a.k)
     for p in written:
@@ -136,7 +136,7 @@ def cmd_splits(a) -> int:
 
 
 def cmd_table(a) -> int:
-    from .results import aggregate, find_results, format_table
+    from .reporting.results import aggregate, find_results, format_table
 
     results = find_results(a.dir)
     if a.row:
@@ -151,7 +151,7 @@ def cmd_table(a) -> int:
 
 def _text_file_rows(p: str):
     """``(line, {"text_a", "text_b"})`` of a .txt file: one input per non-blank line, a tab separates a pair."""
-    from .data import DataError
+    from .data.kshot import DataError
 
     if not os.path.isfile(p):
         raise DataError(f"input file not found: {p}")
@@ -170,7 +170,7 @@ def read_inputs(path: str, with_rows: bool = False):
     """Texts (and pairs) from .txt (one per line; a tab separates a pair), .jsonl or .csv files.
 
     With ``with_rows``, also the ``file:line`` of each input (file lines, as editors number them)."""
-    from .data import DataError, read_rows_numbered
+    from .data.kshot import DataError, read_rows_numbered
 
     p = os.fspath(path)
     rows = read_rows_numbered(p) if p.endswith((".jsonl", ".json", ".csv", ".tsv")) else _text_file_rows(p)
@@ -207,7 +207,7 @@ def _prediction_lines(clf, texts, pairs, preds, probs) -> List[str]:
 
 def cmd_predict(a) -> int:
     from .methods import load_classifier
-    from .results import atomic_write_text
+    from .reporting.results import atomic_write_text
 
     texts, pairs, names = read_inputs(a.input, with_rows=True)  # bad input fails before the model loads
     if os.path.isdir(a.output):
@@ -245,8 +245,8 @@ def _slurm_overrides(section: dict, pairs: List[str]) -> dict:
 
 
 def cmd_run(a) -> int:
-    from .experiments import load_config, run_plan
-    from .report import write_report
+    from .grid.plan import load_config, run_plan
+    from .reporting.report import write_report
 
     preset = None if a.config else "demo"
     if any(v is not None for v in (a.targets, a.rows, a.seeds, a.model)) and not a.config:
@@ -273,7 +273,7 @@ def cmd_run(a) -> int:
         f"-> {cfg['output_dir']}",
         flush=True,
     )
-    from .experiments import Plan, _done
+    from .grid.plan import Plan, _done
 
     try:
         counts = run_plan(cfg)
@@ -294,7 +294,7 @@ def cmd_run(a) -> int:
 
 
 def cmd_report(a) -> int:
-    from .report import write_report, write_spec_report
+    from .reporting.report import write_report, write_spec_report
 
     if a.spec:
         files = write_spec_report(a.dir, a.spec, a.output or a.dir)
@@ -306,8 +306,8 @@ def cmd_report(a) -> int:
 
 
 def cmd_sweep(a) -> int:
-    from .experiments import load_config, run_sweep
-    from .report import write_report
+    from .grid.plan import load_config, run_sweep
+    from .reporting.report import write_report
 
     cfg = load_config(
         a.config,

@@ -23,22 +23,22 @@ import numpy as np
 from torch.utils.data import Dataset
 from transformers import set_seed
 
-from .callbacks import MultitaskMetricsCallback
-from .contrastive import uses_contrastive
-from .data import DEFAULT_K
-from .features import FeatureDataset, PromptCollator, build_features
+from .data.kshot import DEFAULT_K
+from .data.sources import SourceData, in_family, load_sources
 from .methods import resolve_method
+from .methods.embedding.contrastive import uses_contrastive
+from .methods.prompt.modeling import MULTITASK_METADATA as METADATA_FILE
+from .methods.prompt.modeling import PromptForMaskedLM, resolve_model_name
+from .methods.prompt.run import load_model
 from .metrics import accuracy
-from .modeling import MULTITASK_METADATA as METADATA_FILE
-from .modeling import PromptForMaskedLM, resolve_model_name
 from .records import write_stage_record
-from .results import atomic_write_json, environment
-from .sources import SourceData, in_family, load_sources
+from .reporting.results import atomic_write_json, environment
 from .tasks import MtftError, get_task, leave_one_out
 from .templates import PromptEncoder, load_prompt
-from .trainer import MultitaskTrainer, build_trainer
-from .training import load_model
-from .training_args import SAMPLERS, ModelArguments, MultitaskArguments, MultitaskTrainingArguments
+from .training.arguments import SAMPLERS, ModelArguments, MultitaskArguments, MultitaskTrainingArguments
+from .training.callbacks import MultitaskMetricsCallback
+from .training.features import FeatureDataset, PromptCollator, build_features
+from .training.trainer import MultitaskTrainer, build_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def _sources_from_file(path: Path, target, split_seed, k_shot, pool_seeds):
 
 def _sources_by_selection(target, data_dir, split_seed, k_shot, pool_seeds, model_name_or_path):
     """(sources, selection summary, selection record) of task selection (``select_tasks``' defaults) for ``target``."""
-    from .selection import select_tasks
+    from .selection.select import select_tasks
 
     result = select_tasks(
         target,
@@ -241,7 +241,7 @@ def run_multitask(
     stage = _method_stage(method, model_args, sources, args, training_args.seed)
     probs = sampling_probs([len(f) for f in stage.train_features], args.sampler, args.temperature)
     if contrastive:  # every step: --tasks_per_step sources, each with every class present
-        from .embedding_training import contrastive_train_set
+        from .methods.embedding.run import contrastive_train_set
 
         dataset = contrastive_train_set(stage.train_features, training_args, probs, args.tasks_per_step)
     else:
@@ -324,7 +324,7 @@ def _save_stage(stage: "StageParts", resolved: Dict, meta: Dict, out: Path) -> N
 
 def _method_stage(method: str, model_args, sources, args: MultitaskArguments, seed: int) -> "StageParts":
     if method == "embedding":
-        from .embedding_training import embedding_stage
+        from .methods.embedding.run import embedding_stage
 
         return embedding_stage(
             model_args,

@@ -38,7 +38,7 @@ class Prompt:
     name: str = "custom"
     description: str = ""
     # optional text per class (task label -> text) for embedding-based zero-shot; without it the template is
-    # rendered with each label word and no input (mtft_nlp.embedding.class_descriptions)
+    # rendered with each label word and no input (mtft_nlp.methods.embedding.modeling.class_descriptions)
     descriptions: Optional[Dict[str, str]] = None
 
     def words_in_order(self, task: TaskSpec) -> List[str]:

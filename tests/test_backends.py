@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from mtft_nlp.cli import main
-from mtft_nlp.experiments import Plan, load_config, run_plan
-from mtft_nlp.results import find_results
+from mtft_nlp.grid.plan import Plan, load_config, run_plan
+from mtft_nlp.reporting.results import find_results
 from mtft_nlp.tasks import MtftError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,7 +153,7 @@ class _FakeExecutor:
 
 def test_slurm_queues_a_stages_cells_behind_it(monkeypatch, tmp_path):
     submitit = pytest.importorskip("submitit", reason="the slurm extra is not installed")
-    from mtft_nlp import backends
+    from mtft_nlp.grid import backends
 
     monkeypatch.setattr(backends.shutil, "which", lambda name: "/usr/bin/" + name)
     monkeypatch.setattr(submitit, "AutoExecutor", _FakeExecutor)
@@ -186,7 +186,7 @@ def test_slurm_queues_a_stages_cells_behind_it(monkeypatch, tmp_path):
 
 def test_the_sbatch_script_names_the_array_resources_and_logs(tmp_path):
     pytest.importorskip("submitit", reason="the slurm extra is not installed")
-    from mtft_nlp.backends import sbatch_script
+    from mtft_nlp.grid.backends import sbatch_script
 
     cfg = load_config(None, "minilm", output_dir=str(tmp_path / "grid"), backend="slurm")
     cfg["slurm"] = {

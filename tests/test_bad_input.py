@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from mtft_nlp.cli import _read_inputs, main, run_glue_main
-from mtft_nlp.data import DataError, KShotSplitter, load_files, read_lmbff_file, read_rows_numbered
+from mtft_nlp.data.kshot import DataError, KShotSplitter, load_files, read_lmbff_file, read_rows_numbered
 from mtft_nlp.tasks import MtftError, TaskError, get_task, load_task_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,7 +124,7 @@ def test_3_model_folder_missing_or_corrupt(tmp_path, data_dir, capsys):
         ["--task_name", "sst-2", "--model_name_or_path", str(tmp_path / "nope")], tmp_path, capsys, data_dir=data_dir
     )
     _assert_one_error(rc, err, out, "nope: folder not found")
-    from mtft_nlp.modeling import default_model_path
+    from mtft_nlp.methods.prompt.modeling import default_model_path
 
     bad = tmp_path / "badmodel"
     bad.mkdir()
@@ -141,7 +141,7 @@ def test_3_model_folder_missing_or_corrupt(tmp_path, data_dir, capsys):
         )
         _assert_one_error(rc, err, out, "badmodel", "config.json is not valid JSON")
     # past the quick checks, the prompt method's own loader says the same in one line
-    from mtft_nlp.training import ModelArguments, load_tokenizer_checked
+    from mtft_nlp.methods.prompt.run import ModelArguments, load_tokenizer_checked
 
     with pytest.raises(MtftError, match="badmodel: cannot load the model"):
         load_tokenizer_checked(ModelArguments(model_name_or_path=str(bad)))
@@ -211,9 +211,9 @@ def test_5_train_file_lacking_a_class(tmp_path, files, capsys):
 
 
 def test_6_overrides_recorded_and_long_texts_predicted(tmp_path, data_dir, bert_tokenizer):
-    from mtft_nlp.hub import PromptClassifier, prompt_metadata
-    from mtft_nlp.modeling import PromptForMaskedLM, load_masked_lm
-    from mtft_nlp.training import ModelArguments, PromptArguments, prepare
+    from mtft_nlp.methods.prompt.classifier import PromptClassifier, prompt_metadata
+    from mtft_nlp.methods.prompt.modeling import PromptForMaskedLM, load_masked_lm
+    from mtft_nlp.methods.prompt.run import ModelArguments, PromptArguments, prepare
 
     prep = prepare(
         ModelArguments(),
@@ -247,7 +247,7 @@ def _user_task(tmp_path, name="MyReviews"):
 
 def test_7_user_task_file_resolves_in_job_processes(tmp_path, monkeypatch):
     from mtft_nlp import tasks as tasks_mod
-    from mtft_nlp.experiments import Plan, load_config
+    from mtft_nlp.grid.plan import Plan, load_config
     from mtft_nlp.templates import load_prompt
 
     monkeypatch.setattr(tasks_mod, "_USER", {})
@@ -387,7 +387,7 @@ def test_9_errors_name_the_file_line(tmp_path, files):
 
 
 def test_10_atomic_writes_follow_the_umask(tmp_path):
-    from mtft_nlp.results import atomic_write_json, atomic_write_text
+    from mtft_nlp.reporting.results import atomic_write_json, atomic_write_text
 
     old = os.umask(0o022)
     try:
@@ -446,7 +446,7 @@ def test_11_task_file_schema(body, message, tmp_path, capsys):
 
 
 def test_12_pickled_weights_refused_unless_allowed(tmp_path, data_dir, capsys):
-    from mtft_nlp.modeling import check_weights_format, default_model_path
+    from mtft_nlp.methods.prompt.modeling import check_weights_format, default_model_path
 
     folder = tmp_path / "pickled"
     folder.mkdir()
@@ -463,7 +463,7 @@ def test_12_pickled_weights_refused_unless_allowed(tmp_path, data_dir, capsys):
         )
         _assert_one_error(rc, err, out, "only pickled weights (pytorch_model.bin)", "--allow_pickle")
     check_weights_format(str(folder), allow_pickle=True)  # the flag lets it through
-    from mtft_nlp.modeling import load_masked_lm
+    from mtft_nlp.methods.prompt.modeling import load_masked_lm
 
     with pytest.raises(MtftError, match="only pickled weights"):  # the loader itself refuses too
         load_masked_lm(str(folder))
@@ -483,7 +483,7 @@ def test_13_empty_texts(tmp_path, files, capsys, caplog):
     some = _sst2_rows()
     some[0] = ("", 0)
     some[1] = ("  ", 1)
-    with caplog.at_level(logging.WARNING, logger="mtft_nlp.data"):
+    with caplog.at_level(logging.WARNING, logger="mtft_nlp.data.kshot"):
         parts = load_files("sst-2", 13, 16, str(_csv(tmp_path / "some.csv", some)), str(test), str(test))
     assert len(parts["train"]) == 80
     assert any("2 of 80 train examples have an empty text" in r.getMessage() for r in caplog.records)
@@ -586,7 +586,7 @@ def test_fuzz_readers_and_task_loader(tmp_path, data_dir):
         _expect_ok_or_mtft(load_task_file, y)
         n += 5
     # the LM-BFF original/ layout of a CSV task (pandas), split into k-shot sets in memory
-    from mtft_nlp.data import load_kshot
+    from mtft_nlp.data.kshot import load_kshot
 
     cr = "".join(
         (data_dir / "original" / "cr" / "train.csv").read_text(encoding="utf-8").splitlines(keepends=True)[:60]

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from mtft_nlp.cli import build_parser
-from mtft_nlp.experiments import Plan, load_config
+from mtft_nlp.grid.plan import Plan, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "benchmarks" / "configs").rglob("*.yaml"))

@@ -44,7 +44,7 @@ def test_bad_input_exits_2_without_results(args, message, tmp_path, data_dir, ca
 
 
 def test_malformed_data_file(tmp_path, data_dir, capsys):
-    from mtft_nlp.data import KShotSplitter
+    from mtft_nlp.data.kshot import KShotSplitter
 
     KShotSplitter("rte", data_dir / "original").write(13, tmp_path / "k")
     split = tmp_path / "k" / "RTE" / "16-13"
@@ -127,7 +127,7 @@ def test_run_shows_multitask_progress(tmp_path):
     import concurrent.futures as cf
     import threading
 
-    from mtft_nlp.workers import _unit_results
+    from mtft_nlp.grid.workers import _unit_results
 
     job = {"dir": tmp_path / "mt", "target": "RTE"}
     log = job["dir"].with_suffix(".log")
@@ -152,7 +152,7 @@ def test_a_batch_reports_each_cell_as_it_finishes(tmp_path):
     import concurrent.futures as cf
     import threading
 
-    from mtft_nlp.workers import _unit_results
+    from mtft_nlp.grid.workers import _unit_results
 
     unit = [{"dir": tmp_path / f"c{i}", "target": "RTE"} for i in range(3)]
     release = threading.Event()
@@ -185,7 +185,7 @@ def test_jobs_take_a_free_slot_and_wait_for_what_they_need(tmp_path):
     waits for `long` and lets `short-2` pass; `never` is never ready and comes back unstarted."""
     import os
 
-    from mtft_nlp.workers import run_jobs
+    from mtft_nlp.grid.workers import run_jobs
 
     made = [
         _sleeper(tmp_path, "long", 3.0),
@@ -222,7 +222,7 @@ def test_an_interrupted_grid_gives_ctrl_c_back(tmp_path):
     import os
     import signal
 
-    from mtft_nlp.workers import Interrupted, run_jobs
+    from mtft_nlp.grid.workers import Interrupted, run_jobs
 
     unit, cmd = _sleeper(tmp_path, "one", 0.1)
 
@@ -264,8 +264,8 @@ def test_data_error_names_data_dir_option(tmp_path, capsys):
 def test_predict_writes_label_and_word(tmp_path, bert_tokenizer, capsys):
     import json
 
-    from mtft_nlp.hub import PromptClassifier, prompt_metadata
-    from mtft_nlp.modeling import PromptForMaskedLM, load_masked_lm
+    from mtft_nlp.methods.prompt.classifier import PromptClassifier, prompt_metadata
+    from mtft_nlp.methods.prompt.modeling import PromptForMaskedLM, load_masked_lm
     from mtft_nlp.tasks import get_task
     from mtft_nlp.templates import load_prompt
 

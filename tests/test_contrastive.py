@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mtft_nlp.contrastive import BalancedBatches, check_objective, supcon_loss
-from mtft_nlp.embedding_training import fit_adaptation_head
+from mtft_nlp.methods.embedding.contrastive import BalancedBatches, check_objective, supcon_loss
+from mtft_nlp.methods.embedding.run import fit_adaptation_head
 from mtft_nlp.tasks import MtftError, get_task
 
 
@@ -214,7 +214,7 @@ def test_a_short_contrastive_run_on_trec_beats_cross_entropy_at_equal_steps(tmp_
 
 
 def test_description_anchors_join_the_training_batch_of_their_classes():
-    from mtft_nlp.embedding import (
+    from mtft_nlp.methods.embedding.modeling import (
         ClassHead,
         EmbeddingCollator,
         EmbeddingForClassification,

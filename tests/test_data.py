@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mtft_nlp.data import (
+from mtft_nlp.data.kshot import (
     DataError,
     KShotSplitter,
     load_files,
@@ -167,7 +167,7 @@ def test_hub_layout_from_a_saved_dataset(tmp_path):
     """--dataset_name with a save_to_disk folder: the task file's Hub columns and label map are used."""
     import datasets
 
-    from mtft_nlp.data import load_hub
+    from mtft_nlp.data.kshot import load_hub
 
     train = {"sentence": [f"review {i}" for i in range(80)], "label": [i % 2 for i in range(80)]}
     val = {"sentence": ["good", "bad", "unlabelled"], "label": [1, 0, -1]}

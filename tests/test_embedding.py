@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtft_nlp.embedding import (
+from mtft_nlp.methods.embedding.modeling import (
     ClassHead,
     EmbeddingCollator,
     EmbeddingForClassification,
@@ -15,7 +15,7 @@ from mtft_nlp.embedding import (
     encode_texts,
     load_sentence_encoder,
 )
-from mtft_nlp.embedding_training import fit_adaptation_head
+from mtft_nlp.methods.embedding.run import fit_adaptation_head
 from mtft_nlp.tasks import available_tasks, get_task
 from mtft_nlp.templates import Prompt, PromptError, load_prompt
 
@@ -113,7 +113,7 @@ def test_pair_tasks_are_tokenised_as_pairs(encoder):
 @pytest.mark.slow
 def test_embedding_runs_save_load_predict_and_beat_the_majority(tmp_path, data_dir):
     from mtft_nlp.cli import run_glue_main
-    from mtft_nlp.embedding_classifier import EmbeddingClassifier
+    from mtft_nlp.methods.embedding.classifier import EmbeddingClassifier
 
     common = [
         "--task_name",
@@ -149,7 +149,7 @@ def test_embedding_runs_save_load_predict_and_beat_the_majority(tmp_path, data_d
         json.loads(x)["prediction"] for x in (tmp_path / "ft" / "test_predictions.jsonl").read_text().splitlines()
     ]
     assert set(labels) == {"0", "1"}
-    from mtft_nlp.data import load_kshot
+    from mtft_nlp.data.kshot import load_kshot
 
     test = load_kshot("sst-2", str(data_dir), 13, max_test_examples=200)["test"]
     gold = [ex["label"] for ex in test]
@@ -288,7 +288,7 @@ def test_bad_embedding_input_is_one_error_line(tmp_path, data_dir, capsys):
 
 
 def test_loading_an_embedding_classifier_from_a_wrong_place_is_one_clear_error(tmp_path):
-    from mtft_nlp.embedding_classifier import EmbeddingClassifier
+    from mtft_nlp.methods.embedding.classifier import EmbeddingClassifier
     from mtft_nlp.tasks import MtftError
 
     (tmp_path / "weights.bin").write_bytes(b"x")

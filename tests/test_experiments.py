@@ -14,9 +14,9 @@ import torch
 import yaml
 from transformers import BertConfig, BertForMaskedLM
 
-from mtft_nlp.experiments import Plan, load_config, run_plan
-from mtft_nlp.report import write_report
-from mtft_nlp.results import aggregate, find_results, format_table
+from mtft_nlp.grid.plan import Plan, load_config, run_plan
+from mtft_nlp.reporting.report import write_report
+from mtft_nlp.reporting.results import aggregate, find_results, format_table
 from mtft_nlp.tasks import MtftError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -212,7 +212,7 @@ def test_presets_load():
 
 @pytest.mark.slow
 def test_sweep_shots_and_num_tasks(tmp_path, tiny_model, data_dir):
-    from mtft_nlp.experiments import run_sweep
+    from mtft_nlp.grid.plan import run_sweep
 
     cfg = load_config(
         None, "demo", model=str(tiny_model), seeds=[13], data_dir=str(data_dir), output_dir=str(tmp_path / "sweep")
@@ -235,7 +235,7 @@ def test_sweep_shots_and_num_tasks(tmp_path, tiny_model, data_dir):
 
 
 def test_embedding_sweep_of_num_tasks_runs_the_top_n_stage_and_embedding_ft(tmp_path):
-    from mtft_nlp.experiments import sweep_configs
+    from mtft_nlp.grid.plan import sweep_configs
 
     cfg = load_config(None, "embedding", seeds=[13], output_dir=str(tmp_path / "s"))
     configs = sweep_configs(cfg, "mr", "num_tasks", [1, 4], method="embedding")
@@ -251,7 +251,7 @@ def test_embedding_sweep_of_num_tasks_runs_the_top_n_stage_and_embedding_ft(tmp_
 
 
 def test_assign_devices_round_robin():
-    from mtft_nlp.workers import assign_devices
+    from mtft_nlp.grid.workers import assign_devices
 
     assert assign_devices(3, 0, 4) == [None, None, None]  # CPU: one slot per worker, cells_per_device ignored
     assert assign_devices(1, 1, 1) == [0]
@@ -262,7 +262,7 @@ def test_assign_devices_round_robin():
 
 
 def test_device_envs_with_fake_device_lists(monkeypatch):
-    from mtft_nlp.workers import _device_envs
+    from mtft_nlp.grid.workers import _device_envs
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
@@ -322,7 +322,7 @@ def test_embedding_rows_plan_their_method_and_own_stage(tmp_path):
 
 
 def test_batches_group_consecutive_cells_of_one_target_and_method(tmp_path):
-    from mtft_nlp.experiments import _batches
+    from mtft_nlp.grid.plan import _batches
 
     cfg = load_config(
         None,
@@ -348,7 +348,7 @@ def test_batches_come_in_rounds_of_the_workers(tmp_path):
     """15 cells of one target from the base model, 5 per process, 2 workers: 4 units (two full rounds), the
     larger first; cells from different multitask stages are never in one unit (each unit starts when its stage
     is saved)."""
-    from mtft_nlp.experiments import _batches
+    from mtft_nlp.grid.plan import _batches
 
     seeds = [13, 21, 42, 87, 100]
     base = ["embed-zero-shot", "embed-adapt", "embed-ft"]
@@ -396,7 +396,7 @@ def test_embedding_grid_in_batches_end_to_end(tmp_path, tiny_model, data_dir):
 def test_a_folder_filled_one_target_at_a_time_records_every_target(tmp_path):
     import yaml
 
-    from mtft_nlp.experiments import _record_config
+    from mtft_nlp.grid.plan import _record_config
 
     path = tmp_path / "config.yaml"
     base = dict(preset="minilm", output_dir=str(tmp_path), rows=["pbft"], seeds=[13, 21])
@@ -412,13 +412,13 @@ def test_a_folder_filled_one_target_at_a_time_records_every_target(tmp_path):
 
 
 def test_peer_rows_if_installed_run_only_where_their_package_is(monkeypatch, capsys, tmp_path):
-    import mtft_nlp.peers
+    import mtft_nlp.methods.setfit.run
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text("targets: [SST-2]\nrows: [embed-ft, setfit]\nseeds: [13]\nif_installed: [setfit]\n")
-    monkeypatch.setattr(mtft_nlp.peers, "setfit_available", lambda: True)
+    monkeypatch.setattr(mtft_nlp.methods.setfit.run, "setfit_available", lambda: True)
     assert load_config(str(cfg))["rows"] == ["embed-ft", "setfit"]
-    monkeypatch.setattr(mtft_nlp.peers, "setfit_available", lambda: False)
+    monkeypatch.setattr(mtft_nlp.methods.setfit.run, "setfit_available", lambda: False)
     assert load_config(str(cfg))["rows"] == ["embed-ft"]
     assert "note: row setfit left out: the setfit package is not installed" in capsys.readouterr().err
     cfg.write_text("targets: [SST-2]\nrows: [embed-ft]\nseeds: [13]\nif_installed: [embed-ft]\n")

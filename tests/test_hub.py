@@ -9,8 +9,8 @@ import torch
 from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM
 
 from mtft_nlp.cli import main, run_glue_main
-from mtft_nlp.hub import PromptClassifier, save_prompt_classifier
-from mtft_nlp.modeling import PromptForMaskedLM, apply_lora
+from mtft_nlp.methods.prompt.classifier import PromptClassifier, save_prompt_classifier
+from mtft_nlp.methods.prompt.modeling import PromptForMaskedLM, apply_lora
 from mtft_nlp.tasks import MtftError, get_task
 from mtft_nlp.templates import PromptError, load_prompt
 
@@ -44,7 +44,7 @@ def test_save_load_identical_logits_and_plain_mlm(saved):
     clf = PromptClassifier.from_pretrained(out)
     texts, pairs = ["A man eats.", "It rains a lot today."], ["Someone eats.", "It is dry."]
     feats = clf.encoder.encode_batch(texts, pairs)
-    from mtft_nlp.features import PromptCollator
+    from mtft_nlp.training.features import PromptCollator
 
     for f in feats:
         f["label_word_ids"] = clf.encoder.label_word_ids

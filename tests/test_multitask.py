@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mtft_nlp.cli import multitask_main, run_glue_main
-from mtft_nlp.data import text_overlap
+from mtft_nlp.data.kshot import text_overlap
 from mtft_nlp.multitask import MixedTaskDataset, MultitaskArguments, load_sources, resolve_sources, sampling_probs
 from mtft_nlp.tasks import MtftError, classification_tasks, get_task
 
@@ -44,7 +44,7 @@ def test_selection_file_as_sources(tmp_path, caplog):
 
 
 def test_pooled_sources_keep_the_dev_split_held_out(data_dir):
-    from mtft_nlp.data import SEEDS, load_kshot
+    from mtft_nlp.data.kshot import SEEDS, load_kshot
 
     src = load_sources(MultitaskArguments(sources=["rte"], data_dir=str(data_dir), pool_seeds=True), ["RTE"], None)[0]
     dev42 = load_kshot("rte", data_dir, 42, splits=("dev",))["dev"]
@@ -91,7 +91,7 @@ def test_leakage_guard_finds_planted_overlaps(data_dir):
     # real data: plant two of SST-2's test sentences into MR's train set and load the sources
     args = MultitaskArguments(target="sst-2", sources=["mr"], data_dir=str(data_dir))
     clean = load_sources(args, ["MR"], get_task("sst-2"))[0]
-    from mtft_nlp import data as data_mod
+    from mtft_nlp.data import kshot as data_mod
 
     test = data_mod.load_kshot("sst-2", data_dir, 13, splits=("test",))["test"]
     orig = data_mod.load_kshot
@@ -102,7 +102,7 @@ def test_leakage_guard_finds_planted_overlaps(data_dir):
             out["train"] = out["train"] + [dict(test[0]), dict(test[1], text_a=test[1]["text_a"].upper())]
         return out
 
-    import mtft_nlp.sources as mt  # the source pool loads the k-shot data
+    import mtft_nlp.data.sources as mt  # the source pool loads the k-shot data
 
     mt.load_kshot, saved = planted, mt.load_kshot
     try:
@@ -354,7 +354,7 @@ def test_multitask_two_process_ddp(tmp_path, data_dir):
 
 @pytest.mark.slow
 def test_sources_selected_runs_task_selection(tmp_path, data_dir, monkeypatch):
-    from mtft_nlp.selection import select_tasks
+    from mtft_nlp.selection.select import select_tasks
 
     monkeypatch.setenv("MTFT_NLP_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "mt-sel"

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from mtft_nlp.cli import main
-from mtft_nlp.report import write_spec_report
-from mtft_nlp.results import atomic_write_json
+from mtft_nlp.reporting.report import write_spec_report
+from mtft_nlp.reporting.results import atomic_write_json
 from mtft_nlp.tasks import MtftError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,7 +183,7 @@ def test_committed_results_document_is_regenerated_from_the_result_files(tmp_pat
 
 
 def test_stage_origin_prefers_the_stages_own_origin():
-    from mtft_nlp.report import _stage_origin
+    from mtft_nlp.reporting.report import _stage_origin
 
     chosen = {("TREC", frozenset({"SST-2", "CoLA"})): ["no-diversity", "selected"]}
     names = ["CoLA", "SST-2"]
@@ -198,7 +198,7 @@ def test_stage_origin_prefers_the_stages_own_origin():
 
 
 def test_selection_table_counts_the_targets_where_two_methods_chose_the_same_set(tmp_path):
-    from mtft_nlp.report import _selections_table
+    from mtft_nlp.reporting.report import _selections_table
 
     chosen = {
         ("TREC", "selected"): ["SST-2", "CoLA"],

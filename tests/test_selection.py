@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mtft_nlp import selection as sel
-from mtft_nlp import selection_cli
-from mtft_nlp import selection_embeddings as emb
 from mtft_nlp.cli import main
+from mtft_nlp.selection import command as selection_cli
+from mtft_nlp.selection import embeddings as emb
+from mtft_nlp.selection import select as sel
 
 SENTIMENT = ("SST-5", "MR", "CR", "MPQA")
 NLI = ("MNLI", "SNLI", "QNLI", "RTE")

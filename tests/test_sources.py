@@ -5,11 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from mtft_nlp import selection as sel
-from mtft_nlp.data import SEEDS, DataError, load_kshot, normalize_text
-from mtft_nlp.multitask import load_sources as multitask_load_sources
-from mtft_nlp.multitask import resolve_sources
-from mtft_nlp.sources import (
+from mtft_nlp.data.kshot import SEEDS, DataError, load_kshot, normalize_text
+from mtft_nlp.data.sources import (
     SourceData,
     in_family,
     leave_one_out,
@@ -19,6 +16,9 @@ from mtft_nlp.sources import (
     pooled_train,
     split_seeds,
 )
+from mtft_nlp.multitask import load_sources as multitask_load_sources
+from mtft_nlp.multitask import resolve_sources
+from mtft_nlp.selection import select as sel
 from mtft_nlp.tasks import MtftError, get_task
 
 

@@ -5,9 +5,9 @@ import inspect
 import torch
 import transformers
 
-from mtft_nlp.callbacks import BestDevCallback
-from mtft_nlp.trainer import MultitaskTrainer, PromptTrainer, SeededEpochSampler, build_trainer
-from mtft_nlp.training_args import PromptTrainingArguments
+from mtft_nlp.training.arguments import PromptTrainingArguments
+from mtft_nlp.training.callbacks import BestDevCallback
+from mtft_nlp.training.trainer import MultitaskTrainer, PromptTrainer, SeededEpochSampler, build_trainer
 
 
 def test_private_overrides_still_exist_in_transformers():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mtft_nlp.cli import run_glue_main
-from mtft_nlp.results import REQUIRED_KEYS
+from mtft_nlp.reporting.results import REQUIRED_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 

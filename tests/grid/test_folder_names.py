@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mtft_nlp.experiments import Plan, load_config
+from mtft_nlp.grid.plan import Plan, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 # grid configurations whose folders hold committed cells and stages of the prompt, embedding and SetFit rows

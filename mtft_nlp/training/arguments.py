@@ -1,0 +1,470 @@
+"""The argument dataclasses of every entry point, in one place (``HfArgumentParser`` reads them).
+
+* :class:`ModelArguments`: which model, which adaptation method, LoRA, loading options;
+* :class:`PromptArguments`: task, prompt, data and what to record, for single runs of either method;
+* :class:`EmbeddingArguments`: the embedding method's own options;
+* :class:`PromptTrainingArguments`: ``TrainingArguments`` with the LM-BFF protocol as defaults (``max_steps`` 1000,
+  dev evaluation every 100 steps, AdamW, linear decay, no warmup, weight decay 0); :data:`EMBEDDING_DEFAULTS` are
+  the embedding method's defaults, which the command line applies when that method is chosen;
+* :class:`MultitaskArguments`, :class:`MultitaskTrainingArguments`: the multitask stage.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import torch
+from transformers import TrainingArguments
+
+from ..data.kshot import DEFAULT_K, default_data_dir
+
+__all__ = [
+    "ModelArguments",
+    "PromptArguments",
+    "EmbeddingArguments",
+    "ObjectiveArguments",
+    "PromptTrainingArguments",
+    "MultitaskArguments",
+    "MultitaskTrainingArguments",
+    "EMBEDDING_DEFAULTS",
+    "DEFAULT_LR",
+    "DEFAULT_BATCH",
+    "PAPER_LR",
+    "PAPER_BATCH",
+    "LMBFF_GRID",
+    "SAMPLERS",
+]
+
+# Defaults for the embedded MiniLM, chosen on the k-shot *dev* sets (docs/RESULTS.md, "Choosing
+# the defaults"); the paper's settings are --paper_hparams (batch 2, lr 1e-5).
+DEFAULT_LR = 3e-4
+DEFAULT_BATCH = 8
+PAPER_LR = 1e-5
+PAPER_BATCH = 2
+LMBFF_GRID = [(lr, bs) for lr in (1e-5, 2e-5, 5e-5) for bs in (2, 4, 8)]
+
+
+def _default_ddp_backend() -> Optional[str]:
+    """torchrun on CPU: without an explicit backend accelerate may start independent processes."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        return "gloo"
+    return None
+
+
+@dataclass
+class ModelArguments:
+    _argument_group_name = "Model (mtft-nlp)"
+
+    model_name_or_path: str = field(
+        default="minilm",
+        metadata={
+            "help": "Masked LM: a Hub id (roberta-large), a local folder, or 'minilm' for the packaged "
+            "all-MiniLM-L6-v2 (no pretrained MLM head: zero-shot is at chance with it)."
+        },
+    )
+    config_overrides: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Config overrides as 'key=value,key=value', e.g. "
+            "'hidden_dropout_prob=0,attention_probs_dropout_prob=0'."
+        },
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow custom modelling code from the Hub (off by default)."}
+    )
+    use_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (peft) instead of all weights."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout."})
+    lora_target_modules: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Comma-separated modules to adapt (default: peft's default for the architecture, e.g. "
+            "query,value)."
+        },
+    )
+    lora_modules_to_save: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Comma-separated modules trained in full next to the adapters, e.g. 'cls.predictions.transform' "
+            "for the MiniLM's untrained head."
+        },
+    )
+    lora_merge: bool = field(
+        default=False,
+        metadata={
+            "help": "Save the model with the adapters merged into the weights (a plain HF folder) instead of "
+            "adapters only."
+        },
+    )
+    method: str = field(
+        default="auto",
+        metadata={
+            "help": "Adaptation method: 'prompt' (LM-BFF, through the masked LM's head), 'embedding' (a linear head "
+            "on a sentence encoder's embedding), 'setfit' (the SetFit peer), or 'auto': embedding for a "
+            "sentence-transformers model (the packaged MiniLM), prompt otherwise.",
+            "choices": ["auto", "prompt", "embedding", "setfit"],
+        },
+    )
+    head_init: str = field(
+        default="random",
+        metadata={
+            "help": "Initialisation of MLM-head weights missing from the checkpoint (the packaged MiniLM has none): "
+            "'random' or 'identity'.",
+            "choices": ["random", "identity"],
+        },
+    )
+    allow_pickle: bool = field(
+        default=False,
+        metadata={
+            "help": "Also load pickled weights (pytorch_model.bin) from a model folder without safetensors; refused "
+            "by default."
+        },
+    )
+
+
+@dataclass
+class PromptArguments:
+    _argument_group_name = "Task, prompt and data (mtft-nlp)"
+
+    task_name: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Task name (case-insensitive): SST-2, sst-5, mr, cr, mpqa, subj, trec, CoLA, MNLI, MNLI-mm, "
+            "SNLI, QNLI, RTE, MRPC, QQP, STS-B."
+        },
+    )
+    task_file: Optional[str] = field(
+        default=None, metadata={"help": "A task YAML file (docs/TASKS.md) instead of a packaged task."}
+    )
+    prompt: Optional[str] = field(
+        default=None, metadata={"help": "Name of a prompt in the task's prompt file (default: its 'default')."}
+    )
+    prompt_file: Optional[str] = field(
+        default=None, metadata={"help": "A prompt YAML file (docs/PROMPTS.md) instead of prompts/<task>.yaml."}
+    )
+    template: Optional[str] = field(
+        default=None, metadata={"help": "Override the template, e.g. '*cls**sent_0*_It_was*mask*.*sep+*'."}
+    )
+    label_words: Optional[str] = field(
+        default=None,
+        metadata={"help": "Override the label words: 'label:word,label:word', e.g. '0:terrible,1:great'."},
+    )
+    data_dir: str = field(
+        default_factory=default_data_dir,
+        metadata={
+            "help": "A root holding original/ (the split for --seed is made in memory), or an LM-BFF k-shot split "
+            "folder with train/dev/test files (used as is). Default: $MTFT_NLP_DATA_DIR or ../shared/data."
+        },
+    )
+    k: int = field(default=DEFAULT_K, metadata={"help": "Examples per class in the k-shot train and dev sets."})
+    dataset_name: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Read the task from the Hub ('hub' uses the task file's Hub source) or from a save_to_disk folder."
+        },
+    )
+    dataset_config_name: Optional[str] = field(default=None, metadata={"help": "Hub dataset configuration."})
+    train_file: Optional[str] = field(default=None, metadata={"help": "CSV/TSV (with header) or JSONL training file."})
+    validation_file: Optional[str] = field(
+        default=None,
+        metadata={"help": "CSV/JSONL dev file; without it the k-shot dev set is sampled from --train_file."},
+    )
+    test_file: Optional[str] = field(default=None, metadata={"help": "CSV/JSONL test file."})
+    text_a_column: str = field(default="text_a", metadata={"help": "Column of the first sentence in CSV/JSONL files."})
+    text_b_column: Optional[str] = field(
+        default=None, metadata={"help": "Column of the second sentence in CSV/JSONL files."}
+    )
+    label_column: str = field(default="label", metadata={"help": "Column of the label in CSV/JSONL files."})
+    max_seq_length: Optional[int] = field(default=None, metadata={"help": "Override the task's max_seq_length."})
+    first_sent_limit: Optional[int] = field(
+        default=None, metadata={"help": "Override the task's token limit for sentence 0."}
+    )
+    other_sent_limit: Optional[int] = field(
+        default=None, metadata={"help": "Override the task's token limit for other sentences."}
+    )
+    max_test_examples: Optional[int] = field(
+        default=None,
+        metadata={"help": "Evaluate on a fixed random subset of the test set (same subset for every seed)."},
+    )
+    zero_shot: bool = field(default=False, metadata={"help": "Evaluate the prompt without training."})
+    row: Optional[str] = field(
+        default=None, metadata={"help": "Table row recorded in results.json (default: zero-shot or pbft)."}
+    )
+    paper_hparams: bool = field(
+        default=False,
+        metadata={"help": "The multitask study's settings: batch 2, learning rate 1e-5 (overrides both)."},
+    )
+    lmbff_grid: bool = field(
+        default=False, metadata={"help": "LM-BFF's grid: lr {1e-5,2e-5,5e-5} x batch {2,4,8}, best on dev per seed."}
+    )
+    save_model: bool = field(
+        default=True, metadata={"help": "Save the best-dev model to <output_dir>/best (HF folder + prompt)."}
+    )
+    save_predictions: bool = field(
+        default=False, metadata={"help": "Write test predictions to <output_dir>/test_predictions.jsonl."}
+    )
+
+    def __post_init__(self):
+        for name in ("k", "max_seq_length", "first_sent_limit", "other_sent_limit", "max_test_examples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} {value}: expected a whole number of at least 1")
+
+
+@dataclass
+class PromptTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` with the LM-BFF protocol as defaults; every Trainer flag still works."""
+
+    _argument_group_name = "Training (transformers TrainingArguments, LM-BFF defaults)"
+
+    seed: int = field(
+        default=42,
+        metadata={
+            "help": "Split seed: picks the k-shot train/dev split (LM-BFF: 13 21 42 87 100) and seeds training."
+        },
+    )
+    max_steps: int = field(default=1000, metadata={"help": "Optimizer steps (LM-BFF: 1000)."})
+    learning_rate: float = field(
+        default=DEFAULT_LR,
+        metadata={
+            "help": f"AdamW learning rate (default {DEFAULT_LR}, chosen for the embedded MiniLM on dev sets; paper: "
+            f"1e-5)."
+        },
+    )
+    per_device_train_batch_size: int = field(
+        default=DEFAULT_BATCH, metadata={"help": f"Batch size per device (default {DEFAULT_BATCH}; paper: 2)."}
+    )
+    per_device_eval_batch_size: int = field(
+        default=32, metadata={"help": "Evaluation batch size per device (length-sorted batches)."}
+    )
+    eval_strategy: str = field(default="steps", metadata={"help": "Evaluate on the k-shot dev set every eval_steps."})
+    eval_steps: Optional[float] = field(default=100, metadata={"help": "Dev evaluation interval (LM-BFF: 100)."})
+    save_strategy: str = field(
+        default="no",
+        metadata={
+            "help": "The best-dev weights are kept in memory; set 'steps' to also write checkpoints (needed for "
+            "--resume_from_checkpoint)."
+        },
+    )
+    logging_steps: float = field(default=100, metadata={"help": "Log the training loss every N steps."})
+    warmup_steps: float = field(default=0, metadata={"help": "No warmup (LM-BFF)."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (LM-BFF: 0)."})
+    report_to: Optional[str] = field(
+        default="none", metadata={"help": "Trainer integrations (tensorboard, wandb, ...)."}
+    )
+
+    def __post_init__(self):
+        # torchrun on CPU: accelerate only sets up real DDP (gloo) when told to use the CPU; otherwise
+        # the processes would train independently.
+        if _default_ddp_backend() == "gloo":
+            self.use_cpu = True
+            self.ddp_backend = self.ddp_backend or "gloo"
+        if not torch.cuda.is_available():
+            self.dataloader_pin_memory = False
+        self._check_numbers()
+        super().__post_init__()
+
+    def _check_numbers(self):
+        """Values the Trainer would take without a word or fail on late: one error naming the flag."""
+        checks = [
+            ("learning_rate", self.learning_rate > 0, "a number greater than 0"),
+            ("max_steps", self.max_steps >= -1, "a whole number of at least 0 (or -1: --num_train_epochs)"),
+            ("eval_steps", self.eval_steps is None or self.eval_steps > 0, "a number greater than 0"),
+            ("logging_steps", self.logging_steps > 0, "a number greater than 0"),
+            ("weight_decay", self.weight_decay >= 0, "a number of at least 0"),
+            ("warmup_steps", self.warmup_steps >= 0, "a number of at least 0"),
+            ("per_device_eval_batch_size", self.per_device_eval_batch_size >= 1, "a whole number of at least 1"),
+        ]
+        if not self._derived_batch:
+            checks.append(
+                ("per_device_train_batch_size", self.per_device_train_batch_size >= 1, "a whole number of at least 1")
+            )
+        for name, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"--{name} {getattr(self, name)}: expected {expected}")
+
+    _derived_batch = False  # the multitask stage derives its batch from --examples_per_step
+
+
+# TrainingArguments defaults of the embedding method (the CLI applies them unless a flag is given), with
+# EmbeddingArguments' objective (supcon, temperature 0.07, the head refit at each evaluation): the recipe chosen on
+# the k-shot dev sets (docs/RESULTS.md section 8, benchmarks/configs/embedding_recipe/). Batches of 32 hold every
+# class of a task with up to 32 classes.
+EMBEDDING_DEFAULTS = {
+    "learning_rate": 2e-5,
+    "per_device_train_batch_size": 32,
+    "max_steps": 50,
+    "eval_steps": 10,
+    "logging_steps": 10,
+}
+
+
+def _objective_field(default: str, help: str):
+    return field(default=default, metadata={"help": help, "choices": ["cross_entropy", "supcon", "supcon+ce"]})
+
+
+@dataclass
+class ObjectiveArguments:
+    """The embedding method's training objective, shared by single runs and the multitask stage."""
+
+    objective: str = _objective_field(
+        "supcon",
+        "Embedding method: the training loss: supcon (supervised contrastive over class-balanced batches; the "
+        "head is then fitted on phi), supcon+ce (plus the head's cross-entropy, weighted by --ce_weight) or "
+        "cross_entropy (the cosine head's loss alone).",
+    )
+    contrastive_temperature: float = field(
+        default=0.07, metadata={"help": "Embedding method: temperature of the supervised contrastive loss."}
+    )
+    ce_weight: float = field(
+        default=1.0, metadata={"help": "Embedding method: weight of the cross-entropy term of --objective supcon+ce."}
+    )
+
+    def _check_objective(self, head: str = "auto"):
+        from ..methods.embedding.contrastive import check_objective
+
+        check_objective(self.objective, self.contrastive_temperature, self.ce_weight, head)
+
+
+@dataclass
+class EmbeddingArguments(ObjectiveArguments):
+    _argument_group_name = "Embedding method (mtft-nlp; --method embedding)"
+
+    frozen_encoder: bool = field(
+        default=False,
+        metadata={
+            "help": "Embedding method: fit only a linear head on the frozen encoder (row embed-adapt; logistic "
+            "regression "
+            "or description-interpolated class prototypes, chosen on dev) instead of finetuning it."
+        },
+    )
+    head_learning_rate: float = field(
+        default=1e-2,
+        metadata={"help": "Embedding method: learning rate of the class head(s) (the encoder uses --learning_rate)."},
+    )
+    head_scale: float = field(
+        default=20.0,
+        metadata={
+            "help": "Embedding method: scale (1/temperature) of the cosine head initialised from the class "
+            "descriptions."
+        },
+    )
+    head: str = field(
+        default="auto",
+        metadata={
+            "help": "Embedding method: how finetuning gets its head: refit (fitted on the current embeddings at "
+            "every dev evaluation, as embed-adapt fits it), joint (the description-initialised head trained with "
+            "the encoder), auto (refit for --objective supcon, joint otherwise).",
+            "choices": ["auto", "refit", "joint"],
+        },
+    )
+    description_anchors: bool = field(
+        default=False,
+        metadata={"help": "Embedding method: the class descriptions join every contrastive batch as extra anchors."},
+    )
+
+    def __post_init__(self):
+        self._check_objective(self.head)
+
+    @property
+    def head_mode(self) -> str:
+        """``refit`` or ``joint``: the head the finetuning run trains or fits."""
+        if self.head != "auto":
+            return self.head
+        return "refit" if self.objective == "supcon" else "joint"
+
+
+SAMPLERS = ("uniform", "proportional", "temperature")
+
+
+@dataclass
+class MultitaskArguments(ObjectiveArguments):
+    objective: str = _objective_field(
+        "cross_entropy",
+        "The stage's loss: cross_entropy (each source's head, the reference; the only one of the prompt method), "
+        "or for the embedding method supcon (supervised contrastive, positives the same class of the same source, "
+        "over class-balanced batches of --tasks_per_step sources) or supcon+ce (plus the heads' cross-entropy).",
+    )
+    target: Optional[str] = field(
+        default=None,
+        metadata={"help": "Target task: left out of the sources, and its test set is checked for overlap."},
+    )
+    sources: List[str] = field(
+        default_factory=lambda: ["all"],
+        metadata={
+            "help": "'all' (leave-one-out over the classification tasks), 'selected' (run Algorithm 1 for --target "
+            "with the "
+            "defaults of mtft-nlp select, on the sources' split seed and K; the selection is saved next to the "
+            "checkpoint as selection.json), task names, or a selection JSON written by 'mtft-nlp select'."
+        },
+    )
+    data_dir: str = field(
+        default_factory=default_data_dir,
+        metadata={"help": "Root holding original/ (default: $MTFT_NLP_DATA_DIR or ../shared/data)."},
+    )
+    source_seed: int = field(
+        default=42, metadata={"help": "Split seed of the sources' k-shot train sets (reference: 42)."}
+    )
+    pool_seeds: bool = field(
+        default=False,
+        metadata={
+            "help": "Pool the k-shot train sets of the 5 split seeds (13, 21, 42, 87, 100), duplicates removed."
+        },
+    )
+    source_k: int = field(default=DEFAULT_K, metadata={"help": "Examples per class of each source's train set."})
+    sampler: str = field(
+        default="uniform",
+        metadata={
+            "help": "Task sampling per example: uniform (reference), proportional (to train size) or temperature.",
+            "choices": list(SAMPLERS),
+        },
+    )
+    temperature: float = field(
+        default=2.0, metadata={"help": "Temperature T of the temperature sampler: p ~ size^(1/T)."}
+    )
+    examples_per_step: int = field(
+        default=10,
+        metadata={"help": "Examples per optimizer step, over all processes and accumulation steps (reference: 10)."},
+    )
+    allow_overlap: bool = field(
+        default=False,
+        metadata={"help": "Keep source examples that share text with the target's test set (excluded by default)."},
+    )
+    eval_tasks: int = field(
+        default=0, metadata={"help": "Evaluate only the first N sources' dev sets every eval_steps (0 = all)."}
+    )
+    tasks_per_step: int = field(
+        default=2,
+        metadata={"help": "Contrastive objectives: sources in each step's batch (each with every class present)."},
+    )
+    negatives_across_tasks: bool = field(
+        default=True,
+        metadata={
+            "help": "Contrastive objectives: another source's examples in the batch are negatives of an anchor "
+            "(false: only its own source's other classes are)."
+        },
+    )
+
+    def __post_init__(self):
+        self._check_objective()
+        if self.tasks_per_step < 1:
+            raise ValueError(f"--tasks_per_step {self.tasks_per_step}: must be at least 1")
+
+
+@dataclass
+class MultitaskTrainingArguments(PromptTrainingArguments):
+    """The reference multitask stage: AdamW lr 1e-5, linear decay, no warmup, 1000 steps."""
+
+    _derived_batch = True
+
+    learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate (reference: 1e-5)."})
+    max_steps: int = field(default=1000, metadata={"help": "Optimizer steps (reference: 1000)."})
+    per_device_train_batch_size: int = field(
+        default=0, metadata={"help": "Derived from --examples_per_step, processes and accumulation steps; leave at 0."}
+    )
+    eval_steps: Optional[float] = field(
+        default=100, metadata={"help": "Per-task dev loss/accuracy of the sources every N steps."}
+    )
