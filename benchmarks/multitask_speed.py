@@ -17,8 +17,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from mtft_nlp.methods.prompt.run import ModelArguments  # noqa: E402
-from mtft_nlp.multitask import MultitaskArguments, MultitaskTrainingArguments, run_multitask  # noqa: E402
+from mtft_nlp.multitask import run_multitask  # noqa: E402
+from mtft_nlp.training.arguments import ModelArguments, MultitaskArguments, MultitaskTrainingArguments  # noqa: E402
 
 out = Path(sys.argv[1])
 steps = int(sys.argv[2]) if len(sys.argv) > 2 else 100

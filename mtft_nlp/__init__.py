@@ -5,11 +5,10 @@ The light names (tasks, prompts, rows) import at once; the rest (torch, transfor
 public name is listed in ``__all__`` and ``dir(mtft_nlp)``.
 """
 
-__version__ = "0.1.0"
-
 from .rows import ROWS, parse_row  # noqa: E402
 from .tasks import MtftError, TaskSpec, available_tasks, get_task  # noqa: E402
 from .templates import Prompt, PromptEncoder, load_prompt  # noqa: E402
+from .version import __version__  # noqa: E402
 
 # public name -> module that defines it (imported when first asked for)
 _LAZY = {

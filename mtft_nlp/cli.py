@@ -29,7 +29,6 @@ from .commands import (
     quick_checks,
     summary_line,
 )
-from .commands import read_inputs as _read_inputs  # noqa: F401  (the former name, importable from here as before)
 from .tasks import MtftError
 
 # the parser and entry points (defined here), then the subcommand helpers re-exported from mtft_nlp.commands
@@ -174,16 +173,72 @@ def _hf_entry(
     return 0
 
 
-def _method_defaults(argv: List[str]) -> dict:
-    """Training defaults of the method that ``--method`` / ``--model_name_or_path`` resolve to (flags given on the
-    command line still win)."""
+def _chosen_method(argv: List[str]):
+    """The method that ``--method`` / ``--model_name_or_path`` resolve to."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--method", default="auto")
     pre.add_argument("--model_name_or_path", default="minilm")
     known, _ = pre.parse_known_args(argv)
-    from .methods import method_defaults, resolve_method
+    from .methods import get_method, resolve_method
 
-    return method_defaults(resolve_method(known.method, known.model_name_or_path))
+    return get_method(resolve_method(known.method, known.model_name_or_path))
+
+
+def _method_defaults(argv: List[str]) -> dict:
+    """Training defaults of the chosen method (flags given on the command line still win)."""
+    return _chosen_method(argv).training_defaults()
+
+
+def _method_option_classes():
+    """The option dataclasses of the registered methods (each once, in registration order)."""
+    from .methods import all_methods
+
+    return list(dict.fromkeys(c for m in all_methods() if (c := m.argument_class()) is not None))
+
+
+def _check_method_options(argv: List[str]) -> None:
+    """An option that only another method reads is refused by name (it would otherwise be silently ignored)."""
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        return
+    import dataclasses
+
+    from .methods import all_methods
+
+    method = _chosen_method(argv)
+    own = method.argument_class()
+    own_fields = {f.name for f in dataclasses.fields(own)} if own else set()
+    owner = {
+        f.name: m.name
+        for m in all_methods()
+        if m is not method and m.argument_class() not in (None, own)
+        for f in dataclasses.fields(m.argument_class())
+    }
+    for tok in argv:
+        name = tok[2:].split("=", 1)[0] if tok.startswith("--") else None
+        if name in owner and name not in own_fields:
+            raise MtftError(
+                f"--{name} is an option of the {owner[name]} method; this run uses the {method.name} method "
+                f"(choose it with --method {owner[name]})"
+            )
+
+
+def run_cells(batch_file: str) -> int:
+    """Run the cells of a batch file one after another in this process (``mtft-nlp cells``); a failing cell is
+    logged and the next one runs. Returns the number of failed cells."""
+    import json
+    import traceback
+    from pathlib import Path
+
+    specs = json.loads(Path(batch_file).read_text(encoding="utf-8"))
+    failed = 0
+    for spec in specs:
+        try:
+            rc = run_glue_main(list(spec["args"]))
+        except Exception:  # one broken cell must not take the batch down
+            traceback.print_exc()
+            rc = 1
+        failed += rc != 0
+    return failed
 
 
 def run_glue_main(argv: Optional[List[str]] = None) -> int:
@@ -191,13 +246,14 @@ def run_glue_main(argv: Optional[List[str]] = None) -> int:
     argv = _pop_verbose(list(sys.argv[1:] if argv is None else argv))
     try:
         quick_checks(argv)  # before the heavy imports below
+        _check_method_options(argv)
     except MtftError as exc:
         return _fail(exc)
     from .methods import run_experiment
-    from .training.arguments import EmbeddingArguments, ModelArguments, PromptArguments, PromptTrainingArguments
+    from .training.arguments import ModelArguments, PromptArguments, PromptTrainingArguments
 
     return _hf_entry(
-        (ModelArguments, PromptArguments, EmbeddingArguments, PromptTrainingArguments),
+        (ModelArguments, PromptArguments, *_method_option_classes(), PromptTrainingArguments),
         run_experiment,
         argv,
         on_success=print_summary,
@@ -330,9 +386,9 @@ def _add_sweep(sub) -> None:
     sw.add_argument("--workers", type=int)
     sw.add_argument(
         "--method",
-        choices=["prompt", "embedding"],
         default="prompt",
-        help="rows mt-sel-pbft / pbft (prompt) or mt-sel-embed-ft / embed-ft (embedding)",
+        help="the method whose finetuning rows are swept: mt-sel-pbft / pbft (prompt) or mt-sel-embed-ft / embed-ft "
+        "(embedding)",
     )
     sw.set_defaults(func=cmd_sweep)
 
@@ -387,8 +443,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) == 2 and argv[0] == "cells":  # internal: a batch of grid cells in one process (mtft-nlp run)
-        from .grid.workers import run_cells
-
         return 1 if run_cells(argv[1]) else 0
     if argv and argv[0] == "train":
         return run_glue_main(argv[1:])

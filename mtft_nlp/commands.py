@@ -13,6 +13,7 @@ import os
 import sys
 from typing import List, Optional
 
+from .io import RESULTS_FILE, is_complete
 from .tasks import MtftError
 
 __all__ = [
@@ -106,15 +107,27 @@ def summary_line(record: dict, training_args, args) -> str:
         model = "not saved (zero-shot)"
     elif not args.save_model:
         model = "not saved (--save_model false)"
-    elif record.get("method") == "setfit":
-        model = "not saved (the SetFit peer is measured, not kept)"
+    elif not _saves_model(record.get("method")):
+        model = f"not saved (the {_title(record.get('method'))} peer is measured, not kept)"
     else:
         model = os.path.join(out, "best")
     return (
         f"done: {record['task']} seed {record['seed']} row {record['row']}: dev {record['metric']} "
         f"{record['dev_score']:.4f}, test {record['metric']} {record['test_score']:.4f} "
-        f"({record.get('n_test', '?')} test examples); results: {os.path.join(out, 'results.json')}; model: {model}"
+        f"({record.get('n_test', '?')} test examples); results: {os.path.join(out, RESULTS_FILE)}; model: {model}"
     )
+
+
+def _saves_model(method: Optional[str]) -> bool:
+    from .methods import get_method
+
+    return get_method(method).saves_model if method else True
+
+
+def _title(method: str) -> str:
+    from .methods import get_method
+
+    return get_method(method).title
 
 
 def print_summary(record, parsed) -> None:
@@ -206,8 +219,8 @@ def _prediction_lines(clf, texts, pairs, preds, probs) -> List[str]:
 
 
 def cmd_predict(a) -> int:
+    from .io import atomic_write_text
     from .methods import load_classifier
-    from .reporting.results import atomic_write_text
 
     texts, pairs, names = read_inputs(a.input, with_rows=True)  # bad input fails before the model loads
     if os.path.isdir(a.output):
@@ -273,13 +286,13 @@ def cmd_run(a) -> int:
         f"-> {cfg['output_dir']}",
         flush=True,
     )
-    from .grid.plan import Plan, _done
+    from .grid.plan import Plan
 
     try:
         counts = run_plan(cfg)
     except KeyboardInterrupt:
         cells = Plan(cfg).cells()
-        done = sum(_done(c["dir"], "results.json") for c in cells)
+        done = sum(is_complete(c["dir"], RESULTS_FILE) for c in cells)
         print(
             f"\ninterrupted: {done} of {len(cells)} cells finished (running jobs stopped); "
             "rerun the same command to resume",

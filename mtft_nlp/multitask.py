@@ -15,29 +15,22 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
-from transformers import set_seed
 
 from .data.kshot import DEFAULT_K
-from .data.sources import SourceData, in_family, load_sources
-from .methods import resolve_method
-from .methods.embedding.contrastive import uses_contrastive
-from .methods.prompt.modeling import MULTITASK_METADATA as METADATA_FILE
-from .methods.prompt.modeling import PromptForMaskedLM, resolve_model_name
-from .methods.prompt.run import load_model
+from .data.sources import in_family, load_sources
+from .io import STAGE_FILE, atomic_write_json, check_output_dir, environment
+from .methods import get_method, resolve_method
 from .metrics import accuracy
+from .models import resolve_model_name
 from .records import write_stage_record
-from .reporting.results import atomic_write_json, environment
 from .tasks import MtftError, get_task, leave_one_out
-from .templates import PromptEncoder, load_prompt
 from .training.arguments import SAMPLERS, ModelArguments, MultitaskArguments, MultitaskTrainingArguments
 from .training.callbacks import MultitaskMetricsCallback
-from .training.features import FeatureDataset, PromptCollator, build_features
 from .training.trainer import MultitaskTrainer, build_trainer
 
 logger = logging.getLogger(__name__)
@@ -47,14 +40,6 @@ __all__ = [
     "resolve_sources",
     "MixedTaskDataset",
     "sampling_probs",
-    "StageParts",
-    "prompt_stage",
-    # re-exported from their own modules
-    "MultitaskArguments",
-    "MultitaskTrainingArguments",
-    "MultitaskMetricsCallback",
-    "MultitaskTrainer",
-    "SAMPLERS",
 ]
 
 
@@ -215,16 +200,14 @@ def run_multitask(
 ) -> Dict:
     """Finetune on the sources; save the model (an HF masked-LM folder for the prompt method, a
     sentence-transformers folder for the embedding method) plus ``multitask_config.json``."""
-    if not training_args.output_dir:
-        raise MtftError("--output_dir is required")
-    if Path(training_args.output_dir).exists() and not Path(training_args.output_dir).is_dir():
-        raise MtftError(f"--output_dir {training_args.output_dir} is an existing file, not a folder")
-    method = resolve_method(model_args.method, model_args.model_name_or_path)
-    contrastive = uses_contrastive(args.objective)
-    if contrastive and method != "embedding":
+    check_output_dir(training_args.output_dir)
+    method = get_method(resolve_method(model_args.method, model_args.model_name_or_path))
+    if method.stage_section is None:
+        raise MtftError(f"--method {method.name} has no multitask stage")
+    if args.objective not in method.stage_objectives:
         raise MtftError(
-            f"--objective {args.objective} is the embedding method's; the {method} method's stage trains with "
-            "cross_entropy"
+            f"--objective {args.objective} is not one of the {method.name} method's; its stage trains with "
+            f"{', '.join(method.stage_objectives)}"
         )
     resolved = resolve_sources(
         args.target,
@@ -238,19 +221,17 @@ def run_multitask(
     target = get_task(resolved["target"]) if resolved["target"] else None
     _set_batch_size(args, training_args)
     sources = load_sources(args, resolved["sources"], target)
-    stage = _method_stage(method, model_args, sources, args, training_args.seed)
+    stage = method.multitask_stage(model_args, sources, args, training_args.seed)
     probs = sampling_probs([len(f) for f in stage.train_features], args.sampler, args.temperature)
-    if contrastive:  # every step: --tasks_per_step sources, each with every class present
-        from .methods.embedding.run import contrastive_train_set
-
-        dataset = contrastive_train_set(stage.train_features, training_args, probs, args.tasks_per_step)
+    if stage.make_dataset is not None:  # the method's own stream (e.g. class-balanced contrastive batches)
+        dataset = stage.make_dataset(probs, training_args)
     else:
         dataset = MixedTaskDataset(
             stage.train_features, probs, training_args.max_steps * args.examples_per_step, training_args.seed
         )
     logger.info(
         "multitask stage (%s method, %s): %d sources %s, %s sampler, %d steps x %d examples",
-        method,
+        method.name,
         args.objective,
         len(sources),
         [s.task.name for s in sources],
@@ -265,7 +246,8 @@ def run_multitask(
     train_seconds = time.perf_counter() - t0
     after = _dev_summary(trainer, stage.dev_sets)
     counts = np.bincount(dataset.task_ids, minlength=len(sources))
-    meta = _stage_metadata(target, sources, probs, counts, resolved, method, model_args, args, training_args)
+    meta = _stage_metadata(target, sources, probs, counts, resolved, method.name, model_args, args, training_args)
+    meta.update(stage.record)
     meta.update(
         dev_before=before,
         dev_after=after,
@@ -295,7 +277,7 @@ def _set_batch_size(args: MultitaskArguments, training_args: MultitaskTrainingAr
     training_args.per_device_train_batch_size = args.examples_per_step // per_step
 
 
-def _stage_trainer(stage: "StageParts", dataset, training_args):
+def _stage_trainer(stage, dataset, training_args):
     callback = MultitaskMetricsCallback(list(stage.dev_sets))
     lr, wd = training_args.learning_rate, training_args.weight_decay
     optimizer = stage.make_optimizer(lr, wd) if stage.make_optimizer else None
@@ -314,31 +296,12 @@ def _stage_trainer(stage: "StageParts", dataset, training_args):
     return trainer, callback
 
 
-def _save_stage(stage: "StageParts", resolved: Dict, meta: Dict, out: Path) -> None:
+def _save_stage(stage, resolved: Dict, meta: Dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     stage.save(out)
     if resolved["selection_result"] is not None:  # --sources selected: the evidence for the choice
         atomic_write_json(out / "selection.json", resolved["selection_result"])
-    write_stage_record(out / METADATA_FILE, meta)  # last: its presence marks a finished stage
-
-
-def _method_stage(method: str, model_args, sources, args: MultitaskArguments, seed: int) -> "StageParts":
-    if method == "embedding":
-        from .methods.embedding.run import embedding_stage
-
-        return embedding_stage(
-            model_args,
-            sources,
-            args.eval_tasks,
-            seed,
-            objective=args.objective,
-            temperature=args.contrastive_temperature,
-            ce_weight=args.ce_weight,
-            negatives_across_tasks=args.negatives_across_tasks,
-        )
-    if method == "prompt":
-        return prompt_stage(model_args, sources, args.eval_tasks, seed)
-    raise MtftError(f"--method {method} has no multitask stage; use prompt or embedding")
+    write_stage_record(out / STAGE_FILE, meta)  # last: its presence marks a finished stage
 
 
 def _stage_metadata(target, sources, probs, counts, resolved, method, model_args, args, training_args) -> Dict:
@@ -370,61 +333,11 @@ def _stage_metadata(target, sources, probs, counts, resolved, method, model_args
         "allow_overlap": args.allow_overlap,
         "method": method,
         "objective": args.objective,
-        **(
-            {
-                "contrastive_temperature": args.contrastive_temperature,
-                "ce_weight": args.ce_weight if args.objective == "supcon+ce" else None,
-                "tasks_per_step": args.tasks_per_step,
-                "negatives_across_tasks": args.negatives_across_tasks,
-            }
-            if uses_contrastive(args.objective)
-            else {}
-        ),
         "base_model": model_args.model_name_or_path,
         "base_model_path": resolve_model_name(model_args.model_name_or_path),
         "world_size": max(1, training_args.world_size),
         "env": environment(),
     }
-
-
-@dataclass
-class StageParts:
-    """What a method contributes to the multitask stage: per-source features, the model, how to save it."""
-
-    model: object
-    tokenizer: object
-    collator: object
-    train_features: List[List[Dict]]
-    dev_sets: Dict[str, FeatureDataset]
-    save: Callable[[Path], None]
-    # (learning_rate, weight_decay) -> optimizer; None: the Trainer's own AdamW at --learning_rate
-    make_optimizer: Optional[Callable] = None
-
-
-def prompt_stage(model_args: ModelArguments, sources: Sequence[SourceData], eval_tasks: int, seed: int) -> StageParts:
-    """The prompt method's stage: each source rendered with its own prompt, scored over its own label words."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(
-        resolve_model_name(model_args.model_name_or_path), trust_remote_code=model_args.trust_remote_code
-    )
-    train_feats, dev_sets = [], {}
-    for tid, src in enumerate(sources):
-        enc = PromptEncoder(src.task, load_prompt(src.task), tokenizer)  # each task's own limits and words
-        train_feats.append(build_features(enc, src.train, task_id=tid))
-        if not eval_tasks or tid < eval_tasks:
-            dev_sets[src.task.name] = FeatureDataset(build_features(enc, src.dev, task_id=tid), sort_by_length=True)
-    set_seed(seed)
-    mlm = load_model(model_args)
-
-    def save(out: Path):
-        to_save = mlm.merge_and_unload() if model_args.use_lora and model_args.lora_merge else mlm
-        to_save.save_pretrained(out)  # LoRA: the adapters (adapter_config.json names the base model)
-        tokenizer.save_pretrained(out)
-
-    return StageParts(
-        PromptForMaskedLM(mlm), tokenizer, PromptCollator(tokenizer.pad_token_id), train_feats, dev_sets, save
-    )
 
 
 def _dev_summary(trainer, dev_sets) -> Dict[str, Dict[str, float]]:

@@ -244,7 +244,7 @@ class ExperimentConfig:
 
 def write_run_record(path: str | os.PathLike, record: Dict) -> RunRecord:
     """Check ``record`` against :class:`RunRecord`, then write it atomically (the last file a run writes)."""
-    from .reporting.results import atomic_write_json
+    from .io import atomic_write_json
 
     checked = RunRecord.from_dict(record)
     atomic_write_json(path, checked.to_dict())
@@ -253,7 +253,7 @@ def write_run_record(path: str | os.PathLike, record: Dict) -> RunRecord:
 
 def write_stage_record(path: str | os.PathLike, meta: Dict) -> StageRecord:
     """Check ``meta`` against :class:`StageRecord`, then write it atomically (it marks a finished stage)."""
-    from .reporting.results import atomic_write_json
+    from .io import atomic_write_json
 
     checked = StageRecord.from_dict(meta)
     atomic_write_json(path, checked.to_dict())

@@ -2,33 +2,35 @@
 
 A row name is ``[mt-[<variant>-]]<kind>``:
 
-* ``<kind>`` says how the target is adapted: ``zero-shot`` and ``pbft`` (prompt-based, through the
-  masked LM's head), ``embed-zero-shot``, ``embed-adapt`` and ``embed-ft`` (embedding-based: a linear
-  head on the sentence embedding phi, from class descriptions, fitted on the frozen phi, or trained with
-  phi), and ``setfit`` (the SetFit peer, its own recipe on the same backbone);
+* ``<kind>`` says how the target is adapted; each method declares its kinds (:class:`~mtft_nlp.methods.base.RowKind`):
+  ``zero-shot`` and ``pbft`` (prompt-based, through the masked LM's head), ``embed-zero-shot``, ``embed-adapt`` and
+  ``embed-ft`` (embedding-based: a linear head on the sentence embedding phi, from class descriptions, fitted on the
+  frozen phi, or trained with phi), and ``setfit`` (the SetFit peer, its own recipe on the same backbone);
 * ``mt-`` says the run starts from a multitask checkpoint, and ``<variant>`` which sources it was
   finetuned on: none (leave-one-out, all other classification tasks), ``sel`` (task selection,
   Algorithm 1), ``random``, ``nocon``, ``nodiv`` (the selection ablations of the paper's Table 1).
 
-Every other module asks this one (:func:`parse_row`, :func:`row_name`) instead of splitting names itself.
+Every other module asks this one (:func:`parse_row`, :func:`row_name`) instead of splitting names itself. The tables
+of names (``ROWS``, ``ROW_ORDER``, ``ROW_TITLES``, ``ROW_GROUPS``, ``KINDS``) are read from the registered methods
+when asked for, so a method registered later has its rows too.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
+
+from .methods.base import RowKind, row_name
+from .methods.registry import all_methods, get_method
 
 __all__ = [
     "Row",
-    "KINDS",
-    "METHOD_KINDS",
+    "KINDS",  # noqa: F822  (module __getattr__)
     "VARIANTS",
-    "ROWS",
-    "ROW_GROUPS",
-    "PAPER_ROWS",
-    "EMBEDDING_ROWS",
-    "ROW_ORDER",
-    "ROW_TITLES",
+    "ROWS",  # noqa: F822  (module __getattr__)
+    "ROW_GROUPS",  # noqa: F822  (module __getattr__)
+    "ROW_ORDER",  # noqa: F822  (module __getattr__)
+    "ROW_TITLES",  # noqa: F822  (module __getattr__)
     "parse_row",
     "row_name",
     "row_for_start",
@@ -36,22 +38,34 @@ __all__ = [
     "expand_rows",
 ]
 
-# kind -> adaptation method
-KINDS: Dict[str, str] = {
-    "zero-shot": "prompt",
-    "pbft": "prompt",
-    "embed-zero-shot": "embedding",
-    "embed-adapt": "embedding",
-    "embed-ft": "embedding",
-    "setfit": "setfit",
-}
-METHOD_KINDS: Dict[str, Tuple[str, ...]] = {
-    m: tuple(k for k, v in KINDS.items() if v == m) for m in dict.fromkeys(KINDS.values())
-}
 # row infix -> task-selection method that chose the multitask sources
 VARIANTS: Dict[str, str] = {"sel": "selected", "random": "random", "nocon": "no-consistency", "nodiv": "no-diversity"}
-# the kinds that can start from a multitask checkpoint (SetFit is the peer: its own recipe from the base model)
-_MT_KINDS = ("zero-shot", "pbft", "embed-zero-shot", "embed-adapt", "embed-ft")
+
+
+def _kinds() -> Dict[str, str]:
+    """kind -> the name of its method."""
+    return {k.name: m.name for m in all_methods() for k in m.kinds}
+
+
+def _rows() -> tuple:
+    return tuple(r for m in all_methods() for r in m.row_names(list(VARIANTS)))
+
+
+def _groups() -> Dict[str, List[str]]:
+    return {g: list(rows) for m in all_methods() for g, rows in m.row_groups.items()}
+
+
+def _titles() -> Dict[str, str]:
+    return {r: t for m in all_methods() for r, t in m.row_titles().items()}
+
+
+_TABLES = {"KINDS": _kinds, "ROWS": _rows, "ROW_ORDER": _rows, "ROW_GROUPS": _groups, "ROW_TITLES": _titles}
+
+
+def __getattr__(name):  # the tables above, from the methods registered now
+    if name in _TABLES:
+        return _TABLES[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +78,13 @@ class Row:
 
     @property
     def method(self) -> str:
-        return KINDS[self.kind]
+        """The name of the row's method."""
+        return _kinds()[self.kind]
+
+    @property
+    def spec(self) -> RowKind:
+        """The row's kind as its method declares it (zero-shot, trains the encoder, its config section...)."""
+        return get_method(self.method).kind(self.kind)
 
     @property
     def multitask(self) -> bool:
@@ -72,36 +92,30 @@ class Row:
 
     @property
     def zero_shot(self) -> bool:
-        return self.kind in ("zero-shot", "embed-zero-shot")
+        return self.spec.zero_shot
 
     @property
     def trains_encoder(self) -> bool:
-        return self.kind in ("pbft", "embed-ft", "setfit")
+        return self.spec.trains_encoder
 
     @property
     def selection_method(self) -> Optional[str]:
         return VARIANTS.get(self.variant) if self.variant else None
 
 
-def row_name(kind: str, variant: Optional[str] = None) -> str:
-    if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
-    if variant is None:
-        return kind
-    return f"mt-{kind}" if variant == "all" else f"mt-{variant}-{kind}"
-
-
 def parse_row(name: str) -> Row:
     """The meaning of a row name; ``ValueError`` for a name that is not a row."""
+    kinds = {k.name: k for m in all_methods() for k in m.kinds}
     rest, variant = name, None
     if name.startswith("mt-"):
         rest, variant = name[3:], "all"
         head = rest.split("-", 1)[0]
-        if head in VARIANTS and rest[len(head) + 1 :] in _MT_KINDS:
-            variant, rest = head, rest[len(head) + 1 :]
-        if rest not in _MT_KINDS:
+        tail = rest[len(head) + 1 :]
+        if head in VARIANTS and tail in kinds and kinds[tail].multitask:
+            variant, rest = head, tail
+        if rest not in kinds or not kinds[rest].multitask:
             raise ValueError(f"unknown row {name!r}")
-    if rest not in KINDS:
+    if rest not in kinds:
         raise ValueError(f"unknown row {name!r}")
     return Row(name, rest, variant)
 
@@ -122,80 +136,8 @@ def variant_of_method(selection_method: Optional[str]) -> str:
     return inverse.get(selection_method, "sel")
 
 
-PAPER_ROWS: Tuple[str, ...] = ("zero-shot", "mt-zero-shot", "mt-sel-zero-shot", "pbft", "mt-pbft", "mt-sel-pbft")
-EMBEDDING_ROWS: Tuple[str, ...] = tuple(
-    row_name(k, v) for v in (None, "all", "sel") for k in ("embed-zero-shot", "embed-adapt", "embed-ft")
-)
-ROWS: Tuple[str, ...] = (
-    PAPER_ROWS
-    + tuple(row_name(k, v) for k in ("zero-shot", "pbft") for v in VARIANTS if v != "sel")
-    + EMBEDDING_ROWS
-    + tuple(row_name(k, v) for k in METHOD_KINDS["embedding"] for v in VARIANTS if v != "sel")
-    + ("setfit",)
-)
-ROW_GROUPS: Dict[str, List[str]] = {
-    "all": list(PAPER_ROWS),
-    "ablations": ["mt-sel-pbft", "mt-random-pbft", "mt-nocon-pbft", "mt-nodiv-pbft"],
-    "embedding": list(EMBEDDING_ROWS),
-    "embedding-ablations": ["mt-sel-embed-ft", "mt-random-embed-ft", "mt-nocon-embed-ft", "mt-nodiv-embed-ft"],
-}
-
-
 def expand_rows(rows) -> List[str]:
-    """Row names with the groups of :data:`ROW_GROUPS` expanded, duplicates dropped, order kept."""
+    """Row names with the groups of ``ROW_GROUPS`` expanded, duplicates dropped, order kept."""
     rows = [rows] if isinstance(rows, str) else list(rows)
-    return list(dict.fromkeys(x for r in rows for x in ROW_GROUPS.get(r, [r])))
-
-
-_KIND_TITLES = {
-    "embed-zero-shot": "embedding zero-shot",
-    "embed-adapt": "embedding adaptation",
-    "embed-ft": "embedding FT",
-}
-# table order and long names (the prompt rows' names are those of the committed RESULTS tables)
-ROW_ORDER: Tuple[str, ...] = (
-    (
-        "zero-shot",
-        "mt-zero-shot",
-        "mt-sel-zero-shot",
-        "pbft",
-        "mt-pbft",
-        "mt-sel-pbft",
-        "mt-random-zero-shot",
-        "mt-nocon-zero-shot",
-        "mt-nodiv-zero-shot",
-        "mt-random-pbft",
-        "mt-nocon-pbft",
-        "mt-nodiv-pbft",
-    )
-    + EMBEDDING_ROWS
-    + tuple(row_name(k, v) for k in METHOD_KINDS["embedding"] for v in VARIANTS if v != "sel")
-    + ("setfit",)
-)
-ROW_TITLES: Dict[str, str] = {
-    "zero-shot": "Prompt-based zero-shot",
-    "mt-zero-shot": "Multitask FT zero-shot",
-    "mt-sel-zero-shot": "+ task selection (zero-shot)",
-    "pbft": "Prompt-based FT",
-    "mt-pbft": "Multitask prompt-based FT",
-    "mt-sel-pbft": "+ task selection (prompt-based FT)",
-    # the selection ablations of the paper's Table 1 (multitask FT on the sources each method chose)
-    "mt-random-zero-shot": "Random tasks (zero-shot)",
-    "mt-nocon-zero-shot": "No consistency (zero-shot)",
-    "mt-nodiv-zero-shot": "No diversity (zero-shot)",
-    "mt-random-pbft": "Random tasks (prompt-based FT)",
-    "mt-nocon-pbft": "No consistency (prompt-based FT)",
-    "mt-nodiv-pbft": "No diversity (prompt-based FT)",
-    # the embedding-based method (the paper's Table 2 rows: Adaptation, Standard FT, Ours)
-    "embed-zero-shot": "Embedding zero-shot (class descriptions)",
-    "embed-adapt": "Embedding adaptation (head on frozen encoder)",
-    "embed-ft": "Embedding FT (encoder + head)",
-    **{row_name(k, "all"): f"Multitask FT + {t}" for k, t in _KIND_TITLES.items()},
-    **{row_name(k, "sel"): f"+ task selection ({t})" for k, t in _KIND_TITLES.items()},
-    **{
-        row_name(k, v): f"{n} ({t})"
-        for k, t in _KIND_TITLES.items()
-        for v, n in (("random", "Random tasks"), ("nocon", "No consistency"), ("nodiv", "No diversity"))
-    },
-    "setfit": "SetFit (peer, same backbone)",
-}
+    groups = _groups()
+    return list(dict.fromkeys(x for r in rows for x in groups.get(r, [r])))

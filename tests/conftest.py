@@ -19,7 +19,7 @@ def data_dir() -> Path:
 def bert_tokenizer():
     from transformers import AutoTokenizer
 
-    from mtft_nlp.methods.prompt.modeling import default_model_path
+    from mtft_nlp.models import default_model_path
 
     return AutoTokenizer.from_pretrained(default_model_path())
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from mtft_nlp.cli import _read_inputs, main, run_glue_main
+from mtft_nlp.cli import main, run_glue_main
+from mtft_nlp.commands import read_inputs
 from mtft_nlp.data.kshot import DataError, KShotSplitter, load_files, read_lmbff_file, read_rows_numbered
 from mtft_nlp.tasks import MtftError, TaskError, get_task, load_task_file
 
@@ -124,7 +125,7 @@ def test_3_model_folder_missing_or_corrupt(tmp_path, data_dir, capsys):
         ["--task_name", "sst-2", "--model_name_or_path", str(tmp_path / "nope")], tmp_path, capsys, data_dir=data_dir
     )
     _assert_one_error(rc, err, out, "nope: folder not found")
-    from mtft_nlp.methods.prompt.modeling import default_model_path
+    from mtft_nlp.models import default_model_path
 
     bad = tmp_path / "badmodel"
     bad.mkdir()
@@ -380,14 +381,14 @@ def test_9_errors_name_the_file_line(tmp_path, files):
         load_files("sst-2", 13, 1, str(jsonl), str(jsonl), str(test))
     txt = tmp_path / "in.txt"
     txt.write_text("first\n\nthird\n", encoding="utf-8")
-    assert _read_inputs(str(txt), with_rows=True)[2] == [f"{txt}:1", f"{txt}:3"]
+    assert read_inputs(str(txt), with_rows=True)[2] == [f"{txt}:1", f"{txt}:3"]
 
 
 # --------------------------------------------------------------------------- 10. file modes
 
 
 def test_10_atomic_writes_follow_the_umask(tmp_path):
-    from mtft_nlp.reporting.results import atomic_write_json, atomic_write_text
+    from mtft_nlp.io import atomic_write_json, atomic_write_text
 
     old = os.umask(0o022)
     try:
@@ -446,7 +447,8 @@ def test_11_task_file_schema(body, message, tmp_path, capsys):
 
 
 def test_12_pickled_weights_refused_unless_allowed(tmp_path, data_dir, capsys):
-    from mtft_nlp.methods.prompt.modeling import check_weights_format, default_model_path
+    from mtft_nlp.methods.prompt.modeling import check_weights_format
+    from mtft_nlp.models import default_model_path
 
     folder = tmp_path / "pickled"
     folder.mkdir()
@@ -577,7 +579,7 @@ def test_fuzz_readers_and_task_loader(tmp_path, data_dir):
         q = tmp_path / f"f{i}.jsonl"
         q.write_bytes(_mutate(jsonl_ok.encode(), rng))
         _expect_ok_or_mtft(load_files, "sst-2", 13, 4, str(q), str(q), str(test))
-        _expect_ok_or_mtft(_read_inputs, str(q))
+        _expect_ok_or_mtft(read_inputs, str(q))
         t = tmp_path / f"f{i}.tsv"
         t.write_bytes(_mutate("".join(tsv_ok).encode(), rng))
         _expect_ok_or_mtft(read_lmbff_file, "sst-2", t)

@@ -127,7 +127,7 @@ def test_run_shows_multitask_progress(tmp_path):
     import concurrent.futures as cf
     import threading
 
-    from mtft_nlp.grid.workers import _unit_results
+    from mtft_nlp.grid.workers import unit_results
 
     job = {"dir": tmp_path / "mt", "target": "RTE"}
     log = job["dir"].with_suffix(".log")
@@ -141,7 +141,7 @@ def test_run_shows_multitask_progress(tmp_path):
             written.append((of, line))
             release.set()
 
-        results = list(_unit_results({fut: [job]}, write))
+        results = list(unit_results({fut: [job]}, write))
     assert written == [(job, "step 10/100 (10%), loss 1.0000, 0:00:05 elapsed, ETA 0:00:45")]
     assert results[0][1] is job and results[0][2] == 0
 
@@ -152,13 +152,13 @@ def test_a_batch_reports_each_cell_as_it_finishes(tmp_path):
     import concurrent.futures as cf
     import threading
 
-    from mtft_nlp.grid.workers import _unit_results
+    from mtft_nlp.grid.workers import unit_results
 
     unit = [{"dir": tmp_path / f"c{i}", "target": "RTE"} for i in range(3)]
     release = threading.Event()
     with cf.ThreadPoolExecutor(1) as pool:
         fut = pool.submit(lambda: (release.wait(10), (0, 6.0))[1])
-        results = _unit_results({fut: unit}, finished=lambda job: (job["dir"] / "results.json").exists(), poll=0.01)
+        results = unit_results({fut: unit}, finished=lambda job: (job["dir"] / "results.json").exists(), poll=0.01)
         (unit[0]["dir"]).mkdir()
         (unit[0]["dir"] / "results.json").write_text("{}")
         first = next(results)

@@ -154,7 +154,11 @@ def test_ablation_rows_share_identical_sources(tmp_path):
     assert len({plan.selection_path("CR", v) for v in chosen}) == 4
     jobs = {j["variant"]: j for j in plan.multitask_jobs()}
     assert sorted(jobs) == ["nocon", "random", "sel"]  # no-diversity chose the selected sources: no own stage
-    assert plan.multitask_dir("CR", "nodiv") == plan.multitask_dir("CR", "sel") != plan.multitask_dir("CR", "random")
+    assert (
+        plan.multitask_dir("CR", "nodiv", "prompt")
+        == plan.multitask_dir("CR", "sel", "prompt")
+        != plan.multitask_dir("CR", "random", "prompt")
+    )
     assert jobs["random"]["args"][jobs["random"]["args"].index("--sources") + 1] == str(
         plan.selection_path("CR", "random")
     )
@@ -199,7 +203,9 @@ def test_ablation_rows_end_to_end(tmp_path, tiny_model, data_dir):
 
 
 def test_presets_load():
-    from mtft_nlp.rows import EMBEDDING_ROWS, PAPER_ROWS
+    from mtft_nlp.rows import ROW_GROUPS
+
+    PAPER_ROWS, EMBEDDING_ROWS = ROW_GROUPS["all"], ROW_GROUPS["embedding"]
 
     for preset in ("demo", "minilm", "paper", "embedding"):
         cfg = load_config(None, preset)
@@ -262,23 +268,23 @@ def test_assign_devices_round_robin():
 
 
 def test_device_envs_with_fake_device_lists(monkeypatch):
-    from mtft_nlp.grid.workers import _device_envs
+    from mtft_nlp.grid.workers import device_envs
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
-    envs = _device_envs(1, 4, gpus=["2", "5"])  # e.g. CUDA_VISIBLE_DEVICES=2,5 set by the user
+    envs = device_envs(1, 4, gpus=["2", "5"])  # e.g. CUDA_VISIBLE_DEVICES=2,5 set by the user
     assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["2", "5"] * 4
     assert {e["OMP_NUM_THREADS"] for e in envs} == {"2"}  # 16 cores / 8 cell processes
-    cpu = _device_envs(2, 4, gpus=[])  # no GPU: the CPU thread budget, cores // workers
+    cpu = device_envs(2, 4, gpus=[])  # no GPU: the CPU thread budget, cores // workers
     assert len(cpu) == 2 and {e["OMP_NUM_THREADS"] for e in cpu} == {"8"}
     assert all(
         "CUDA_VISIBLE_DEVICES" not in e or e["CUDA_VISIBLE_DEVICES"] == os.environ.get("CUDA_VISIBLE_DEVICES")
         for e in cpu
     )
-    one = _device_envs(1, 1, gpus=[])
+    one = device_envs(1, 1, gpus=[])
     assert len(one) == 1 and one[0].get("OMP_NUM_THREADS") is None
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # a user's setting wins
-    assert {e["OMP_NUM_THREADS"] for e in _device_envs(2, 1, gpus=[])} == {"3"}
+    assert {e["OMP_NUM_THREADS"] for e in device_envs(2, 1, gpus=[])} == {"3"}
 
 
 def test_cells_per_device_option(tmp_path):
@@ -322,7 +328,7 @@ def test_embedding_rows_plan_their_method_and_own_stage(tmp_path):
 
 
 def test_batches_group_consecutive_cells_of_one_target_and_method(tmp_path):
-    from mtft_nlp.grid.plan import _batches
+    from mtft_nlp.grid.plan import batch_cells
 
     cfg = load_config(
         None,
@@ -332,7 +338,7 @@ def test_batches_group_consecutive_cells_of_one_target_and_method(tmp_path):
         output_dir=str(tmp_path / "b"),
         rows=["pbft", "embed-zero-shot", "embed-ft"],
     )
-    units = _batches(Plan(cfg).cells(), 3, tmp_path)
+    units = batch_cells(Plan(cfg).cells(), 3, tmp_path)
     shapes = [[(c["target"], c["row"]) for c in u] for u in units]
     assert shapes[0] == [("CR", "pbft"), ("CR", "pbft")]
     # CR's 4 embedding cells need 2 units of at most 3: cut 2 + 2, not 3 + 1
@@ -348,19 +354,19 @@ def test_batches_come_in_rounds_of_the_workers(tmp_path):
     """15 cells of one target from the base model, 5 per process, 2 workers: 4 units (two full rounds), the
     larger first; cells from different multitask stages are never in one unit (each unit starts when its stage
     is saved)."""
-    from mtft_nlp.grid.plan import _batches
+    from mtft_nlp.grid.plan import batch_cells
 
     seeds = [13, 21, 42, 87, 100]
     base = ["embed-zero-shot", "embed-adapt", "embed-ft"]
     cfg = load_config(None, "embedding", targets=["MR"], seeds=seeds, output_dir=str(tmp_path), rows=base)
     cells = Plan(cfg).cells()
     assert len(cells) == 15
-    assert [len(u) for u in _batches(cells, 5, tmp_path, workers=2)] == [4, 4, 4, 3]
-    assert [len(u) for u in _batches(cells, 5, tmp_path, workers=1)] == [5] * 3
-    assert [len(u) for u in _batches(cells[:1], 5, tmp_path, workers=2)] == [1]
+    assert [len(u) for u in batch_cells(cells, 5, tmp_path, workers=2)] == [4, 4, 4, 3]
+    assert [len(u) for u in batch_cells(cells, 5, tmp_path, workers=1)] == [5] * 3
+    assert [len(u) for u in batch_cells(cells[:1], 5, tmp_path, workers=2)] == [1]
     rows = ["pbft", "mt-sel-pbft", "mt-random-pbft", "mt-nocon-pbft", "mt-nodiv-pbft"]
     cells = Plan(load_config(None, "minilm", targets=["MR"], seeds=seeds, output_dir=str(tmp_path), rows=rows)).cells()
-    units = _batches(cells, 5, tmp_path, workers=2)
+    units = batch_cells(cells, 5, tmp_path, workers=2)
     assert [len(u) for u in units] == [3, 2] * 5
     assert all(len({c["row"] for c in u}) == 1 for u in units)
 
@@ -396,29 +402,29 @@ def test_embedding_grid_in_batches_end_to_end(tmp_path, tiny_model, data_dir):
 def test_a_folder_filled_one_target_at_a_time_records_every_target(tmp_path):
     import yaml
 
-    from mtft_nlp.grid.plan import _record_config
+    from mtft_nlp.grid.plan import record_config
 
     path = tmp_path / "config.yaml"
     base = dict(preset="minilm", output_dir=str(tmp_path), rows=["pbft"], seeds=[13, 21])
-    _record_config(path, load_config(None, targets=["SST-2"], **base))
-    _record_config(path, load_config(None, targets=["CR"], **base))
-    _record_config(path, load_config(None, targets=["SST-2"], **{**base, "seeds": [42], "workers": 3}))
+    record_config(path, load_config(None, targets=["SST-2"], **base))
+    record_config(path, load_config(None, targets=["CR"], **base))
+    record_config(path, load_config(None, targets=["SST-2"], **{**base, "seeds": [42], "workers": 3}))
     cfg = yaml.safe_load(path.read_text())
     assert cfg["targets"] == ["SST-2", "CR"] and cfg["seeds"] == [13, 21, 42] and cfg["rows"] == ["pbft"]
     # a run with other settings makes other cells: its configuration replaces the record
-    _record_config(path, load_config(None, targets=["MR"], **{**base, "train": {"max_steps": 7}}))
+    record_config(path, load_config(None, targets=["MR"], **{**base, "train": {"max_steps": 7}}))
     cfg = yaml.safe_load(path.read_text())
     assert cfg["targets"] == ["MR"] and cfg["seeds"] == [13, 21] and cfg["train"]["max_steps"] == 7
 
 
 def test_peer_rows_if_installed_run_only_where_their_package_is(monkeypatch, capsys, tmp_path):
-    import mtft_nlp.methods.setfit.run
+    from mtft_nlp.methods import get_method
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text("targets: [SST-2]\nrows: [embed-ft, setfit]\nseeds: [13]\nif_installed: [setfit]\n")
-    monkeypatch.setattr(mtft_nlp.methods.setfit.run, "setfit_available", lambda: True)
+    monkeypatch.setattr(get_method("setfit"), "available", lambda: True)
     assert load_config(str(cfg))["rows"] == ["embed-ft", "setfit"]
-    monkeypatch.setattr(mtft_nlp.methods.setfit.run, "setfit_available", lambda: False)
+    monkeypatch.setattr(get_method("setfit"), "available", lambda: False)
     assert load_config(str(cfg))["rows"] == ["embed-ft"]
     assert "note: row setfit left out: the setfit package is not installed" in capsys.readouterr().err
     cfg.write_text("targets: [SST-2]\nrows: [embed-ft]\nseeds: [13]\nif_installed: [embed-ft]\n")

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from mtft_nlp.cli import main
+from mtft_nlp.io import atomic_write_json
 from mtft_nlp.reporting.report import write_spec_report
-from mtft_nlp.reporting.results import atomic_write_json
 from mtft_nlp.tasks import MtftError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,22 +183,22 @@ def test_committed_results_document_is_regenerated_from_the_result_files(tmp_pat
 
 
 def test_stage_origin_prefers_the_stages_own_origin():
-    from mtft_nlp.reporting.report import _stage_origin
+    from mtft_nlp.reporting.report import stage_origin
 
     chosen = {("TREC", frozenset({"SST-2", "CoLA"})): ["no-diversity", "selected"]}
     names = ["CoLA", "SST-2"]
     # a leave-one-out or listed stage is never credited to a selection method that chose the same set
-    assert _stage_origin({"target": "TREC", "sources_origin": "all"}, names, chosen) == "all (leave-one-out)"
-    assert _stage_origin({"target": "TREC", "sources_origin": "list"}, names, chosen) == "list"
+    assert stage_origin({"target": "TREC", "sources_origin": "all"}, names, chosen) == "all (leave-one-out)"
+    assert stage_origin({"target": "TREC", "sources_origin": "list"}, names, chosen) == "list"
     # a selection stage names every method that chose its set (its own and the files'), in the methods' order
     m = {"target": "TREC", "sources_origin": "selected", "selection": {"method": "random"}}
-    assert _stage_origin(m, names, chosen) == "selected, random, no-diversity"
+    assert stage_origin(m, names, chosen) == "selected, random, no-diversity"
     m = {"target": "TREC", "sources_origin": "/tmp/sel.json", "selection": {}}
-    assert _stage_origin(m, ["MR"], chosen) == "selection file"
+    assert stage_origin(m, ["MR"], chosen) == "selection file"
 
 
 def test_selection_table_counts_the_targets_where_two_methods_chose_the_same_set(tmp_path):
-    from mtft_nlp.reporting.report import _selections_table
+    from mtft_nlp.reporting.report import selections_table
 
     chosen = {
         ("TREC", "selected"): ["SST-2", "CoLA"],
@@ -218,7 +218,7 @@ def test_selection_table_counts_the_targets_where_two_methods_chose_the_same_set
                 {"task": "CR", "decision": "not reached", "coverage": None},
             ]
         atomic_write_json(tmp_path / target / "selection" / f"{method}-{i}.json", sel)
-    lines = _selections_table(tmp_path)
+    lines = selections_table(tmp_path)
     assert "| TREC | selected | SST-2, CoLA | 2 | 0.50, 0.75 | MR (0.75) |" in lines
     assert "| TREC | no-diversity | CoLA, SST-2 | 2 | - | - |" in lines
     assert any(line.startswith("Coverage (`union`") for line in lines)

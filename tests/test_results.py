@@ -5,7 +5,8 @@ import json
 import pytest
 
 from mtft_nlp.cli import main
-from mtft_nlp.reporting.results import aggregate, atomic_write_json, find_results, format_table
+from mtft_nlp.io import atomic_write_json
+from mtft_nlp.reporting.results import aggregate, find_results, format_table
 
 
 def _write(root, name, **r):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from mtft_nlp.methods.prompt.modeling import multitask_metadata
+from mtft_nlp.models import multitask_metadata
 from mtft_nlp.rows import ROW_GROUPS, ROW_ORDER, ROW_TITLES, ROWS, expand_rows, parse_row, row_for_start, row_name
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from ..methods.prompt.modeling import multitask_metadata
+from ..models import multitask_metadata
 from ..tasks import MtftError, TaskSpec
 from ..templates import Prompt, load_prompt
 from ..training.arguments import PromptArguments

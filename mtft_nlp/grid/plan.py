@@ -35,14 +35,14 @@ import yaml
 
 from .. import rows as _rows
 from ..data.kshot import SEEDS, default_data_dir
+from ..io import RESULTS_FILE, STAGE_FILE, atomic_write_json, atomic_write_text, is_complete
+from ..methods import Method, all_methods, get_method
 from ..records import ExperimentConfig
-from ..reporting.results import atomic_write_json, atomic_write_text
 from ..tasks import MtftError, get_task
 
 logger = logging.getLogger(__name__)
 
-# row names and their meaning live in rows.py; re-exported here for the runner's callers
-ROWS, ROW_GROUPS, PAPER_ROWS, VARIANTS = _rows.ROWS, _rows.ROW_GROUPS, _rows.PAPER_ROWS, _rows.VARIANTS
+VARIANTS = _rows.VARIANTS  # row infix -> the selection method that chose the stage's sources
 
 
 def row_variant(row: str) -> Optional[str]:
@@ -53,10 +53,10 @@ def row_variant(row: str) -> Optional[str]:
 # bumped when task selection's defaults change meaning (2: union coverage, p auto, no-diversity with its own budget)
 SELECTION_VERSION = 2
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 # the configuration's fields, types and defaults: records.ExperimentConfig
-DEFAULTS: Dict = ExperimentConfig(rows=list(PAPER_ROWS), seeds=list(SEEDS)).to_dict()
+DEFAULTS: Dict = ExperimentConfig(rows=["all"], seeds=list(SEEDS)).to_dict()  # rows: the paper's Table 18
 
 
 def load_config(path: Optional[str] = None, preset: Optional[str] = None, **overrides) -> Dict:
@@ -78,9 +78,10 @@ def load_config(path: Optional[str] = None, preset: Optional[str] = None, **over
             cfg[k] = v
     cfg = ExperimentConfig.from_dict(cfg, f"config {src}" if src else "config").to_dict()  # types checked
     cfg["rows"] = _rows.expand_rows(cfg["rows"])
-    bad = [r for r in cfg["rows"] + list(cfg["if_installed"]) if r not in ROWS]
+    rows = _rows.ROWS
+    bad = [r for r in cfg["rows"] + list(cfg["if_installed"]) if r not in rows]
     if bad:
-        raise MtftError(f"unknown rows {bad}; rows are {', '.join(ROWS)}, or a group: {', '.join(ROW_GROUPS)}")
+        raise MtftError(f"unknown rows {bad}; rows are {', '.join(rows)}, or a group: {', '.join(_rows.ROW_GROUPS)}")
     cfg["rows"] = _installed_rows(cfg["rows"], cfg["if_installed"])
     cfg["targets"] = [get_task(t).name for t in cfg["targets"]]
     cfg["data_dir"] = cfg["data_dir"] or default_data_dir()
@@ -92,24 +93,26 @@ def _installed_rows(rows: List[str], optional: List[str]) -> List[str]:
     """``rows`` without the ``optional`` peer rows whose package is missing (each said in one line on stderr)."""
     if not optional:
         return rows
-    from ..methods.setfit.run import setfit_available
-
-    available = {"setfit": setfit_available}
-    not_peers = [r for r in optional if _rows.parse_row(r).method not in available]
+    not_peers = [r for r in optional if not _method(r).peer]
     if not_peers:
-        raise MtftError(f"if_installed: {not_peers} are not peer rows; only {sorted(available)} can be left out")
+        peers = sorted(k.name for m in all_methods() if m.peer for k in m.kinds)
+        raise MtftError(f"if_installed: {not_peers} are not peer rows; only {peers} can be left out")
     out = []
     for r in rows:
-        method = _rows.parse_row(r).method
-        if r in optional and not available[method]():
+        method = _method(r)
+        if r in optional and not method.available():
             print(
-                f"note: row {r} left out: the {method} package is not installed (pip install 'mtft-nlp[peers]')",
+                f"note: row {r} left out: the {method.name} package is not installed ({method.install_hint})",
                 file=sys.stderr,
                 flush=True,
             )
             continue
         out.append(r)
     return out
+
+
+def _method(row: str) -> Method:
+    return get_method(_rows.parse_row(row).method)
 
 
 def _key(obj) -> str:
@@ -160,18 +163,18 @@ class Plan:
 
     def stage_ready(self, cell: Dict) -> bool:
         """Whether ``cell`` can run: it starts from the base model, or its multitask stage is saved."""
-        return not cell.get("needs") or _done(self.multitask_dir(*cell["needs"]), "multitask_config.json")
+        return not cell.get("needs") or is_complete(self.multitask_dir(*cell["needs"]), STAGE_FILE)
 
     def variants(self) -> List[str]:
         return list(dict.fromkeys(v for r in self.cfg["rows"] if (v := row_variant(r)) not in (None, "all")))
 
-    def multitask_dir(self, target: str, variant, method: str = "prompt") -> Path:
+    def multitask_dir(self, target: str, variant, method: str) -> Path:
         """The checkpoint folder of (target, variant, method); a variant whose chosen sources equal the
         ``selected`` ones shares that checkpoint. (``variant`` True/False = ``sel``/``all``.)"""
         variant = {True: "sel", False: "all"}.get(variant, variant)
-        # the prompt method's keys are those of the committed runs; other methods add theirs
-        stage_opts = self.cfg["multitask"] if method == "prompt" else self.cfg["embedding_multitask"]
-        extra = {} if method == "prompt" else {"method": method}
+        spec = get_method(method)
+        stage_opts = self.cfg[spec.stage_section]
+        extra = {"method": spec.name} if spec.keyed_by_name else {}  # keys that predate methods have no name
         if variant not in ("sel", "all"):
             sources = self.selected_sources(target, variant)
             if sources is None or sources != self.selected_sources(target, "sel"):
@@ -196,36 +199,31 @@ class Plan:
         return self.root / "multitask" / f"{target}-{'sel' if selected else 'all'}-{_key(spec)}"
 
     def cell_options(self, row: "_rows.Row") -> Dict:
-        if row.method == "prompt":
-            return dict(self.cfg["zero_shot"] if row.zero_shot else self.cfg["train"])
-        return dict(self.cfg["embedding"] if row.method == "embedding" else self.cfg["setfit"])
+        """The flags of a cell of ``row``: its kind's section of the configuration."""
+        return dict(self.cfg[row.spec.section])
 
     def cells(self) -> List[Dict]:
         out = []
         for target in self.cfg["targets"]:
             for name in self.cfg["rows"]:
                 row = _rows.parse_row(name)
-                variant, method = row.variant, row.method
+                variant, method, spec = row.variant, row.method, get_method(row.method)
                 zero = row.zero_shot
                 model = str(self.multitask_dir(target, variant, method)) if variant else self.cfg["model"]
                 opts = self.cell_options(row)
-                flags = (
-                    ["--method", method]
-                    + (["--zero_shot"] if zero else [])
-                    + (["--frozen_encoder"] if row.kind == "embed-adapt" else [])
-                )
+                flags = ["--method", method, *row.spec.flags]
                 for seed in self.cfg["seeds"]:
-                    spec = {
+                    key = {
                         "target": target,
                         "row": name,
                         "seed": seed,
                         "model": self.cfg["model"],
                         "options": opts,
-                        "multitask": self.cfg["multitask"] if variant else None,
+                        "multitask": self.cfg[spec.stage_section] if variant else None,
                         "selection": self.selection_options(variant) if variant not in (None, "all") else None,
                     }
-                    if method != "prompt":
-                        spec.update(method=method, multitask=self.cfg["embedding_multitask"] if variant else None)
+                    if spec.keyed_by_name:
+                        key["method"] = method
                     args = [
                         "--task_name",
                         target,
@@ -250,11 +248,12 @@ class Plan:
                             "row": name,
                             "seed": seed,
                             "args": args,
-                            "dir": self.root / "cells" / target / name / f"seed{seed}-{_key(spec)}",
+                            "dir": self.root / "cells" / target / name / f"seed{seed}-{_key(key)}",
                             "needs": (target, variant, method) if variant else None,
+                            "method": method,
                             # cells with the same starting model and options compute the same run
                             "computes": _key(
-                                [target, seed, model, zero, opts] + ([row.kind] if method != "prompt" else [])
+                                [target, seed, model, zero, opts] + ([row.kind] if spec.keyed_by_name else [])
                             ),
                         }
                     )
@@ -272,7 +271,7 @@ class Plan:
             if d == self.multitask_dir(target, "sel", method):
                 variant = "sel"
             sources = ["all"] if variant == "all" else [str(self.selection_path(target, variant))]
-            opts = self.cfg["multitask"] if method == "prompt" else self.cfg["embedding_multitask"]
+            opts = self.cfg[get_method(method).stage_section]
             args = [
                 "--target",
                 target,
@@ -292,24 +291,13 @@ class Plan:
         return list(jobs.values())
 
 
-def _done(d: Path, marker: str) -> bool:
-    p = d / marker
-    if not p.is_file():
-        return False
-    try:
-        json.loads(p.read_text(encoding="utf-8"))
-        return True
-    except (OSError, json.JSONDecodeError):
-        return False
-
-
 # the lists a run may cover a part of; runs into one folder that differ only in these add up
 _GRID_KEYS = ("targets", "rows", "seeds")
 # how a run is spread over the machine (or machines): no effect on its results
 _RUN_KEYS = ("workers", "cells_per_device", "cells_per_process", "backend", "ray", "slurm")
 
 
-def _record_config(path: Path, cfg: Dict) -> None:
+def record_config(path: Path, cfg: Dict) -> None:
     """Write ``cfg`` as the folder's ``config.yaml``. A folder filled by several runs that differ only in
     ``targets``/``rows``/``seeds`` (say, one target at a time) or in how they used the machine (``workers``...)
     records the union of their grids, earlier ones first, so that the file describes every cell the folder
@@ -340,7 +328,7 @@ def run_plan(cfg: Dict, progress: bool = True) -> Dict:
     backend = open_backend(cfg)  # bad backend options, a missing extra, a cluster that does not answer: fail here
     try:
         plan.root.mkdir(parents=True, exist_ok=True)
-        _record_config(plan.root / "config.yaml", cfg)
+        record_config(plan.root / "config.yaml", cfg)
         _run_selections(plan)
         failures: List[str] = []
         cells = plan.cells()
@@ -374,7 +362,7 @@ def _run_selections(plan: "Plan") -> None:
     for target in cfg["targets"]:
         for variant in ["sel"] + [v for v in variants if v != "sel"]:
             path = plan.selection_path(target, variant)
-            if not _done(path.parent, path.name):
+            if not is_complete(path.parent, path.name):
                 result = select_tasks(
                     target,
                     data_dir=cfg["data_dir"],
@@ -390,13 +378,13 @@ def _record_same_runs(ready: List[Dict], first: Dict[str, Dict]) -> None:
     result with ``same_run_as``."""
     for c in ready:
         src = first[c["computes"]]
-        if src is not c and _done(src["dir"], "results.json") and not _done(c["dir"], "results.json"):
-            r = json.loads((src["dir"] / "results.json").read_text(encoding="utf-8"))
+        if src is not c and is_complete(src["dir"], RESULTS_FILE) and not is_complete(c["dir"], RESULTS_FILE):
+            r = json.loads((src["dir"] / RESULTS_FILE).read_text(encoding="utf-8"))
             r.update(row=c["row"], same_run_as=src["row"])
-            atomic_write_json(c["dir"] / "results.json", r)
+            atomic_write_json(c["dir"] / RESULTS_FILE, r)
 
 
-_MARKERS = {"multitask": "multitask_config.json", "cell": "results.json"}
+_MARKERS = {"multitask": STAGE_FILE, "cell": RESULTS_FILE}
 
 
 def _execute(plan: "Plan", stages: List[Dict], cells: List[Dict], backend, failures: List[str], progress: bool):
@@ -404,8 +392,8 @@ def _execute(plan: "Plan", stages: List[Dict], cells: List[Dict], backend, failu
     this machine's workers, a Ray or SLURM cluster), the stages first and each cell (or batch of cells) once its
     stage is saved; one line per finished job. Returns how many stages and cells were started (cells whose stage
     failed are not)."""
-    todo = [j for j in stages if not _done(j["dir"], _MARKERS["multitask"])]
-    todo_cells = [c for c in cells if not _done(c["dir"], _MARKERS["cell"])]
+    todo = [j for j in stages if not is_complete(j["dir"], _MARKERS["multitask"])]
+    todo_cells = [c for c in cells if not is_complete(c["dir"], _MARKERS["cell"])]
     if not todo and not todo_cells:
         return 0, 0
     before = len(stages) + len(cells) - len(todo) - len(todo_cells)
@@ -417,13 +405,13 @@ def _execute(plan: "Plan", stages: List[Dict], cells: List[Dict], backend, failu
         bar = tqdm(total=len(todo) + len(todo_cells), desc=f"{what} ({before} done before)", unit="job")
     write = bar.write if bar else print
     per_process = max(1, int(plan.cfg.get("cells_per_process") or 1))
-    units = [[j] for j in todo] + _batches(todo_cells, per_process, plan.root, backend.parallel_jobs)
+    units = [[j] for j in todo] + batch_cells(todo_cells, per_process, plan.root, backend.parallel_jobs)
 
     def report(job, rc, seconds):
         marker = _MARKERS[_kind(job)]
-        ok = rc == 0 and _done(job["dir"], marker)
+        ok = rc == 0 and is_complete(job["dir"], marker)
         if ok and _kind(job) == "cell":
-            r = json.loads((job["dir"] / "results.json").read_text())
+            r = json.loads((job["dir"] / RESULTS_FILE).read_text())
             msg = f"{_name(job)}: {r['metric']} {r['test_score']:.4f} (dev {r['dev_score']:.4f}) in {seconds:.0f}s"
         else:
             log = job.get("batch_file", job["dir"]).with_suffix(".log")
@@ -440,7 +428,7 @@ def _execute(plan: "Plan", stages: List[Dict], cells: List[Dict], backend, failu
             _command,
             report,
             lambda job, line: write(f"{_name(job)}: {line}") if _kind(job) == "multitask" else None,
-            lambda job: _done(job["dir"], _MARKERS[_kind(job)]),
+            lambda job: is_complete(job["dir"], _MARKERS[_kind(job)]),
             lambda unit: all(plan.stage_ready(c) for c in unit),
             lambda unit: plan.multitask_dir(*unit[0]["needs"]) if unit[0].get("needs") else None,
         )
@@ -457,7 +445,7 @@ def _kind(job: Dict) -> str:
 
 def _name(job: Dict) -> str:
     if _kind(job) == "multitask":
-        return f"{job['target']} {VARIANTS.get(job['variant'], 'all')} ({job.get('method', 'prompt')}) multitask"
+        return f"{job['target']} {VARIANTS.get(job['variant'], 'all')} ({job['method']}) multitask"
     return f"{job['target']} {job['row']} seed {job['seed']}"
 
 
@@ -471,7 +459,7 @@ def _command(unit: List[Dict]):
     return py + [sub] + job["args"] + ["--output_dir", str(job["dir"])], job["dir"].with_suffix(".log")
 
 
-def _batches(cells: List[Dict], size: int, root: Path, workers: int = 1) -> List[List[Dict]]:
+def batch_cells(cells: List[Dict], size: int, root: Path, workers: int = 1) -> List[List[Dict]]:
     """Consecutive cells of one target, method and starting model (the base model or one multitask stage) as
     units run by one ``mtft-nlp cells`` process each, so that a unit can start as soon as its stage is saved; the
     cells' arguments are written to ``<root>/batches/<key>.json``.
@@ -481,9 +469,8 @@ def _batches(cells: List[Dict], size: int, root: Path, workers: int = 1) -> List
     of 5 whose last one runs alone while the other worker idles."""
     runs: List[List[Dict]] = []
     for c in cells:
-        c["_method"] = c["args"][c["args"].index("--method") + 1] if "--method" in c["args"] else "prompt"
         last = runs[-1] if runs else None
-        if last and all(last[0][k] == c[k] for k in ("target", "_method", "needs")):
+        if last and all(last[0][k] == c[k] for k in ("target", "method", "needs")):
             last.append(c)
         else:
             runs.append([c])
@@ -507,11 +494,14 @@ def _batches(cells: List[Dict], size: int, root: Path, workers: int = 1) -> List
 
 
 def sweep_configs(cfg: Dict, target: str, vary: str, values: Sequence, method: str = "prompt") -> List[Dict]:
-    """Configurations of a sweep: ``num_tasks`` (multitask on the top-n sources by similarity to the target, row
-    mt-sel-pbft, or mt-sel-embed-ft with ``method="embedding"``) or ``shots`` (K per class, row pbft / embed-ft)."""
-    if method not in ("prompt", "embedding"):
-        raise MtftError(f"--method must be prompt or embedding for a sweep, got {method!r}")
-    kind, opts = ("pbft", "train") if method == "prompt" else ("embed-ft", "embedding")
+    """Configurations of a sweep: ``num_tasks`` (multitask on the top-n sources by similarity to the target, the
+    method's finetuning row after the stage: mt-sel-pbft, or mt-sel-embed-ft with ``method="embedding"``) or
+    ``shots`` (K per class, the method's finetuning row: pbft / embed-ft)."""
+    sweepable = [m.name for m in all_methods() if m.finetune_kind and m.stage_section]
+    if method not in sweepable:
+        raise MtftError(f"--method must be one of {', '.join(sweepable)} for a sweep, got {method!r}")
+    spec = get_method(method)
+    kind, opts = spec.finetune_kind, spec.kind(spec.finetune_kind).section
     out = []
     for v in values:
         c = copy.deepcopy(cfg)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import itertools
-import json
 import os
 import subprocess
 import sys
@@ -25,7 +24,6 @@ __all__ = [
     "assign_devices",
     "device_envs",
     "run_jobs",
-    "run_cells",
     "run_interruptible",
     "run_timed",
     "schedule_jobs",
@@ -154,7 +152,7 @@ def device_envs(workers: int, cells_per_device: int = 1, gpus: Optional[Sequence
     return envs
 
 
-def _unit_results(futures: Dict, progress=None, finished=None, poll: float = 2.0, on_end=None):
+def unit_results(futures: Dict, progress=None, finished=None, poll: float = 2.0, on_end=None):
     """(future, job, return code, seconds) for each job of each unit, as it ends.
 
     A batch unit (several cells in one process) is watched while it runs: each cell is given out as soon as
@@ -195,25 +193,6 @@ def _unit_results(futures: Dict, progress=None, finished=None, poll: float = 2.0
             left = now - since[fut] if fut in since else seconds
             for job in rest:
                 yield fut, job, rc if len(unit) == 1 else 0, left / len(rest)
-
-
-def run_cells(batch_file: str) -> int:
-    """Run the cells of a batch file one after another in this process (``mtft-nlp cells``); a failing cell is
-    logged and the next one runs. Returns the number of failed cells."""
-    import traceback
-
-    from ..cli import run_glue_main
-
-    specs = json.loads(Path(batch_file).read_text(encoding="utf-8"))
-    failed = 0
-    for spec in specs:
-        try:
-            rc = run_glue_main(list(spec["args"]))
-        except Exception:  # one broken cell must not take the batch down
-            traceback.print_exc()
-            rc = 1
-        failed += rc != 0
-    return failed
 
 
 def run_timed(cmd, log, env):
@@ -257,7 +236,7 @@ def schedule_jobs(
         start()
 
     start()
-    for _fut, job, rc, seconds in _unit_results(futures, progress, finished, on_end=on_end):
+    for _fut, job, rc, seconds in unit_results(futures, progress, finished, on_end=on_end):
         report(job, rc, seconds)
     return waiting
 
@@ -301,7 +280,7 @@ def run_jobs(
 ) -> List[List[Dict]]:
     """Run each unit's command (``commands(unit) -> (argv, log path)``) on the worker slots ``envs``, one unit per
     slot at a time, and call ``report(job, return code, seconds)`` for each job as it ends (see
-    :func:`_unit_results`: a batch's jobs one by one when ``finished(job)`` tells that one is done).
+    :func:`unit_results`: a batch's jobs one by one when ``finished(job)`` tells that one is done).
 
     Whenever a slot is free, the first waiting unit for which ``ready(unit)`` is true starts there (all are ready
     without ``ready``), so a unit that waits for another's output (a cell for its multitask stage) lets later
@@ -337,6 +316,3 @@ def _terminate_as_interrupt() -> Callable[[], None]:
 
     previous = signal.signal(signal.SIGTERM, on_term)
     return lambda: signal.signal(signal.SIGTERM, previous)
-
-
-_device_envs = device_envs  # the name tests and scripts used

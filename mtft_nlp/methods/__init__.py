@@ -1,16 +1,13 @@
-"""Adaptation methods: which one a model gets, and the one entry point per step that dispatches to it.
+"""Adaptation methods: the registry, which method a model gets, and the entry points that ask a method to act.
 
-* ``prompt``: LM-BFF prompt-based finetuning through a masked LM's head (:mod:`mtft_nlp.methods.prompt.run`); the method
-  for MLM checkpoints (RoBERTa-large, BERT).
-* ``embedding``: a linear head on a sentence encoder's embedding (:mod:`mtft_nlp.methods.embedding.run`); the
-  method for sentence-transformers models (the packaged all-MiniLM-L6-v2) and the paper's own setting.
-* ``setfit``: the SetFit peer (:mod:`mtft_nlp.methods.setfit.run`), run for comparison when the ``setfit`` package is
-  installed.
+Built in: ``prompt`` (:mod:`mtft_nlp.methods.prompt`, LM-BFF through a masked LM's head), ``embedding``
+(:mod:`mtft_nlp.methods.embedding`, a linear head on a sentence encoder's embedding; the paper's own setting) and
+the ``setfit`` peer (:mod:`mtft_nlp.methods.setfit`). ``--method auto`` (the default) gives a model to the first
+method that recognises it (a sentence-transformers model: ``embedding``) and to ``prompt`` otherwise.
 
-``--method auto`` (the default) picks ``embedding`` for a sentence-transformers model (a folder with
-``modules.json``, or a ``sentence-transformers/`` Hub id) and ``prompt`` otherwise. A method adds itself here:
-one ``run_*_experiment(model_args, prompt_args, training_args[, embedding_args])`` for single runs and, if it has
-one, a multitask stage.
+A new method is one folder with a :class:`~mtft_nlp.methods.base.Method` subclass, added with
+:func:`register_method` (or declared by an installed package under the entry-point group ``mtft_nlp.methods``);
+docs/ARCHITECTURE.md, "Add a method", is the checklist.
 """
 
 from __future__ import annotations
@@ -18,70 +15,83 @@ from __future__ import annotations
 import os
 from typing import Dict, Optional
 
+from ..models import resolve_model_name
 from ..tasks import MtftError
+from .base import Method, RowKind, StageParts
+from .embedding import EmbeddingMethod
+from .prompt import PromptMethod
+from .registry import all_methods, get_method, register_method
+from .setfit import SetFitMethod
 
-__all__ = ["METHODS", "resolve_method", "method_defaults", "run_experiment", "load_classifier"]
+__all__ = [
+    "Method",
+    "RowKind",
+    "StageParts",
+    "register_method",
+    "get_method",
+    "all_methods",
+    "resolve_method",
+    "method_defaults",
+    "run_experiment",
+    "load_classifier",
+]
 
-METHODS = ("auto", "prompt", "embedding", "setfit")
+for _builtin in (PromptMethod, EmbeddingMethod, SetFitMethod):
+    register_method(_builtin)
 
 
 def resolve_method(method: Optional[str], model_name: Optional[str]) -> str:
-    """``prompt``, ``embedding`` or ``setfit`` for ``--method`` and ``--model_name_or_path``."""
+    """The name of the method for ``--method`` (``auto`` or a registered name) and ``--model_name_or_path``."""
     method = (method or "auto").lower()
-    if method not in METHODS:
-        raise MtftError(f"--method {method!r}: choose from {', '.join(METHODS)}")
+    names = [m.name for m in all_methods()]
     if method != "auto":
+        if method not in names:
+            raise MtftError(f"--method {method!r}: choose from auto, {', '.join(names)}")
         return method
-    from .prompt.modeling import resolve_model_name
-
     path = resolve_model_name(model_name)
-    if os.path.isdir(path):
-        return "embedding" if os.path.isfile(os.path.join(path, "modules.json")) else "prompt"
-    return "embedding" if str(path).startswith("sentence-transformers/") else "prompt"
+    for m in all_methods():
+        if m.recognizes(path):
+            return m.name
+    return next(m.name for m in all_methods() if m.auto_fallback)
 
 
 def method_defaults(method: str) -> Dict:
     """``TrainingArguments`` defaults that differ by method (the prompt method's are the dataclass defaults)."""
-    if method in ("embedding", "setfit"):
-        from ..training.arguments import EMBEDDING_DEFAULTS
-
-        return dict(EMBEDDING_DEFAULTS)
-    return {}
+    return get_method(method).training_defaults()
 
 
-def run_experiment(model_args, prompt_args, embedding_args, training_args) -> Dict:
-    """One run of ``run_glue_fewshot.py`` / ``mtft-nlp train`` with the method the arguments resolve to (the
-    argument dataclasses in the command line parser's order)."""
-    method = resolve_method(model_args.method, model_args.model_name_or_path)
-    if method == "embedding":
-        from .embedding.run import run_embedding_experiment
+def run_experiment(model_args, data_args, *rest) -> Dict:
+    """One run of ``run_glue_fewshot.py`` / ``mtft-nlp train``: the arguments in the command line parser's order
+    (the shared model and data arguments, the registered methods' own option dataclasses, the training arguments);
+    the method the arguments resolve to runs with its own options."""
+    *method_options, training_args = rest
+    method = get_method(resolve_method(model_args.method, model_args.model_name_or_path))
+    cls = method.argument_class()
+    options = next((o for o in method_options if cls is not None and isinstance(o, cls)), None)
+    if cls is not None and options is None:
+        options = cls()
+    return method.run(model_args, data_args, training_args, options)
 
-        return run_embedding_experiment(model_args, prompt_args, training_args, embedding_args)
-    if method == "setfit":
-        from .setfit.run import run_setfit_experiment
 
-        return run_setfit_experiment(model_args, prompt_args, training_args)
-    from .prompt.run import run_prompt_experiment
+def _hub_file_exists(repo: str, filename: str, token=None) -> bool:
+    try:
+        from huggingface_hub import file_exists
 
-    return run_prompt_experiment(model_args, prompt_args, training_args)
+        return file_exists(repo, filename, token=token)
+    except Exception:  # offline or unknown repo: the fallback method's loader reports it
+        return False
 
 
 def load_classifier(name_or_path: str, device: Optional[str] = None, **kwargs):
-    """A saved classifier of either method: :class:`~mtft_nlp.methods.embedding.classifier.EmbeddingClassifier` for a folder
-    (or Hub repo) with ``embedding_classifier.json``, :class:`~mtft_nlp.methods.prompt.classifier.PromptClassifier` otherwise."""
-    from .embedding.classifier import METADATA_FILE, EmbeddingClassifier, is_embedding_classifier
-
+    """A saved classifier of any method: the method whose marker file the folder (or Hub repo) holds, else the
+    fallback method's (the prompt method's :class:`~mtft_nlp.methods.prompt.classifier.PromptClassifier`)."""
     path = str(name_or_path)
-    embedding = is_embedding_classifier(path)
-    if not embedding and not os.path.exists(path) and path.count("/") == 1:  # a Hub repo id
-        try:
-            from huggingface_hub import file_exists
-
-            embedding = file_exists(path, METADATA_FILE, token=kwargs.get("token"))
-        except Exception:  # offline or unknown repo: the prompt classifier's loader reports it
-            embedding = False
-    if embedding:
-        return EmbeddingClassifier.from_pretrained(path, device=device, **kwargs)
-    from .prompt.classifier import PromptClassifier
-
-    return PromptClassifier.from_pretrained(path, device=device, **kwargs)
+    hub_id = not os.path.exists(path) and path.count("/") == 1
+    for m in all_methods():
+        marker = m.classifier_marker
+        if marker and (
+            os.path.isfile(os.path.join(path, marker))
+            or (hub_id and _hub_file_exists(path, marker, kwargs.get("token")))
+        ):
+            return m.load_classifier(path, device=device, **kwargs)
+    return next(m for m in all_methods() if m.auto_fallback).load_classifier(path, device=device, **kwargs)

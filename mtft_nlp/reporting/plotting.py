@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .results import ROW_TITLES, _row_key, _task_order, find_results
+from .results import ROW_TITLES, find_results, row_sort_key, task_order
 
 __all__ = ["plot_bars", "plot_sweeps", "plot_similarity", "similarity_matrix", "cluster_order"]
 
@@ -24,8 +24,8 @@ def plot_bars(agg: List[Dict], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    tasks = _task_order(a["task"] for a in agg)
-    rows = sorted({a["row"] for a in agg}, key=_row_key)
+    tasks = task_order(a["task"] for a in agg)
+    rows = sorted({a["row"] for a in agg}, key=row_sort_key)
     cell = {(a["task"], a["row"]): a for a in agg}
     width = 0.8 / max(1, len(rows))
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(tasks) + 2), 4))

@@ -13,16 +13,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..io import STAGE_FILE, atomic_write_text
 from ..rows import ROW_ORDER
 from .plotting import plot_bars, plot_sweeps
-from .results import (
-    _PAPER_TASK_ORDER,
-    _task_order,
-    aggregate,
-    atomic_write_text,
-    find_results,
-    format_table,
-)
+from .results import PAPER_TASK_ORDER, aggregate, find_results, format_table, task_order
 
 
 def _protocol_lines(results: List[Dict]) -> List[str]:
@@ -112,7 +106,7 @@ def write_report(
         "## Protocol",
         "",
     ] + _protocol_lines(results)
-    chosen = _selections_table(root_p)
+    chosen = selections_table(root_p)
     if chosen:
         md += ["", "## Task selection", "", "Sources chosen for each target (`selection/*.json`):", ""] + chosen
     stages = _stages_table(root_p)
@@ -140,7 +134,7 @@ _METHOD_ORDER = ("selected", "random", "no-consistency", "no-diversity")
 
 def _column(task: str):
     """Sort key: the paper's column order, then alphabetical."""
-    return (_PAPER_TASK_ORDER.index(task), task) if task in _PAPER_TASK_ORDER else (len(_PAPER_TASK_ORDER), task)
+    return (PAPER_TASK_ORDER.index(task), task) if task in PAPER_TASK_ORDER else (len(PAPER_TASK_ORDER), task)
 
 
 def _selection_records(root: Path) -> List[Dict]:
@@ -180,7 +174,7 @@ def _method_key(method: str):
     return (_METHOD_ORDER.index(method) if method in _METHOD_ORDER else len(_METHOD_ORDER), method)
 
 
-def _selections_table(root: Path) -> List[str]:
+def selections_table(root: Path) -> List[str]:
     """Per target, the sources each selection method chose (the ``selection/*.json`` the runner writes), the
     coverage of the target after each chosen source (the coverage curve) and the candidate the loop stopped at."""
     records = _selection_records(root)
@@ -258,7 +252,7 @@ def _sweep_tables(root: Path) -> List[str]:
     return out
 
 
-def _stage_origin(m: Dict, names: Sequence[str], chosen: Dict) -> str:
+def stage_origin(m: Dict, names: Sequence[str], chosen: Dict) -> str:
     """Who chose a stage's sources: its own origin first (``all`` = leave-one-out, or an explicit ``list``),
     otherwise every selection method that chose exactly these sources (its own metadata's method and those of
     the selection files below the same folder: methods choosing the same set share one stage), or
@@ -281,7 +275,7 @@ def _stages_table(root: Path) -> List[str]:
     for t, method, sel in _selection_files(root):
         chosen.setdefault((t, frozenset(sel)), []).append(method)
     lines, seconds = [], 0.0
-    for p in sorted(root.rglob("multitask_config.json")):
+    for p in sorted(root.rglob(STAGE_FILE)):
         try:
             m = json.loads(p.read_text(encoding="utf-8"))
             before, after = m["dev_before"], m["dev_after"]
@@ -292,7 +286,7 @@ def _stages_table(root: Path) -> List[str]:
             shared = sum(int((s.get("overlap_with_target_test") or {}).get("normalized", 0)) for s in m["sources"])
             excluded = f"0 ({shared} kept)" if m.get("allow_overlap") else shared
             names = [s["task"] for s in m["sources"]]
-            origin = _stage_origin(m, names, chosen)
+            origin = stage_origin(m, names, chosen)
             # the evaluations during the stage (every --eval_steps), without the last one (= after)
             during = ", ".join(
                 f"{int(k)}: {v['mean']['acc']:.3f} / {v['mean']['loss']:.3f}"
@@ -350,7 +344,7 @@ def _deltas(agg: List[Dict], pairs: Sequence[Sequence[str]]) -> List[str]:
     cell = {(a["task"], a["row"]): a for a in agg}
     out = []
     for row, base in pairs:
-        tasks = [t for t in _task_order(a["task"] for a in agg) if (t, row) in cell and (t, base) in cell]
+        tasks = [t for t in task_order(a["task"] for a in agg) if (t, row) in cell and (t, base) in cell]
         if not tasks:
             continue
         diffs = {t: cell[(t, row)]["mean"] - cell[(t, base)]["mean"] for t in tasks}
@@ -570,7 +564,7 @@ def _section(sec: Dict, root_p: Path, out: Path, files: Dict[str, Path]) -> List
     if sec.get("times"):
         md += _times_table(results, sec["times"])
     if sec.get("selections"):
-        md += _selections_table(root_p / sec["selections"]) + [""]
+        md += selections_table(root_p / sec["selections"]) + [""]
     if sec.get("stages"):
         md += _stages_table(root_p / sec["stages"]) + [""]
     if results or sweeps:

@@ -13,12 +13,10 @@ import io
 import json
 import math
 import os
-import platform
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
+from ..io import RESULTS_FILE
 from ..metrics import METRIC_NAMES
 from ..records import RecordError, RunRecord
 from ..rows import ROW_ORDER, ROW_TITLES  # row order and long names live in rows.py
@@ -27,105 +25,10 @@ from ..rows import ROW_ORDER, ROW_TITLES  # row order and long names live in row
 REQUIRED_KEYS = ("task", "row", "seed", "metric", "dev_score", "test_score", "zero_shot", "model", "prompt")
 
 
-def _umask() -> int:
-    """The process umask (read without changing it where /proc allows)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _mkstemp_like_open(path: Path):
-    """A temporary file next to ``path`` with the mode ``open()`` would give it (0666 minus the umask),
-    not mkstemp's 0600, so the renamed file is readable like any other."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-    except OSError:
-        pass
-    return fd, tmp
-
-
-def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    """Write JSON to a temporary file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _mkstemp_like_open(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, sort_keys=False, default=str)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write text via a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _mkstemp_like_open(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def environment() -> Dict[str, object]:
-    """Versions, device and git revision, recorded in every result."""
-    import torch
-    import transformers
-
-    from .. import __version__
-
-    env = {
-        "mtft_nlp": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-    }
-    for mod in ("accelerate", "datasets", "peft"):
-        try:
-            env[mod] = __import__(mod).__version__
-        except Exception:  # optional at runtime
-            pass
-    env["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        if rev.returncode == 0:
-            env["git_revision"] = rev.stdout.strip()
-    except Exception:
-        pass
-    return env
-
-
 def find_results(root: str | os.PathLike) -> List[Dict]:
     """Every valid ``results.json`` below ``root`` (unreadable or incomplete files are skipped)."""
     out = []
-    for p in sorted(Path(root).rglob("results.json")):
+    for p in sorted(Path(root).rglob(RESULTS_FILE)):
         try:
             with open(p, encoding="utf-8") as f:
                 r = json.load(f)
@@ -161,20 +64,20 @@ def aggregate(results: Iterable[Dict]) -> List[Dict]:
                 "seeds": sorted(r.get("seed") for r in rs),
             }
         )
-    return sorted(rows, key=lambda a: (_row_key(a["row"]), a["task"]))
+    return sorted(rows, key=lambda a: (row_sort_key(a["row"]), a["task"]))
 
 
-def _row_key(row: str):
+def row_sort_key(row: str):
     return (ROW_ORDER.index(row) if row in ROW_ORDER else len(ROW_ORDER), row)
 
 
-def _task_order(tasks: Iterable[str]) -> List[str]:
+def task_order(tasks: Iterable[str]) -> List[str]:
     """The paper's column order, then any other task alphabetically."""
     tasks = list(dict.fromkeys(tasks))
-    return [t for t in _PAPER_TASK_ORDER if t in tasks] + sorted(t for t in tasks if t not in _PAPER_TASK_ORDER)
+    return [t for t in PAPER_TASK_ORDER if t in tasks] + sorted(t for t in tasks if t not in PAPER_TASK_ORDER)
 
 
-_PAPER_TASK_ORDER = (
+PAPER_TASK_ORDER = (
     "SST-2",
     "SST-5",
     "MR",
@@ -212,8 +115,8 @@ def format_table(agg: List[Dict], fmt: str = "markdown", titles: bool = False) -
         for a in agg:
             w.writerow([a["task"], a["row"], a["metric"], f"{a['mean']:.4f}", f"{a['std']:.4f}", a["n"]])
         return buf.getvalue()
-    tasks = _task_order(a["task"] for a in agg)
-    rows = sorted({a["row"] for a in agg}, key=_row_key)
+    tasks = task_order(a["task"] for a in agg)
+    rows = sorted({a["row"] for a in agg}, key=row_sort_key)
     cell = {(a["task"], a["row"]): a for a in agg}
     best = {}
     for t in tasks:

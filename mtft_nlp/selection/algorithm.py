@@ -124,7 +124,7 @@ def greedy_select(
     return selected, steps
 
 
-def _prepared(coverage, target: np.ndarray, candidates: Dict[str, np.ndarray]):
+def prepared_coverage(coverage, target: np.ndarray, candidates: Dict[str, np.ndarray]):
     """The coverage fitted (PCA) once on every point of this selection, so all steps are measured alike."""
     if hasattr(coverage, "prepare"):
         return coverage.prepare(np.concatenate([target, *candidates.values()], axis=0))
@@ -150,7 +150,7 @@ def choose_p(
     coverage = coverage or make_coverage()
     sizes: Dict[float, Dict[str, int]] = {float(p): {} for p in grid}
     for name, (target, cands) in pools.items():
-        cov = _prepared(coverage, target, cands)
+        cov = prepared_coverage(coverage, target, cands)
         order = rank_by_similarity(consistency(target, cands))
         memo: Dict = {}
         for p in grid:

@@ -147,7 +147,7 @@ def format_comparison(cmp: Dict) -> str:
 
 def cmd_select(a) -> int:
     """``mtft-nlp select``: print the table; write the JSON and the plot when asked."""
-    from ..reporting.results import atomic_write_json
+    from ..io import atomic_write_json
 
     if a.compare:
         if a.output:

@@ -190,7 +190,7 @@ def resolve_encoder(encoder: Optional[str] = DEFAULT_ENCODER, model_name_or_path
     """phi: ``"model"`` (or ``None``) = ``model_name_or_path`` (default the packaged MiniLM); anything else
     names another encoder (a local folder, or a Hub id: its files from the local Hugging Face cache, else
     downloaded). An encoder that cannot be found is a :class:`SelectionError` naming it."""
-    from ..methods.prompt.modeling import resolve_model_name
+    from ..models import resolve_model_name
 
     requested = encoder or ENCODER_MODEL
     name = (model_name_or_path or DEFAULT_MODEL) if requested == ENCODER_MODEL else requested
@@ -335,7 +335,7 @@ def _read_cache(cache_dir: Path, key: Dict) -> Optional[np.ndarray]:
 
 
 def write_cache(cache_dir: Path, key: Dict, emb: np.ndarray) -> None:
-    from ..reporting.results import atomic_write_json
+    from ..io import atomic_write_json
 
     npy, meta = cache_paths(cache_dir, key)
     npy.parent.mkdir(parents=True, exist_ok=True)

@@ -46,13 +46,13 @@ from .algorithm import (  # noqa: F401  (the algorithm's core, re-exported)
     DEFAULT_P,
     FIXED_P,
     P_GRID,
-    _prepared,
     accepts,
     check_p,
     choose_p,
     consistency,
     cosine,
     greedy_select,
+    prepared_coverage,
 )
 from .coverage import (  # noqa: F401
     COVERAGES,
@@ -202,7 +202,7 @@ def select_from_embeddings(
     """
     p = _check_selection_options(target_name, target, candidates, method, p, k, budget)
     fixed_size = method in ("random", "no-diversity")
-    coverage = _prepared(coverage or make_coverage(), target, candidates)
+    coverage = prepared_coverage(coverage or make_coverage(), target, candidates)
     similarity = consistency(target, candidates)
     by_similarity = rank_by_similarity(similarity)
     if method == "selected":

@@ -2,10 +2,9 @@
 
 * :class:`ModelArguments`: which model, which adaptation method, LoRA, loading options;
 * :class:`PromptArguments`: task, prompt, data and what to record, for single runs of either method;
-* :class:`EmbeddingArguments`: the embedding method's own options;
 * :class:`PromptTrainingArguments`: ``TrainingArguments`` with the LM-BFF protocol as defaults (``max_steps`` 1000,
-  dev evaluation every 100 steps, AdamW, linear decay, no warmup, weight decay 0); :data:`EMBEDDING_DEFAULTS` are
-  the embedding method's defaults, which the command line applies when that method is chosen;
+  dev evaluation every 100 steps, AdamW, linear decay, no warmup, weight decay 0); a method's own defaults
+  (``Method.training_defaults``) are applied by the command line when that method is chosen;
 * :class:`MultitaskArguments`, :class:`MultitaskTrainingArguments`: the multitask stage.
 """
 
@@ -19,16 +18,14 @@ import torch
 from transformers import TrainingArguments
 
 from ..data.kshot import DEFAULT_K, default_data_dir
+from ..methods.embedding.arguments import ObjectiveArguments, objective_field
 
 __all__ = [
     "ModelArguments",
     "PromptArguments",
-    "EmbeddingArguments",
-    "ObjectiveArguments",
     "PromptTrainingArguments",
     "MultitaskArguments",
     "MultitaskTrainingArguments",
-    "EMBEDDING_DEFAULTS",
     "DEFAULT_LR",
     "DEFAULT_BATCH",
     "PAPER_LR",
@@ -104,8 +101,8 @@ class ModelArguments:
         metadata={
             "help": "Adaptation method: 'prompt' (LM-BFF, through the masked LM's head), 'embedding' (a linear head "
             "on a sentence encoder's embedding), 'setfit' (the SetFit peer), or 'auto': embedding for a "
-            "sentence-transformers model (the packaged MiniLM), prompt otherwise.",
-            "choices": ["auto", "prompt", "embedding", "setfit"],
+            "sentence-transformers model (the packaged MiniLM), prompt otherwise. A method registered by a plug-in "
+            "is chosen by its name.",
         },
     )
     head_init: str = field(
@@ -289,100 +286,12 @@ class PromptTrainingArguments(TrainingArguments):
     _derived_batch = False  # the multitask stage derives its batch from --examples_per_step
 
 
-# TrainingArguments defaults of the embedding method (the CLI applies them unless a flag is given), with
-# EmbeddingArguments' objective (supcon, temperature 0.07, the head refit at each evaluation): the recipe chosen on
-# the k-shot dev sets (docs/RESULTS.md section 8, benchmarks/configs/embedding_recipe/). Batches of 32 hold every
-# class of a task with up to 32 classes.
-EMBEDDING_DEFAULTS = {
-    "learning_rate": 2e-5,
-    "per_device_train_batch_size": 32,
-    "max_steps": 50,
-    "eval_steps": 10,
-    "logging_steps": 10,
-}
-
-
-def _objective_field(default: str, help: str):
-    return field(default=default, metadata={"help": help, "choices": ["cross_entropy", "supcon", "supcon+ce"]})
-
-
-@dataclass
-class ObjectiveArguments:
-    """The embedding method's training objective, shared by single runs and the multitask stage."""
-
-    objective: str = _objective_field(
-        "supcon",
-        "Embedding method: the training loss: supcon (supervised contrastive over class-balanced batches; the "
-        "head is then fitted on phi), supcon+ce (plus the head's cross-entropy, weighted by --ce_weight) or "
-        "cross_entropy (the cosine head's loss alone).",
-    )
-    contrastive_temperature: float = field(
-        default=0.07, metadata={"help": "Embedding method: temperature of the supervised contrastive loss."}
-    )
-    ce_weight: float = field(
-        default=1.0, metadata={"help": "Embedding method: weight of the cross-entropy term of --objective supcon+ce."}
-    )
-
-    def _check_objective(self, head: str = "auto"):
-        from ..methods.embedding.contrastive import check_objective
-
-        check_objective(self.objective, self.contrastive_temperature, self.ce_weight, head)
-
-
-@dataclass
-class EmbeddingArguments(ObjectiveArguments):
-    _argument_group_name = "Embedding method (mtft-nlp; --method embedding)"
-
-    frozen_encoder: bool = field(
-        default=False,
-        metadata={
-            "help": "Embedding method: fit only a linear head on the frozen encoder (row embed-adapt; logistic "
-            "regression "
-            "or description-interpolated class prototypes, chosen on dev) instead of finetuning it."
-        },
-    )
-    head_learning_rate: float = field(
-        default=1e-2,
-        metadata={"help": "Embedding method: learning rate of the class head(s) (the encoder uses --learning_rate)."},
-    )
-    head_scale: float = field(
-        default=20.0,
-        metadata={
-            "help": "Embedding method: scale (1/temperature) of the cosine head initialised from the class "
-            "descriptions."
-        },
-    )
-    head: str = field(
-        default="auto",
-        metadata={
-            "help": "Embedding method: how finetuning gets its head: refit (fitted on the current embeddings at "
-            "every dev evaluation, as embed-adapt fits it), joint (the description-initialised head trained with "
-            "the encoder), auto (refit for --objective supcon, joint otherwise).",
-            "choices": ["auto", "refit", "joint"],
-        },
-    )
-    description_anchors: bool = field(
-        default=False,
-        metadata={"help": "Embedding method: the class descriptions join every contrastive batch as extra anchors."},
-    )
-
-    def __post_init__(self):
-        self._check_objective(self.head)
-
-    @property
-    def head_mode(self) -> str:
-        """``refit`` or ``joint``: the head the finetuning run trains or fits."""
-        if self.head != "auto":
-            return self.head
-        return "refit" if self.objective == "supcon" else "joint"
-
-
 SAMPLERS = ("uniform", "proportional", "temperature")
 
 
 @dataclass
 class MultitaskArguments(ObjectiveArguments):
-    objective: str = _objective_field(
+    objective: str = objective_field(
         "cross_entropy",
         "The stage's loss: cross_entropy (each source's head, the reference; the only one of the prompt method), "
         "or for the embedding method supcon (supervised contrastive, positives the same class of the same source, "

@@ -20,14 +20,14 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 
-from ...reporting.results import atomic_write_text
+from ...io import EMBEDDING_CLASSIFIER_FILE, atomic_write_text
 from ...tasks import MtftError, TaskSpec
 from ...templates import Prompt
 from .modeling import ClassHead, EmbeddingForClassification, encode_texts, load_sentence_encoder
 
 __all__ = ["EmbeddingClassifier", "save_embedding_classifier", "is_embedding_classifier", "METADATA_FILE"]
 
-METADATA_FILE = "embedding_classifier.json"
+METADATA_FILE = EMBEDDING_CLASSIFIER_FILE
 HEAD_FILE = "embedding_head.safetensors"
 
 

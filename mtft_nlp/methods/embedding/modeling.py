@@ -106,7 +106,7 @@ def load_sentence_encoder(
     """
     from sentence_transformers import SentenceTransformer
 
-    from ..prompt.modeling import resolve_model_name
+    from ...models import resolve_model_name
 
     path = resolve_model_name(name)
     local = os.path.isdir(path)

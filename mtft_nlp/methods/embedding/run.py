@@ -23,16 +23,17 @@ import torch
 from transformers import set_seed
 
 from ...data.run_inputs import load_task_data, multitask_summary, resolve_prompt
+from ...io import RESULTS_FILE, environment
 from ...metrics import compute_metrics
+from ...models import is_default_model, multitask_metadata, resolve_model_name
 from ...records import result_line, write_run_record
-from ...reporting.results import environment
 from ...rows import row_for_start
 from ...tasks import MtftError, TaskSpec, get_task
-from ...training.arguments import EMBEDDING_DEFAULTS, EmbeddingArguments  # noqa: F401  (re-exported)
 from ...training.callbacks import BestDevCallback, HeadRefitCallback
 from ...training.features import FeatureDataset
 from ...training.trainer import PresampledTrainer, PromptTrainer, build_trainer, make_compute_metrics
-from ..prompt.modeling import is_default_model, multitask_metadata, resolve_model_name
+from ..base import StageParts
+from .arguments import EMBEDDING_DEFAULTS, EmbeddingArguments
 from .contrastive import BalancedBatches, uses_contrastive
 from .modeling import (
     ClassHead,
@@ -246,7 +247,7 @@ def _finetune(model, task, prep, training_args, emb_args):
     return info
 
 
-def _prepare(model_args, args, seed: int) -> Dict:
+def prepare_run(model_args, args, seed: int) -> Dict:
     """Task, prompt, descriptions and data: everything that can fail on bad input, before the model loads."""
     if not args.task_name and not args.task_file:
         raise MtftError("--task_name (or --task_file) is required")
@@ -272,7 +273,7 @@ def run_embedding_experiment(model_args, args, training_args, emb_args: Optional
         raise MtftError("--output_dir is required")
     if Path(training_args.output_dir).exists() and not Path(training_args.output_dir).is_dir():
         raise MtftError(f"--output_dir {training_args.output_dir} is an existing file, not a folder")
-    prep = _prepare(model_args, args, training_args.seed)
+    prep = prepare_run(model_args, args, training_args.seed)
     kind = _kind(args, emb_args)
     if kind == "embed-ft" and training_args.max_steps == 0:
         raise MtftError(
@@ -307,7 +308,7 @@ def run_embedding_experiment(model_args, args, training_args, emb_args: Optional
             from .classifier import save_embedding_classifier
 
             save_embedding_classifier(model, prep["task"], prep["prompt"], prep["descriptions"], out / "best", record)
-        write_run_record(out / "results.json", record)
+        write_run_record(out / RESULTS_FILE, record)
     logger.info(result_line(record))
     return record
 
@@ -398,31 +399,21 @@ def _record(kind, prep, encoder, dev_score, test_logits, info, model_args, args,
 def _write_predictions(out: Path, task: TaskSpec, logits: torch.Tensor):
     import json
 
-    from ...reporting.results import atomic_write_text
+    from ...io import atomic_write_text
 
     lines = [json.dumps({"prediction": task.labels[int(i)]}) for i in logits.argmax(-1).tolist()]
     atomic_write_text(out / "test_predictions.jsonl", "\n".join(lines) + "\n")
 
 
-def embedding_stage(
-    model_args,
-    sources,
-    eval_tasks: int,
-    seed: int,
-    head_learning_rate: float = 1e-3,
-    head_scale: float = 20.0,
-    objective: str = "cross_entropy",
-    temperature: float = 0.07,
-    ce_weight: float = 1.0,
-    negatives_across_tasks: bool = True,
-):
+def embedding_stage(model_args, sources, args, seed: int, head_learning_rate: float = 1e-3, head_scale: float = 20.0):
     """The embedding method's multitask stage (the paper's objective): a shared encoder phi with one linear head per
-    source task, each initialised from that source's class descriptions, trained with ``objective`` (the heads'
+    source task, each initialised from that source's class descriptions, trained with ``args.objective`` (the heads'
     cross-entropy, the supervised contrastive loss over the sources' classes, or both); saved as a plain
-    sentence-transformers folder (the heads are not kept for the target)."""
-    from ...multitask import StageParts
+    sentence-transformers folder (the heads are not kept for the target). ``args``: the stage's
+    :class:`~mtft_nlp.training.arguments.MultitaskArguments`."""
     from ...templates import load_prompt
 
+    eval_tasks, objective = args.eval_tasks, args.objective
     set_seed(seed)
     encoder = load_sentence_encoder(
         model_args.model_name_or_path,
@@ -442,10 +433,24 @@ def embedding_stage(
         encoder,
         heads,
         objective=objective,
-        temperature=temperature,
-        ce_weight=ce_weight,
-        negatives_across_tasks=negatives_across_tasks,
+        temperature=args.contrastive_temperature,
+        ce_weight=args.ce_weight,
+        negatives_across_tasks=args.negatives_across_tasks,
     )
+    contrastive = uses_contrastive(objective)
+    record = (
+        {
+            "contrastive_temperature": args.contrastive_temperature,
+            "ce_weight": args.ce_weight if objective == "supcon+ce" else None,
+            "tasks_per_step": args.tasks_per_step,
+            "negatives_across_tasks": args.negatives_across_tasks,
+        }
+        if contrastive
+        else {}
+    )
+
+    def dataset(probs, training_args):  # every step: --tasks_per_step sources, each with every class present
+        return contrastive_train_set(train_feats, training_args, probs, args.tasks_per_step)
 
     def save(out: Path):
         encoder.save(str(out))
@@ -461,4 +466,6 @@ def embedding_stage(
         dev_sets,
         save,
         make_optimizer=optimizer,
+        make_dataset=dataset if contrastive else None,
+        record=record,
     )

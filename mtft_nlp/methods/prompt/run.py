@@ -21,8 +21,9 @@ from transformers import set_seed
 
 from ...data.kshot import check_k, check_seed
 from ...data.run_inputs import load_task_data, multitask_summary, parse_label_words, resolve_prompt
+from ...io import RESULTS_FILE, atomic_write_text, environment
+from ...models import is_default_model, multitask_metadata, resolve_model_name
 from ...records import result_line, write_run_record
-from ...reporting.results import atomic_write_text, environment
 from ...rows import row_for_start
 from ...tasks import MtftError, TaskSpec, get_task
 from ...templates import Prompt, PromptEncoder
@@ -39,15 +40,7 @@ from ...training.arguments import (
 from ...training.callbacks import BestDevCallback
 from ...training.features import FeatureDataset, PromptCollator, build_features
 from ...training.trainer import PromptTrainer, SeededEpochSampler, build_trainer, make_compute_metrics, peak_memory_mb
-from .modeling import (
-    PromptForMaskedLM,
-    apply_lora,
-    is_default_model,
-    load_masked_lm,
-    multitask_metadata,
-    predictions_from_logits,
-    resolve_model_name,
-)
+from .modeling import PromptForMaskedLM, apply_lora, load_masked_lm, predictions_from_logits
 
 __all__ = [
     "run_prompt_experiment",
@@ -423,7 +416,7 @@ def _write_outputs(
             record,
             merge_lora=model_args.lora_merge,
         )
-    write_run_record(out / "results.json", record)
+    write_run_record(out / RESULTS_FILE, record)
     if push_repo:
         from .classifier import push_folder
 

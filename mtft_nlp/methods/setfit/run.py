@@ -18,11 +18,11 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from ...io import RESULTS_FILE, environment
 from ...metrics import compute_metrics
+from ...models import is_default_model, resolve_model_name
 from ...records import result_line, write_run_record
-from ...reporting.results import environment
 from ...tasks import MtftError
-from ..prompt.modeling import is_default_model, resolve_model_name
 
 logger = logging.getLogger(__name__)
 
@@ -43,13 +43,13 @@ def _texts(examples: Sequence[Dict], sep: str) -> List[str]:
 
 def run_setfit_experiment(model_args, args, training_args) -> Dict:
     """One SetFit run on the k-shot split of ``training_args.seed``; writes ``results.json`` last, on success."""
-    from ..embedding.run import _prepare
+    from ..embedding.run import prepare_run
 
     if not setfit_available():
         raise MtftError("--method setfit needs the setfit package: pip install 'mtft-nlp[peers]' (or setfit)")
     if not training_args.output_dir:
         raise MtftError("--output_dir is required")
-    prep = _prepare(model_args, args, training_args.seed)
+    prep = prepare_run(model_args, args, training_args.seed)
     task, data = prep["task"], prep["data"]
     from datasets import Dataset
     from setfit import SetFitModel, Trainer
@@ -93,7 +93,7 @@ def run_setfit_experiment(model_args, args, training_args) -> Dict:
     import setfit
 
     record["env"]["setfit"] = setfit.__version__
-    write_run_record(Path(training_args.output_dir) / "results.json", record)
+    write_run_record(Path(training_args.output_dir) / RESULTS_FILE, record)
     logger.info(result_line(record))
     return record
 
