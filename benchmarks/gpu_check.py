@@ -19,9 +19,9 @@ from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from mtft_nlp.methods.prompt.features import PromptCollator, build_features  # noqa: E402
 from mtft_nlp.methods.prompt.modeling import PromptForMaskedLM  # noqa: E402
 from mtft_nlp.templates import PromptEncoder, load_prompt  # noqa: E402
-from mtft_nlp.training.features import PromptCollator, build_features  # noqa: E402
 
 out_dir = Path(sys.argv[1])
 out_dir.mkdir(parents=True, exist_ok=True)

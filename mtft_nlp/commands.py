@@ -13,7 +13,7 @@ import os
 import sys
 from typing import List, Optional
 
-from .io import RESULTS_FILE, is_complete
+from .io import RESULTS_FILE, check_output_dir, is_complete
 from .tasks import MtftError
 
 __all__ = [
@@ -92,8 +92,8 @@ def quick_checks(argv: List[str]) -> None:
         check_seed(_int_option(ns, "seed"))
     if ns.max_steps is not None and _int_option(ns, "max_steps") == 0 and not _true(ns.zero_shot):
         raise MtftError("--max_steps 0 would train nothing: use --zero_shot to evaluate the prompt without training")
-    if ns.output_dir and os.path.exists(ns.output_dir) and not os.path.isdir(ns.output_dir):
-        raise MtftError(f"--output_dir {ns.output_dir} is an existing file, not a folder")
+    if ns.output_dir:
+        check_output_dir(ns.output_dir)
     _check_model_option(ns.model_name_or_path, _true(ns.allow_pickle))
 
 

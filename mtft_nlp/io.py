@@ -9,13 +9,13 @@ import platform
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Iterable
 
 from .tasks import MtftError
 
 RESULTS_FILE = "results.json"  # a run's record, written last: its presence marks a finished run
 STAGE_FILE = "multitask_config.json"  # a multitask stage's record, next to its checkpoint, written last
-PREDICTIONS_FILE = "test_predictions.tsv"  # one line per test example: index, prediction
+PREDICTIONS_FILE = "test_predictions.jsonl"  # one JSON line per test example: {"prediction": ...}
 EMBEDDING_CLASSIFIER_FILE = "embedding_classifier.json"  # marks a saved embedding classifier (its metadata)
 
 
@@ -133,3 +133,11 @@ def check_output_dir(path: str | os.PathLike | None, option: str = "--output_dir
         raise MtftError(f"{option} is required")
     if Path(path).exists() and not Path(path).is_dir():
         raise MtftError(f"{option} {path} is an existing file, not a folder")
+
+
+def write_predictions(folder: str | os.PathLike, predictions: Iterable) -> Path:
+    """``<folder>/test_predictions.jsonl``: one ``{"prediction": p}`` line per test example, in the test file's order
+    (a label name, or a number for a regression task); written atomically."""
+    path = Path(folder) / PREDICTIONS_FILE
+    atomic_write_text(path, "".join(json.dumps({"prediction": p}) + "\n" for p in predictions))
+    return path

@@ -21,6 +21,7 @@ __all__ = [
     "RunRecord",
     "StageRecord",
     "ExperimentConfig",
+    "run_record",
     "write_run_record",
     "write_stage_record",
     "result_line",
@@ -195,9 +196,10 @@ class ExperimentConfig:
         if not isinstance(d, dict):
             raise RecordError(f"{where}: expected a mapping of settings, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        sections = cls.method_sections() - known  # the sections of methods registered by plug-ins
+        unknown = sorted(set(d) - known - sections)
         if unknown:
-            raise RecordError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
+            raise RecordError(f"{where}: unknown keys {unknown}; known: {sorted(known | sections)}")
         for name, value in d.items():
             types = cls._TYPES.get(name, dict)
             if not isinstance(value, types) or (isinstance(value, bool) and types is int):
@@ -217,7 +219,18 @@ class ExperimentConfig:
             raise RecordError(f"{where}: 'backend' is {d['backend']!r}, expected one of {', '.join(cls.BACKENDS)}")
         for section in cls.BACKEND_OPTIONS:
             cls.backend_options(d.get(section) or {}, section, where)
-        return cls(**d)
+        config = cls(**{k: v for k, v in d.items() if k in known})
+        config.extra_sections = {k: v for k, v in d.items() if k not in known}
+        return config
+
+    @staticmethod
+    def method_sections() -> set:
+        """The configuration sections the registered methods read (their kinds' flags, their stage's flags)."""
+        from .methods.registry import all_methods
+
+        return {k.section for m in all_methods() for k in m.kinds} | {
+            m.stage_section for m in all_methods() if m.stage_section
+        }
 
     @classmethod
     def backend_options(cls, given: Dict, section: str, where: str = "config") -> Dict:
@@ -239,7 +252,70 @@ class ExperimentConfig:
         return out
 
     def to_dict(self) -> Dict:
-        return dataclasses.asdict(self)
+        """Every setting, the built-in sections as fields and plug-in methods' sections after them; a section a
+        registered method reads and the configuration leaves out is there, empty."""
+        out = dataclasses.asdict(self)
+        out.update(getattr(self, "extra_sections", {}))
+        for section in sorted(self.method_sections() - set(out)):
+            out[section] = {}
+        return out
+
+
+def run_record(
+    *,
+    task,
+    row: str,
+    method: str,
+    seed: int,
+    k: int,
+    dev_score: float,
+    test_metrics: Dict,
+    zero_shot: bool,
+    model: str,
+    prompt,
+    sizes: Tuple[int, int, int],
+    multitask: Optional[Dict] = None,
+    arguments: Optional[Dict] = None,
+    **fields,
+) -> Dict:
+    """The one builder of a run's ``results.json`` record, for every method: the fields every table reads (task,
+    row, seed, metric, dev and test scores...), the model and its resolved path, the sizes of the train/dev/test
+    sets, the method's own ``fields``, the run's ``arguments`` (dataclasses or ``TrainingArguments``, by group) and
+    the environment. ``test_metrics`` holds ``score`` (the task's metric) and any others."""
+    from .io import environment
+    from .models import is_default_model, resolve_model_name
+
+    record = {
+        "task": task.name,
+        "row": row,
+        "method": method,
+        "multitask": multitask,
+        "seed": seed,
+        "k": k,
+        "metric": task.metric,
+        "dev_score": float(dev_score),
+        "test_score": float(test_metrics["score"]),
+        "test_metrics": {name: float(v) for name, v in test_metrics.items() if name != "score"},
+        "zero_shot": bool(zero_shot),
+        "model": model,
+        "model_path": resolve_model_name(model),
+        "embedded_default_model": is_default_model(model),
+        "prompt": prompt.to_dict(),
+        "n_train": sizes[0],
+        "n_dev": sizes[1],
+        "n_test": sizes[2],
+        **fields,
+    }
+    if arguments is not None:
+        record["args"] = {group: _as_options(a) for group, a in arguments.items()}
+    record["env"] = environment()
+    return record
+
+
+def _as_options(arguments) -> Dict:
+    if hasattr(arguments, "to_dict"):  # TrainingArguments
+        return {k: v for k, v in arguments.to_dict().items() if not k.startswith("_")}
+    return dataclasses.asdict(arguments)
 
 
 def write_run_record(path: str | os.PathLike, record: Dict) -> RunRecord:

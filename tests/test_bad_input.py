@@ -142,7 +142,8 @@ def test_3_model_folder_missing_or_corrupt(tmp_path, data_dir, capsys):
         )
         _assert_one_error(rc, err, out, "badmodel", "config.json is not valid JSON")
     # past the quick checks, the prompt method's own loader says the same in one line
-    from mtft_nlp.methods.prompt.run import ModelArguments, load_tokenizer_checked
+    from mtft_nlp.methods.prompt.run import load_tokenizer_checked
+    from mtft_nlp.training.arguments import ModelArguments
 
     with pytest.raises(MtftError, match="badmodel: cannot load the model"):
         load_tokenizer_checked(ModelArguments(model_name_or_path=str(bad)))
@@ -214,7 +215,8 @@ def test_5_train_file_lacking_a_class(tmp_path, files, capsys):
 def test_6_overrides_recorded_and_long_texts_predicted(tmp_path, data_dir, bert_tokenizer):
     from mtft_nlp.methods.prompt.classifier import PromptClassifier, prompt_metadata
     from mtft_nlp.methods.prompt.modeling import PromptForMaskedLM, load_masked_lm
-    from mtft_nlp.methods.prompt.run import ModelArguments, PromptArguments, prepare
+    from mtft_nlp.methods.prompt.run import prepare
+    from mtft_nlp.training.arguments import ModelArguments, PromptArguments
 
     prep = prepare(
         ModelArguments(),

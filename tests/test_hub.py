@@ -44,7 +44,7 @@ def test_save_load_identical_logits_and_plain_mlm(saved):
     clf = PromptClassifier.from_pretrained(out)
     texts, pairs = ["A man eats.", "It rains a lot today."], ["Someone eats.", "It is dry."]
     feats = clf.encoder.encode_batch(texts, pairs)
-    from mtft_nlp.training.features import PromptCollator
+    from mtft_nlp.methods.prompt.features import PromptCollator
 
     for f in feats:
         f["label_word_ids"] = clf.encoder.label_word_ids

@@ -14,9 +14,9 @@ from transformers import (
     RobertaForMaskedLM,
 )
 
+from mtft_nlp.methods.prompt.features import PromptCollator, build_features
 from mtft_nlp.methods.prompt.modeling import PromptForMaskedLM, load_masked_lm, predictions_from_logits, prompt_loss
 from mtft_nlp.templates import PromptEncoder, load_prompt
-from mtft_nlp.training.features import PromptCollator, build_features
 
 
 def _tiny(kind, vocab_size):

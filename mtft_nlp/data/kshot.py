@@ -47,7 +47,7 @@ from .readers import (
     split_header,
 )
 
-# the k-shot splits and loading (defined here), then the names re-exported from mtft_nlp.data.readers and mtft_nlp.data.overlap
+# the k-shot splits and loading (defined here), then the names re-exported from .readers and .overlap
 __all__ = ["SEEDS", "LMBFF_SEED_ORDER", "DEFAULT_K", "default_data_dir", "KShotSplitter", "write_splits"]
 __all__ += ["resolve_original_dir", "is_split_dir", "cap_examples", "load_kshot", "sample_kshot", "load_hub"]
 __all__ += ["load_files", "to_dataset", "load_kshot_dataset"]

@@ -20,7 +20,7 @@ from ..tasks import MtftError
 from .base import Method, RowKind, StageParts
 from .embedding import EmbeddingMethod
 from .prompt import PromptMethod
-from .registry import all_methods, get_method, register_method
+from .registry import all_methods, get_method, register_method, unregister_method
 from .setfit import SetFitMethod
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "RowKind",
     "StageParts",
     "register_method",
+    "unregister_method",
     "get_method",
     "all_methods",
     "resolve_method",

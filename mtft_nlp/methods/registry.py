@@ -9,7 +9,7 @@ from typing import Dict, List
 from ..tasks import MtftError
 from .base import Method
 
-__all__ = ["ENTRY_POINT_GROUP", "register_method", "get_method", "all_methods"]
+__all__ = ["ENTRY_POINT_GROUP", "register_method", "unregister_method", "get_method", "all_methods"]
 
 ENTRY_POINT_GROUP = "mtft_nlp.methods"
 _REGISTRY: Dict[str, Method] = {}
@@ -29,6 +29,11 @@ def register_method(method) -> Method:
         raise MtftError(f"register_method: row kinds {clash} of {method.name!r} belong to another method")
     _REGISTRY[method.name] = method
     return method
+
+
+def unregister_method(name: str) -> None:
+    """Remove a method added with :func:`register_method` (a notebook's or a test's); unknown names are ignored."""
+    _REGISTRY.pop(name, None)
 
 
 def _load_entry_points() -> None:

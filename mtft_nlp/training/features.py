@@ -1,39 +1,13 @@
-"""Examples -> tokenized prompt features, and the collator that pads them.
-
-Features are computed once per split (never per step or per evaluation). Each feature
-carries its task's label-word ids, so a batch may mix tasks; the collator pads the token
-sequences to the batch's longest and the label-word lists to the batch's most classes
-(with -1).
-"""
+"""Features every method trains on: a dataset over features computed once per split (never per step or per
+evaluation), and the padding of token sequences into a batch. A method's own features and collator live in its
+folder (``methods/prompt/features.py``, ``methods/embedding/modeling.py``)."""
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import torch
 from torch.utils.data import Dataset
-
-from ..tasks import TaskSpec
-from ..templates import PromptEncoder
-
-
-def build_features(encoder: PromptEncoder, examples: Sequence[Dict], task_id: int = 0) -> List[Dict]:
-    """One feature per example: model inputs, ``label_word_ids``, ``labels`` and task metadata."""
-    task: TaskSpec = encoder.task
-    feats = encoder.encode_batch(
-        [ex["text_a"] for ex in examples],
-        [ex["text_b"] for ex in examples],
-        row_names=[ex.get("row", f"example {i}") for i, ex in enumerate(examples)],
-    )
-    reg = task.is_regression
-    rng = [task.regression["low"], task.regression["high"]] if reg else [0.0, 1.0]
-    for f, ex in zip(feats, examples):
-        f["label_word_ids"] = list(encoder.label_word_ids)
-        f["labels"] = float(ex["label_id"]) if reg else int(ex["label_id"])
-        f["is_regression"] = reg
-        f["regression_range"] = rng
-        f["task_id"] = task_id
-    return feats
 
 
 class FeatureDataset(Dataset):
@@ -74,38 +48,3 @@ def pad_tokens(features: List[Dict], pad_token_id: int, length: Optional[int] = 
         if types is not None:
             types[i, :L] = torch.tensor(f["token_type_ids"])
     return input_ids, attention, types
-
-
-class PromptCollator:
-    """Pads a list of features into tensors."""
-
-    def __init__(self, pad_token_id: int, pad_to_multiple_of: Optional[int] = None):
-        self.pad_token_id = pad_token_id if pad_token_id is not None else 0
-        self.pad_to_multiple_of = pad_to_multiple_of
-
-    def __call__(self, features: List[Dict]) -> Dict[str, torch.Tensor]:
-        n = len(features)
-        length = max(len(f["input_ids"]) for f in features)
-        if self.pad_to_multiple_of:
-            m = self.pad_to_multiple_of
-            length = (length + m - 1) // m * m
-        n_cls = max(len(f["label_word_ids"]) for f in features)
-        input_ids, attention, types = pad_tokens(features, self.pad_token_id, length)
-        words = torch.full((n, n_cls), -1, dtype=torch.long)
-        for i, f in enumerate(features):
-            words[i, : len(f["label_word_ids"])] = torch.tensor(f["label_word_ids"])
-        batch = {
-            "input_ids": input_ids,
-            "attention_mask": attention,
-            "mask_pos": torch.tensor([f["mask_pos"] for f in features]),
-            "label_word_ids": words,
-        }
-        if types is not None:
-            batch["token_type_ids"] = types
-        if "labels" in features[0]:
-            reg = any(f["is_regression"] for f in features)
-            batch["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.float if reg else torch.long)
-            if reg:
-                batch["is_regression"] = torch.tensor([f["is_regression"] for f in features])
-                batch["regression_range"] = torch.tensor([f["regression_range"] for f in features], dtype=torch.float)
-        return batch

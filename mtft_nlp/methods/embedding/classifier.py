@@ -159,7 +159,7 @@ class EmbeddingClassifier:
     ) -> "EmbeddingClassifier":
         from safetensors.torch import load_file
 
-        from ..prompt.classifier import fetch_folder
+        from ...hub import fetch_folder
 
         path = str(fetch_folder(name_or_path, token=token))
         if not is_embedding_classifier(path):
@@ -196,8 +196,8 @@ class EmbeddingClassifier:
         row_names: Optional[Sequence[str]] = None,
     ):
         """Task labels (and, with ``return_probabilities``, a dict label -> probability per text). ``row_names`` (where
-        each text came from) is accepted for the interface of :class:`~mtft_nlp.methods.prompt.classifier.PromptClassifier`; texts longer
-        than the encoder's limit are truncated, so no text can fail."""
+        each text came from) is accepted for the interface every classifier shares (``mtft-nlp predict``); texts
+        longer than the encoder's limit are truncated, so no text can fail."""
         logits = self.logits(texts, text_pairs, batch_size)
         preds = [self.labels[i] for i in logits.argmax(-1).tolist()]
         if not return_probabilities:
@@ -209,7 +209,7 @@ class EmbeddingClassifier:
         return (self.metadata.get("prompt") or {}).get("label_words", {}).get(str(label))
 
     def save_pretrained(self, save_directory: Union[str, os.PathLike], model_card: bool = True):
-        from ..prompt.classifier import task_from_metadata
+        from ...hub import task_from_metadata
 
         task = task_from_metadata({**self.metadata, "regression": None})
         p = self.metadata.get("prompt") or {}
@@ -244,7 +244,7 @@ class EmbeddingClassifier:
         api=None,
     ) -> str:
         """Upload encoder, head, metadata and model card; returns the commit URL."""
-        from ..prompt.classifier import push_folder
+        from ...hub import push_folder
 
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp)

@@ -182,8 +182,8 @@ class EmbeddingForClassification(nn.Module):
 
     Inputs are the tokenizer's (``input_ids``, ``attention_mask``, optional ``token_type_ids``), an optional
     ``task_id`` [B] selecting each example's head (default: head 0) and optional ``labels`` [B] (class index).
-    The loss is the ``objective``'s (:data:`~mtft_nlp.methods.embedding.contrastive.OBJECTIVES`): the mean cross-entropy of the
-    heads' logits (``cross_entropy``), the supervised contrastive loss of the embeddings, positives being the same
+    The loss is the ``objective``'s (:data:`~.contrastive.OBJECTIVES`): the mean cross-entropy of the heads'
+    logits (``cross_entropy``), the supervised contrastive loss of the embeddings, positives being the same
     class of the same task (``supcon``), or their sum with the cross-entropy weighted by ``ce_weight``
     (``supcon+ce``). With ``description_features`` (one collated batch of class-description inputs per head), the
     descriptions join each training batch as extra anchors of their classes.

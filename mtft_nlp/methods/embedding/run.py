@@ -11,7 +11,6 @@ same after the multitask stage (``mtft-nlp multitask --method embedding``).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import time
@@ -23,10 +22,10 @@ import torch
 from transformers import set_seed
 
 from ...data.run_inputs import load_task_data, multitask_summary, resolve_prompt
-from ...io import RESULTS_FILE, environment
+from ...io import RESULTS_FILE, check_output_dir, write_predictions
 from ...metrics import compute_metrics
-from ...models import is_default_model, multitask_metadata, resolve_model_name
-from ...records import result_line, write_run_record
+from ...models import multitask_metadata, resolve_model_name
+from ...records import result_line, run_record, write_run_record
 from ...rows import row_for_start
 from ...tasks import MtftError, TaskSpec, get_task
 from ...training.callbacks import BestDevCallback, HeadRefitCallback
@@ -269,10 +268,7 @@ def _kind(args, emb_args) -> str:
 def run_embedding_experiment(model_args, args, training_args, emb_args: Optional[EmbeddingArguments] = None) -> Dict:
     """One embedding-method run (zero-shot, adaptation or finetuning); writes ``results.json`` last, on success."""
     emb_args = emb_args or EmbeddingArguments()
-    if not training_args.output_dir:
-        raise MtftError("--output_dir is required")
-    if Path(training_args.output_dir).exists() and not Path(training_args.output_dir).is_dir():
-        raise MtftError(f"--output_dir {training_args.output_dir} is an existing file, not a folder")
+    check_output_dir(training_args.output_dir)
     prep = prepare_run(model_args, args, training_args.seed)
     kind = _kind(args, emb_args)
     if kind == "embed-ft" and training_args.max_steps == 0:
@@ -351,58 +347,39 @@ def _adapt(kind: str, prep: Dict, encoder, model_path: str, training_args, emb_a
 
 def _record(kind, prep, encoder, dev_score, test_logits, info, model_args, args, training_args, emb_args) -> Dict:
     task, data, name = prep["task"], prep["data"], model_args.model_name_or_path
-    test_metrics = _score(task, test_logits, data["test"])
     trains = kind == "embed-ft"
-    record = {
-        "task": task.name,
-        "row": args.row or row_for_start(kind, multitask_metadata(name)),
-        "method": "embedding",
-        "multitask": multitask_summary(name),
-        "seed": training_args.seed,
-        "k": args.k,
-        "metric": task.metric,
-        "dev_score": dev_score,
-        "test_score": float(test_metrics["score"]),
-        "test_metrics": {k: float(v) for k, v in test_metrics.items() if k != "score"},
-        "zero_shot": kind == "embed-zero-shot",
-        "model": name,
-        "model_path": resolve_model_name(name),
-        "embedded_default_model": is_default_model(name),
-        "pooling": pooling_of(encoder),
-        "prompt": prep["prompt"].to_dict(),
-        "descriptions": prep["descriptions"],
-        "n_train": len(data["train"]),
-        "n_dev": len(data["dev"]),
-        "n_test": len(data["test"]),
-        "learning_rate": training_args.learning_rate if trains else None,
-        "head_learning_rate": emb_args.head_learning_rate if trains else None,
-        "objective": emb_args.objective if trains else None,
-        "contrastive_temperature": emb_args.contrastive_temperature
+    return run_record(
+        task=task,
+        row=args.row or row_for_start(kind, multitask_metadata(name)),
+        method="embedding",
+        multitask=multitask_summary(name),
+        seed=training_args.seed,
+        k=args.k,
+        dev_score=dev_score,
+        test_metrics=_score(task, test_logits, data["test"]),
+        zero_shot=kind == "embed-zero-shot",
+        model=name,
+        prompt=prep["prompt"],
+        sizes=(len(data["train"]), len(data["dev"]), len(data["test"])),
+        arguments={"model": model_args, "prompt": args, "embedding": emb_args, "training": training_args},
+        pooling=pooling_of(encoder),
+        descriptions=prep["descriptions"],
+        learning_rate=training_args.learning_rate if trains else None,
+        head_learning_rate=emb_args.head_learning_rate if trains else None,
+        objective=emb_args.objective if trains else None,
+        contrastive_temperature=emb_args.contrastive_temperature
         if trains and uses_contrastive(emb_args.objective)
         else None,
-        "head_mode": emb_args.head_mode if trains else None,
-        "train_batch_size": training_args.per_device_train_batch_size * max(1, training_args.world_size),
-        "max_steps": training_args.max_steps if trains else 0,
-        "world_size": training_args.world_size,
+        head_mode=emb_args.head_mode if trains else None,
+        train_batch_size=training_args.per_device_train_batch_size * max(1, training_args.world_size),
+        max_steps=training_args.max_steps if trains else 0,
+        world_size=training_args.world_size,
         **info,
-    }
-    record["args"] = {
-        "model": dataclasses.asdict(model_args),
-        "prompt": dataclasses.asdict(args),
-        "embedding": dataclasses.asdict(emb_args),
-        "training": {k: v for k, v in training_args.to_dict().items() if not k.startswith("_")},
-    }
-    record["env"] = environment()
-    return record
+    )
 
 
 def _write_predictions(out: Path, task: TaskSpec, logits: torch.Tensor):
-    import json
-
-    from ...io import atomic_write_text
-
-    lines = [json.dumps({"prediction": task.labels[int(i)]}) for i in logits.argmax(-1).tolist()]
-    atomic_write_text(out / "test_predictions.jsonl", "\n".join(lines) + "\n")
+    write_predictions(out, [task.labels[int(i)] for i in logits.argmax(-1).tolist()])
 
 
 def embedding_stage(model_args, sources, args, seed: int, head_learning_rate: float = 1e-3, head_scale: float = 20.0):

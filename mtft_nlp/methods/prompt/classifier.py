@@ -22,13 +22,13 @@ from typing import Dict, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ...hub import CARD_NAME, fetch_folder, push_folder, task_from_metadata
 from ...tasks import MtftError, TaskSpec
 from ...templates import Prompt, PromptEncoder
-from ...training.features import PromptCollator
+from .features import PromptCollator
 from .modeling import PromptForMaskedLM, predictions_from_logits
 
 CONFIG_KEY = "prompt_classifier"
-CARD_NAME = "README.md"
 
 
 def prompt_metadata(task: TaskSpec, prompt: Prompt, extra: Optional[Dict] = None) -> Dict:
@@ -47,19 +47,6 @@ def prompt_metadata(task: TaskSpec, prompt: Prompt, extra: Optional[Dict] = None
     }
     meta.update(extra or {})
     return meta
-
-
-def task_from_metadata(meta: Dict) -> TaskSpec:
-    return TaskSpec(
-        name=meta["task"],
-        labels=meta["labels"],
-        metric=meta["metric"],
-        max_seq_length=meta.get("max_seq_length") or 128,
-        first_sent_limit=meta.get("first_sent_limit"),
-        other_sent_limit=meta.get("other_sent_limit"),
-        regression=meta.get("regression"),
-        sentences=meta.get("num_sentences") or 1,
-    )
 
 
 class PromptClassifier:
@@ -190,28 +177,6 @@ class PromptClassifier:
             return push_folder(tmp, repo_id, private, token, commit_message, api)
 
 
-def fetch_folder(
-    path_or_repo, revision: Optional[str] = None, token: Optional[str] = None, allow_patterns=None
-) -> Path:
-    """A local folder as is, or a Hub repo id (``owner/name``) downloaded; one clear :class:`MtftError` else."""
-    path, name = Path(path_or_repo), str(path_or_repo)
-    if path.exists() and not path.is_dir():
-        raise MtftError(f"{name} is a file, not a saved classifier folder")
-    if path.is_dir():
-        return path
-    if name.startswith((".", "/", "~")) or name.count("/") != 1 or os.sep != "/" and os.sep in name:
-        raise MtftError(f"model folder not found: {name}")
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(name, revision=revision, token=token, allow_patterns=allow_patterns))
-    except Exception as exc:  # invalid id, no network, no such repo: one clear line
-        first = " ".join(str(exc).split())[:200]
-        raise MtftError(
-            f"{name}: not a local folder, and it could not be fetched from the Hub ({type(exc).__name__}: {first})"
-        ) from None
-
-
 def _local_or_hub(path_or_repo, revision: Optional[str], token: Optional[str]) -> Path:
     """A prompt classifier's folder, local or downloaded (JSON, safetensors, vocab, card), with a readable config."""
     path = fetch_folder(path_or_repo, revision, token, ["*.json", "*.safetensors", "*.txt", "*.model", "*.md"])
@@ -259,22 +224,6 @@ def _load_full(path: Path, trust_remote_code: bool):
             f"({config.architectures}); {len(missing)} of {n_params} tensors are missing"
         )
     return mlm, getattr(config, CONFIG_KEY, None)
-
-
-def push_folder(
-    folder: Union[str, os.PathLike],
-    repo_id: str,
-    private: bool = False,
-    token: Optional[str] = None,
-    commit_message: str = "Upload mtft-nlp prompt classifier",
-    api=None,
-) -> str:
-    """Upload a saved classifier folder (weights, tokenizer, config with the prompt, model card)."""
-    from huggingface_hub import HfApi
-
-    api = api or HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    return api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message)
 
 
 def save_prompt_classifier(

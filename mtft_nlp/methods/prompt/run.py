@@ -1,9 +1,8 @@
 """The prompt-based method's runs (LM-BFF): zero-shot evaluation and prompt-based finetuning of a masked LM.
 
 :func:`run_prompt_experiment`: task and prompt resolved once -> data -> features -> model -> the Trainer of
-:func:`~mtft_nlp.training.trainer.build_trainer` -> ``results.json`` (written atomically, last). Argument dataclasses live in
-:mod:`mtft_nlp.training.arguments`, the Trainer and callbacks in :mod:`mtft_nlp.training.trainer` and :mod:`mtft_nlp.training.callbacks`;
-they are re-exported here for scripts written against earlier versions.
+:func:`~mtft_nlp.training.trainer.build_trainer` -> ``results.json`` (written atomically, last). The argument
+dataclasses are :mod:`mtft_nlp.training.arguments`'s, the Trainer and callbacks :mod:`mtft_nlp.training`'s.
 """
 
 from __future__ import annotations
@@ -20,16 +19,14 @@ from typing import Dict, Optional
 from transformers import set_seed
 
 from ...data.kshot import check_k, check_seed
-from ...data.run_inputs import load_task_data, multitask_summary, parse_label_words, resolve_prompt
-from ...io import RESULTS_FILE, atomic_write_text, environment
+from ...data.run_inputs import load_task_data, multitask_summary, resolve_prompt
+from ...io import RESULTS_FILE, check_output_dir, write_predictions
 from ...models import is_default_model, multitask_metadata, resolve_model_name
-from ...records import result_line, write_run_record
+from ...records import result_line, run_record, write_run_record
 from ...rows import row_for_start
 from ...tasks import MtftError, TaskSpec, get_task
 from ...templates import Prompt, PromptEncoder
 from ...training.arguments import (
-    DEFAULT_BATCH,
-    DEFAULT_LR,
     LMBFF_GRID,
     PAPER_BATCH,
     PAPER_LR,
@@ -38,8 +35,9 @@ from ...training.arguments import (
     PromptTrainingArguments,
 )
 from ...training.callbacks import BestDevCallback
-from ...training.features import FeatureDataset, PromptCollator, build_features
-from ...training.trainer import PromptTrainer, SeededEpochSampler, build_trainer, make_compute_metrics, peak_memory_mb
+from ...training.features import FeatureDataset
+from ...training.trainer import build_trainer, make_compute_metrics, peak_memory_mb
+from .features import PromptCollator, build_features
 from .modeling import PromptForMaskedLM, apply_lora, load_masked_lm, predictions_from_logits
 
 __all__ = [
@@ -50,24 +48,6 @@ __all__ = [
     "load_model",
     "load_tokenizer_checked",
     "save_prompt_model",
-    # re-exported from their own modules
-    "ModelArguments",
-    "PromptArguments",
-    "PromptTrainingArguments",
-    "BestDevCallback",
-    "PromptTrainer",
-    "SeededEpochSampler",
-    "build_trainer",
-    "make_compute_metrics",
-    "peak_memory_mb",
-    "resolve_prompt",
-    "load_task_data",
-    "parse_label_words",
-    "DEFAULT_LR",
-    "DEFAULT_BATCH",
-    "PAPER_LR",
-    "PAPER_BATCH",
-    "LMBFF_GRID",
 ]
 
 
@@ -244,38 +224,33 @@ def _prompt_record(
     """The results record of one prompt-method run (records.RunRecord's fields first)."""
     test_metrics = {k[len("test_") :]: v for k, v in test_out.metrics.items() if k.startswith("test_")}
     task, eval_seconds = prep.task, timing["eval_seconds"]
-    return {
-        "task": task.name,
-        "row": args.row
+    kept = ("score", "acc", "f1", "mcc", "pearson", "spearman")
+    return run_record(
+        task=task,
+        row=args.row
         or row_for_start("zero-shot" if args.zero_shot else "pbft", multitask_metadata(model_args.model_name_or_path)),
-        "multitask": multitask_summary(model_args.model_name_or_path),
-        "seed": training_args.seed,
-        "k": args.k,
-        "metric": task.metric,
-        "dev_score": dev_score,
-        "test_score": float(test_metrics["score"]),
-        "test_metrics": {
-            k: float(v) for k, v in test_metrics.items() if k in ("acc", "f1", "mcc", "pearson", "spearman")
-        },
-        "zero_shot": bool(args.zero_shot),
-        "model": model_args.model_name_or_path,
-        "model_path": resolve_model_name(model_args.model_name_or_path),
-        "embedded_default_model": is_default_model(model_args.model_name_or_path),
-        "prompt": prep.prompt.to_dict(),
-        "best_step": best.best_step,
-        "dev_history": best.history,
-        "n_train": len(prep.train),
-        "n_dev": len(prep.dev),
-        "n_test": len(prep.test),
-        "learning_rate": training_args.learning_rate,
-        "train_batch_size": training_args.per_device_train_batch_size * max(1, training_args.world_size),
-        "max_steps": training_args.max_steps,
-        "world_size": training_args.world_size,
+        method="prompt",
+        multitask=multitask_summary(model_args.model_name_or_path),
+        seed=training_args.seed,
+        k=args.k,
+        dev_score=dev_score,
+        test_metrics={k: v for k, v in test_metrics.items() if k in kept},
+        zero_shot=args.zero_shot,
+        model=model_args.model_name_or_path,
+        prompt=prep.prompt,
+        sizes=(len(prep.train), len(prep.dev), len(prep.test)),
+        arguments={"model": model_args, "prompt": args, "training": training_args},
+        best_step=best.best_step,
+        dev_history=best.history,
+        learning_rate=training_args.learning_rate,
+        train_batch_size=training_args.per_device_train_batch_size * max(1, training_args.world_size),
+        max_steps=training_args.max_steps,
+        world_size=training_args.world_size,
         **timing,
-        "test_examples_per_second": len(prep.test) / max(test_out.metrics.get("test_runtime", eval_seconds), 1e-9),
-        "peak_memory_mb": peak_memory_mb(),
-        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-    }
+        test_examples_per_second=len(prep.test) / max(test_out.metrics.get("test_runtime", eval_seconds), 1e-9),
+        peak_memory_mb=peak_memory_mb(),
+        trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+    )
 
 
 def save_prompt_model(
@@ -287,7 +262,7 @@ def save_prompt_model(
     record: Dict,
     merge_lora: bool = False,
 ):
-    """The best-dev model as a :class:`~mtft_nlp.methods.prompt.classifier.PromptClassifier` artifact (weights, tokenizer, prompt, card)."""
+    """The best-dev model as a :class:`~.classifier.PromptClassifier` artifact (weights, tokenizer, prompt, card)."""
     from .classifier import save_prompt_classifier
 
     if merge_lora and hasattr(model.mlm, "merge_and_unload"):
@@ -330,12 +305,6 @@ def run_prompt_experiment(
         )
     best_run = _best_of_grid(model_args, args, training_args, prep)
     record = best_run["record"]
-    record["args"] = {
-        "model": dataclasses.asdict(model_args),
-        "prompt": dataclasses.asdict(args),
-        "training": {k: v for k, v in training_args.to_dict().items() if not k.startswith("_")},
-    }
-    record["env"] = environment()
     if best_run["trainer"].is_world_process_zero():
         _write_outputs(best_run, prep, record, model_args, args, training_args, push_repo)
     logger.info(result_line(record))
@@ -344,10 +313,7 @@ def run_prompt_experiment(
 
 def _check_run_options(args: PromptArguments, training_args: PromptTrainingArguments) -> Optional[str]:
     """Option checks before anything loads; applies --paper_hparams; returns the Hub repo to push to (if any)."""
-    if not training_args.output_dir:
-        raise MtftError("--output_dir is required")
-    if os.path.exists(training_args.output_dir) and not os.path.isdir(training_args.output_dir):
-        raise MtftError(f"--output_dir {training_args.output_dir} is an existing file, not a folder")
+    check_output_dir(training_args.output_dir)
     if training_args.max_steps == 0 and not args.zero_shot:
         raise MtftError("--max_steps 0 would train nothing: use --zero_shot to evaluate the prompt without training")
     if args.paper_hparams:
@@ -404,8 +370,7 @@ def _write_outputs(
     if args.save_predictions:
         rng = (task.regression["low"], task.regression["high"]) if task.is_regression else (0, 1)
         preds = prep.test.unsort(list(predictions_from_logits(best_run["test_logits"], task.is_regression, *rng)))
-        lines = [json.dumps({"prediction": float(p) if task.is_regression else task.labels[int(p)]}) for p in preds]
-        atomic_write_text(out / "test_predictions.jsonl", "\n".join(lines) + "\n")
+        write_predictions(out, [float(p) if task.is_regression else task.labels[int(p)] for p in preds])
     if args.save_model and not args.zero_shot:
         save_prompt_model(
             best_run["model"],
@@ -418,7 +383,7 @@ def _write_outputs(
         )
     write_run_record(out / RESULTS_FILE, record)
     if push_repo:
-        from .classifier import push_folder
+        from ...hub import push_folder
 
         url = push_folder(
             out / "best", push_repo, private=bool(training_args.hub_private_repo), token=training_args.hub_token

@@ -18,10 +18,10 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from ...io import RESULTS_FILE, environment
+from ...io import RESULTS_FILE, check_output_dir
 from ...metrics import compute_metrics
-from ...models import is_default_model, resolve_model_name
-from ...records import result_line, write_run_record
+from ...models import resolve_model_name
+from ...records import result_line, run_record, write_run_record
 from ...tasks import MtftError
 
 logger = logging.getLogger(__name__)
@@ -47,8 +47,7 @@ def run_setfit_experiment(model_args, args, training_args) -> Dict:
 
     if not setfit_available():
         raise MtftError("--method setfit needs the setfit package: pip install 'mtft-nlp[peers]' (or setfit)")
-    if not training_args.output_dir:
-        raise MtftError("--output_dir is required")
+    check_output_dir(training_args.output_dir)
     prep = prepare_run(model_args, args, training_args.seed)
     task, data = prep["task"], prep["data"]
     from datasets import Dataset
@@ -99,40 +98,22 @@ def run_setfit_experiment(model_args, args, training_args) -> Dict:
 
 
 def _record(task, data, scores, path, train_seconds, eval_seconds, model_args, args, training_args, prep, sf_args):
-    return {
-        "task": task.name,
-        "row": args.row or "setfit",
-        "method": "setfit",
-        "multitask": None,
-        "seed": training_args.seed,
-        "k": args.k,
-        "metric": task.metric,
-        "dev_score": float(scores["dev"]["score"]),
-        "test_score": float(scores["test"]["score"]),
-        "test_metrics": {k: float(v) for k, v in scores["test"].items() if k != "score"},
-        "zero_shot": False,
-        "model": model_args.model_name_or_path,
-        "model_path": path,
-        "embedded_default_model": is_default_model(model_args.model_name_or_path),
-        "prompt": prep["prompt"].to_dict(),
-        "setfit_args": {
-            k: str(v)
-            for k, v in dataclasses.asdict(sf_args).items()
-            if k
-            in (
-                "batch_size",
-                "num_epochs",
-                "num_iterations",
-                "body_learning_rate",
-                "head_learning_rate",
-                "sampling_strategy",
-                "loss",
-            )
+    kept = ("batch_size", "num_epochs", "num_iterations", "body_learning_rate", "head_learning_rate")
+    return run_record(
+        task=task,
+        row=args.row or "setfit",
+        method="setfit",
+        seed=training_args.seed,
+        k=args.k,
+        dev_score=scores["dev"]["score"],
+        test_metrics=scores["test"],
+        zero_shot=False,
+        model=model_args.model_name_or_path,
+        prompt=prep["prompt"],
+        sizes=(len(data["train"]), len(data["dev"]), len(data["test"])),
+        setfit_args={
+            k: str(v) for k, v in dataclasses.asdict(sf_args).items() if k in kept + ("sampling_strategy", "loss")
         },
-        "n_train": len(data["train"]),
-        "n_dev": len(data["dev"]),
-        "n_test": len(data["test"]),
-        "train_seconds": train_seconds,
-        "eval_seconds": eval_seconds,
-        "env": environment(),
-    }
+        train_seconds=train_seconds,
+        eval_seconds=eval_seconds,
+    )
