@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from .data.kshot import DEFAULT_K
 from .data.sources import in_family, load_sources
 from .io import STAGE_FILE, atomic_write_json, check_output_dir, environment
-from .methods import get_method, resolve_method
+from .methods import all_methods, get_method, resolve_method
 from .metrics import accuracy
 from .models import resolve_model_name
 from .records import write_stage_record
@@ -205,9 +205,10 @@ def run_multitask(
     if method.stage_section is None:
         raise MtftError(f"--method {method.name} has no multitask stage")
     if args.objective not in method.stage_objectives:
+        owners = [m.name for m in all_methods() if args.objective in m.stage_objectives] or ["no"]
         raise MtftError(
-            f"--objective {args.objective} is not one of the {method.name} method's; its stage trains with "
-            f"{', '.join(method.stage_objectives)}"
+            f"--objective {args.objective} is the {' or '.join(owners)} method's; the {method.name} method's stage "
+            f"trains with {', '.join(method.stage_objectives)}"
         )
     resolved = resolve_sources(
         args.target,

@@ -23,6 +23,12 @@ def register_method(method) -> Method:
         raise MtftError(f"register_method: expected a named mtft_nlp.methods.Method, got {method!r}")
     if method.name in _REGISTRY and type(_REGISTRY[method.name]) is not type(method):
         raise MtftError(f"register_method: a method named {method.name!r} is already registered")
+    staged = [k.name for k in method.kinds if k.multitask and not method.stage_section]
+    if staged:
+        raise MtftError(
+            f"register_method: kinds {staged} of {method.name!r} start from a multitask checkpoint (multitask=True) "
+            "but the method has no stage (stage_section)"
+        )
     taken = {k.name: m.name for m in _REGISTRY.values() if m.name != method.name for k in m.kinds}
     clash = [k.name for k in method.kinds if k.name in taken]
     if clash:

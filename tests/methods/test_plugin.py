@@ -51,7 +51,11 @@ class CentroidClassifier:
 class CentroidMethod(Method):
     name = "centroid"
     title = "nearest centroid"
-    kinds = (RowKind("centroid", "Nearest class centroid (frozen encoder)", "centroid", section="centroid"),)
+    kinds = (
+        RowKind(
+            "centroid", "Nearest class centroid (frozen encoder)", "centroid", section="centroid", multitask=False
+        ),
+    )
     classifier_marker = MARKER
 
     def run(self, model_args, data_args, training_args, method_args=None):

@@ -23,7 +23,7 @@ from mtft_nlp.grid.plan import Plan, load_config, run_plan
 from mtft_nlp.reporting.results import find_results
 from mtft_nlp.tasks import MtftError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ROWS = ["embed-zero-shot", "embed-adapt"]
 
 

@@ -120,7 +120,7 @@ def test_every_committed_result_file_matches_its_record(tmp_path):
 
     from mtft_nlp.records import RunRecord, StageRecord
 
-    root = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+    root = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
     runs = sorted(root.rglob("results.json"))
     stages = sorted(root.rglob("multitask_config*.json"))
     assert len(runs) > 1000 and len(stages) > 50

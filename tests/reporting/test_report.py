@@ -11,7 +11,7 @@ from mtft_nlp.io import atomic_write_json
 from mtft_nlp.reporting.report import write_spec_report
 from mtft_nlp.tasks import MtftError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(root, folder, task, row, seed, score, **extra):

@@ -13,7 +13,7 @@ import pytest
 from mtft_nlp.cli import run_glue_main
 from mtft_nlp.reporting.results import REQUIRED_KEYS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _results(d: Path) -> dict:

@@ -19,7 +19,7 @@ from mtft_nlp.reporting.report import write_report
 from mtft_nlp.reporting.results import aggregate, find_results, format_table
 from mtft_nlp.tasks import MtftError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
