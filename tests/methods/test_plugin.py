@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mtft_nlp.data.kshot import load_kshot
 from mtft_nlp.data.run_inputs import load_task_data, resolve_prompt
 from mtft_nlp.io import RESULTS_FILE, atomic_write_json, check_output_dir
 from mtft_nlp.methods import Method, RowKind, load_classifier, register_method, unregister_method
@@ -149,8 +150,11 @@ def test_a_plugged_in_method_runs_through_train_run_report_and_predict(centroid,
 
     clf = load_classifier(tmp_path / "one" / "best")
     assert isinstance(clf, CentroidClassifier)
-    assert clf.predict(["a wonderful, moving film", "dull and lifeless"]) == ["positive", "negative"]
-    (tmp_path / "in.txt").write_text("a wonderful, moving film\ndull and lifeless\n")
+    dev = load_kshot("SST-2", data_dir, 13, splits=("dev",))["dev"]
+    predicted = clf.predict(_texts(dev))
+    dev_acc = np.mean([p == ex["label"] for p, ex in zip(predicted, dev)])
+    assert dev_acc == pytest.approx(record["dev_score"])  # the saved classifier is the run's
+    (tmp_path / "in.txt").write_text(f"{dev[0]['text_a']}\n{dev[-1]['text_a']}\n")
     pred = subprocess.run(
         cli
         + ["predict", "--model", str(tmp_path / "one" / "best"), "--input", str(tmp_path / "in.txt")]
@@ -162,7 +166,7 @@ def test_a_plugged_in_method_runs_through_train_run_report_and_predict(centroid,
     )
     assert pred.returncode == 0, pred.stderr[-2000:]
     lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
-    assert [x["prediction"] for x in lines] == ["positive", "negative"]
+    assert [x["prediction"] for x in lines] == [predicted[0], predicted[-1]]
 
     config = tmp_path / "grid.yaml"
     config.write_text(
