@@ -250,10 +250,10 @@ def run_glue_main(argv: Optional[List[str]] = None) -> int:
     except MtftError as exc:
         return _fail(exc)
     from .methods import run_experiment
-    from .training.arguments import ModelArguments, PromptArguments, PromptTrainingArguments
+    from .training.arguments import FewShotTrainingArguments, ModelArguments, TaskArguments
 
     return _hf_entry(
-        (ModelArguments, PromptArguments, *_method_option_classes(), PromptTrainingArguments),
+        (ModelArguments, TaskArguments, *_method_option_classes(), FewShotTrainingArguments),
         run_experiment,
         argv,
         on_success=print_summary,

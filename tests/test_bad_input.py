@@ -216,11 +216,11 @@ def test_6_overrides_recorded_and_long_texts_predicted(tmp_path, data_dir, bert_
     from mtft_nlp.methods.prompt.classifier import PromptClassifier, prompt_metadata
     from mtft_nlp.methods.prompt.modeling import PromptForMaskedLM, load_masked_lm
     from mtft_nlp.methods.prompt.run import prepare
-    from mtft_nlp.training.arguments import ModelArguments, PromptArguments
+    from mtft_nlp.training.arguments import ModelArguments, TaskArguments
 
     prep = prepare(
         ModelArguments(),
-        PromptArguments(task_name="sst-2", data_dir=str(data_dir), first_sent_limit=20, max_seq_length=40),
+        TaskArguments(task_name="sst-2", data_dir=str(data_dir), first_sent_limit=20, max_seq_length=40),
         13,
         tokenizer=bert_tokenizer,
     )

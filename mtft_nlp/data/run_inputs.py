@@ -8,7 +8,7 @@ from typing import Dict, List, Optional
 from ..models import multitask_metadata
 from ..tasks import MtftError, TaskSpec
 from ..templates import Prompt, load_prompt
-from ..training.arguments import PromptArguments
+from ..training.arguments import TaskArguments
 from .kshot import load_files, load_hub, load_kshot
 
 __all__ = ["parse_label_words", "resolve_prompt", "load_task_data", "multitask_summary"]
@@ -24,7 +24,7 @@ def parse_label_words(spec: str) -> Dict[str, str]:
     return out
 
 
-def resolve_prompt(task: TaskSpec, args: PromptArguments) -> Prompt:
+def resolve_prompt(task: TaskSpec, args: TaskArguments) -> Prompt:
     if args.template or args.label_words:
         base = load_prompt(task, args.prompt, args.prompt_file) if not (args.template and args.label_words) else None
         prompt = Prompt(
@@ -37,7 +37,7 @@ def resolve_prompt(task: TaskSpec, args: PromptArguments) -> Prompt:
     return load_prompt(task, args.prompt, args.prompt_file)
 
 
-def load_task_data(task: TaskSpec, args: PromptArguments, seed: int) -> Dict[str, List[Dict]]:
+def load_task_data(task: TaskSpec, args: TaskArguments, seed: int) -> Dict[str, List[Dict]]:
     if args.train_file or args.test_file:
         return load_files(
             task,

@@ -26,7 +26,7 @@ def register_cli(subparsers):
     s.add_argument("--output", help="write the selection JSON here")
     s.add_argument(
         "--method",
-        choices=sel.METHODS,
+        choices=sel.SELECTION_METHODS,
         default=sel.DEFAULT_METHOD,
         help="selected (Algorithm 1, default), random (|selected| tasks drawn uniformly), no-consistency "
         "(the greedy loop over a random order), no-diversity (top --k by similarity, default "
@@ -103,8 +103,8 @@ def _add_encoder_and_data_options(s) -> None:
     )
     s.add_argument(
         "--variant",
-        choices=sel.VARIANTS,
-        default=sel.DEFAULT_VARIANT,
+        choices=sel.TEXT_VARIANTS,
+        default=sel.DEFAULT_TEXT_VARIANT,
         help="label: the task's prompt with the gold label word (default); raw: text only (masked LM: the "
         "prompt with its mask token)",
     )

@@ -38,12 +38,12 @@ from .coverage import SelectionError
 
 logger = logging.getLogger(__name__)
 
-VARIANTS = ("label", "raw")
-DEFAULT_VARIANT = "label"
+TEXT_VARIANTS = ("label", "raw")
+DEFAULT_TEXT_VARIANT = "label"
 DEFAULT_SPLIT_SEED = 42
 ENCODER_MODEL = "model"  # phi = the model being finetuned
 DEFAULT_ENCODER = ENCODER_MODEL
-DEFAULT_MODEL = "minilm"  # the packaged all-MiniLM-L6-v2 (mtft_nlp.methods.prompt.modeling.resolve_model_name)
+DEFAULT_ENCODER_MODEL = "minilm"  # the packaged all-MiniLM-L6-v2 (mtft_nlp.models.resolve_model_name)
 SENTENCE_TRANSFORMERS = "sentence-transformers"
 MASKED_LM = "masked-lm"
 
@@ -114,14 +114,14 @@ def render_with_label(task: TaskSpec | str, examples: Sequence[Dict]) -> List[st
     return out
 
 
-def example_texts(task: TaskSpec | str, examples: Sequence[Dict], variant: str = DEFAULT_VARIANT) -> List[str]:
+def example_texts(task: TaskSpec | str, examples: Sequence[Dict], variant: str = DEFAULT_TEXT_VARIANT) -> List[str]:
     """The texts embedded for ``examples``: ``raw`` (text_a, or text_a + " " + text_b) or ``label``
     (rendered through the task's default prompt with the gold label word, :func:`render_with_label`)."""
     task = get_task(task)
     if variant == "raw":
         return [ex["text_a"] if ex["text_b"] is None else f"{ex['text_a']} {ex['text_b']}" for ex in examples]
     if variant != "label":
-        raise SelectionError(f"unknown embedding variant {variant!r}; choose from {', '.join(VARIANTS)}")
+        raise SelectionError(f"unknown embedding variant {variant!r}; choose from {', '.join(TEXT_VARIANTS)}")
     return render_with_label(task, examples)
 
 
@@ -193,7 +193,7 @@ def resolve_encoder(encoder: Optional[str] = DEFAULT_ENCODER, model_name_or_path
     from ..models import resolve_model_name
 
     requested = encoder or ENCODER_MODEL
-    name = (model_name_or_path or DEFAULT_MODEL) if requested == ENCODER_MODEL else requested
+    name = (model_name_or_path or DEFAULT_ENCODER_MODEL) if requested == ENCODER_MODEL else requested
     try:
         path = resolve_model_name(name)
     except MtftError as exc:
@@ -234,7 +234,7 @@ def _load_sentence_encoder(path: str):
         raise SelectionError(f"cannot load sentence encoder {path!r}: {exc}") from None
 
 
-def encode_texts(texts: Sequence[str], encoder: str) -> np.ndarray:
+def embed_texts(texts: Sequence[str], encoder: str) -> np.ndarray:
     """L2-normalised float32 sentence-transformers embeddings ``[len(texts), dim]`` (the only call to it)."""
     model = _load_sentence_encoder(encoder)
     emb = model.encode(
@@ -255,7 +255,11 @@ def _load_masked_lm(path: str):
 
 
 def mask_states(
-    task: TaskSpec | str, examples: Sequence[Dict], encoder: str, variant: str = DEFAULT_VARIANT, batch_size: int = 16
+    task: TaskSpec | str,
+    examples: Sequence[Dict],
+    encoder: str,
+    variant: str = DEFAULT_TEXT_VARIANT,
+    batch_size: int = 16,
 ) -> np.ndarray:
     """L2-normalised float32 last hidden states ``[len(examples), hidden]`` of a masked LM at the mask
     position of each example's task prompt; in the ``label`` variant the gold label word replaces the mask."""
@@ -354,7 +358,7 @@ def task_embeddings(
     task: TaskSpec | str,
     data_dir,
     encoder: Optional[str | EncoderSpec] = None,
-    variant: str = DEFAULT_VARIANT,
+    variant: str = DEFAULT_TEXT_VARIANT,
     split_seed: int = DEFAULT_SPLIT_SEED,
     k_shot: int = DEFAULT_K,
     pool_seeds: bool = False,
@@ -365,8 +369,8 @@ def task_embeddings(
     whose size differs from the encoder's are a :class:`SelectionError`."""
     task = get_task(task)
     spec = encoder if isinstance(encoder, EncoderSpec) else resolve_encoder(encoder, model_name_or_path)
-    if variant not in VARIANTS:
-        raise SelectionError(f"unknown embedding variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    if variant not in TEXT_VARIANTS:
+        raise SelectionError(f"unknown embedding variant {variant!r}; choose from {', '.join(TEXT_VARIANTS)}")
     examples = task_examples(task, data_dir, split_seed, k_shot, pool_seeds)
     seed = "pooled" if pool_seeds else split_seed
     if spec.kind == SENTENCE_TRANSFORMERS:
@@ -389,7 +393,7 @@ def task_embeddings(
         return emb
     logger.info("embedding %d examples of %s (%s, %s)", len(examples), task.name, variant, spec.kind)
     emb = (
-        encode_texts(texts, spec.path)
+        embed_texts(texts, spec.path)
         if spec.kind == SENTENCE_TRANSFORMERS
         else mask_states(task, examples, spec.path, variant)
     )

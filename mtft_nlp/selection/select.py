@@ -72,14 +72,14 @@ from .coverage import (  # noqa: F401
 )
 from .embeddings import (  # noqa: F401
     DEFAULT_ENCODER,
-    DEFAULT_MODEL,
+    DEFAULT_ENCODER_MODEL,
     DEFAULT_SPLIT_SEED,
-    DEFAULT_VARIANT,
-    VARIANTS,
+    DEFAULT_TEXT_VARIANT,
+    TEXT_VARIANTS,
     EncoderSpec,
     default_cache_dir,
+    embed_texts,
     embedding_cache_key,
-    encode_texts,
     example_texts,
     render_with_label,
     resolve_encoder,
@@ -90,7 +90,7 @@ from .result import SelectionResult, rank_by_similarity
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("selected", "random", "no-consistency", "no-diversity")
+SELECTION_METHODS = ("selected", "random", "no-consistency", "no-diversity")
 DEFAULT_METHOD = "selected"
 
 CoverageFn = Callable[[Sequence[np.ndarray], np.ndarray], float]
@@ -239,8 +239,8 @@ def select_from_embeddings(
 
 def _check_selection_options(target_name, target, candidates, method, p, k, budget) -> float:
     """Bad options are one :class:`SelectionError` naming the value; returns p as a number."""
-    if method not in METHODS:
-        raise SelectionError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if method not in SELECTION_METHODS:
+        raise SelectionError(f"unknown method {method!r}; choose from {', '.join(SELECTION_METHODS)}")
     if not candidates:
         raise SelectionError(f"target {target_name}: no candidate tasks to select from")
     p = check_p(p)
@@ -283,7 +283,7 @@ def embed_tasks(
     names: Sequence[str],
     data_dir=None,
     encoder: Optional[str | EncoderSpec] = DEFAULT_ENCODER,
-    variant: str = DEFAULT_VARIANT,
+    variant: str = DEFAULT_TEXT_VARIANT,
     split_seed: int = DEFAULT_SPLIT_SEED,
     k_shot: int = DEFAULT_K,
     pool_seeds: bool = False,
@@ -291,8 +291,8 @@ def embed_tasks(
     model_name_or_path: Optional[str] = None,
 ) -> Dict[str, np.ndarray]:
     """:func:`task_embeddings` of several tasks, by name."""
-    if variant not in VARIANTS:
-        raise SelectionError(f"unknown embedding variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    if variant not in TEXT_VARIANTS:
+        raise SelectionError(f"unknown embedding variant {variant!r}; choose from {', '.join(TEXT_VARIANTS)}")
     spec = encoder if isinstance(encoder, EncoderSpec) else resolve_encoder(encoder, model_name_or_path)
     data_dir = Path(data_dir if data_dir is not None else default_data_dir())
     return {n: task_embeddings(n, data_dir, spec, variant, split_seed, k_shot, pool_seeds, cache_dir) for n in names}
@@ -321,7 +321,7 @@ def select_tasks(
     candidates: Optional[Sequence[str]] = None,
     method: str = DEFAULT_METHOD,
     encoder: Optional[str] = DEFAULT_ENCODER,
-    variant: str = DEFAULT_VARIANT,
+    variant: str = DEFAULT_TEXT_VARIANT,
     coverage: str = DEFAULT_COVERAGE,
     quantile: Optional[float] = None,
     dims: Optional[int] = DEFAULT_ELLIPSOID_DIMS,
@@ -346,13 +346,13 @@ def select_tasks(
     Every option is checked before anything is embedded.
     """
     p = check_p(p)
-    if method not in METHODS:
-        raise SelectionError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if method not in SELECTION_METHODS:
+        raise SelectionError(f"unknown method {method!r}; choose from {', '.join(SELECTION_METHODS)}")
     if budget < 1:
         raise SelectionError(f"--budget must be >= 1, got {budget}")
     cov = make_coverage(coverage, quantile, dims)
-    if variant not in VARIANTS:
-        raise SelectionError(f"unknown embedding variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    if variant not in TEXT_VARIANTS:
+        raise SelectionError(f"unknown embedding variant {variant!r}; choose from {', '.join(TEXT_VARIANTS)}")
     spec = resolve_encoder(encoder, model_name_or_path)
     target_task = get_task(target)
     names = resolve_candidates(target_task, candidates)
@@ -386,7 +386,7 @@ def same_sets(selections: Dict[str, Sequence[str]]) -> List[Tuple[str, str]]:
     return [(a, b) for i, a in enumerate(names) for b in names[i + 1 :] if set(selections[a]) == set(selections[b])]
 
 
-def compare_methods(target: str, methods: Sequence[str] = METHODS, **options) -> Dict:
+def compare_methods(target: str, methods: Sequence[str] = SELECTION_METHODS, **options) -> Dict:
     """Every method's selection for ``target`` (same options; p resolved once), and which chose the same set:
     ``{"target", "p", "sets": {method: [...]}, "sizes": {method: n}, "same": [[a, b], ...]}``."""
     options = dict(options)

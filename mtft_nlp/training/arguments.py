@@ -1,8 +1,8 @@
 """The argument dataclasses of every entry point, in one place (``HfArgumentParser`` reads them).
 
 * :class:`ModelArguments`: which model, which adaptation method, LoRA, loading options;
-* :class:`PromptArguments`: task, prompt, data and what to record, for single runs of either method;
-* :class:`PromptTrainingArguments`: ``TrainingArguments`` with the LM-BFF protocol as defaults (``max_steps`` 1000,
+* :class:`TaskArguments`: task, prompt, data and what to record, for single runs of either method;
+* :class:`FewShotTrainingArguments`: ``TrainingArguments`` with the LM-BFF protocol as defaults (``max_steps`` 1000,
   dev evaluation every 100 steps, AdamW, linear decay, no warmup, weight decay 0); a method's own defaults
   (``Method.training_defaults``) are applied by the command line when that method is chosen;
 * :class:`MultitaskArguments`, :class:`MultitaskTrainingArguments`: the multitask stage.
@@ -22,8 +22,8 @@ from ..methods.embedding.arguments import ObjectiveArguments, objective_field
 
 __all__ = [
     "ModelArguments",
-    "PromptArguments",
-    "PromptTrainingArguments",
+    "TaskArguments",
+    "FewShotTrainingArguments",
     "MultitaskArguments",
     "MultitaskTrainingArguments",
     "DEFAULT_LR",
@@ -123,7 +123,7 @@ class ModelArguments:
 
 
 @dataclass
-class PromptArguments:
+class TaskArguments:
     _argument_group_name = "Task, prompt and data (mtft-nlp)"
 
     task_name: Optional[str] = field(
@@ -212,7 +212,7 @@ class PromptArguments:
 
 
 @dataclass
-class PromptTrainingArguments(TrainingArguments):
+class FewShotTrainingArguments(TrainingArguments):
     """``TrainingArguments`` with the LM-BFF protocol as defaults; every Trainer flag still works."""
 
     _argument_group_name = "Training (transformers TrainingArguments, LM-BFF defaults)"
@@ -364,7 +364,7 @@ class MultitaskArguments(ObjectiveArguments):
 
 
 @dataclass
-class MultitaskTrainingArguments(PromptTrainingArguments):
+class MultitaskTrainingArguments(FewShotTrainingArguments):
     """The reference multitask stage: AdamW lr 1e-5, linear decay, no warmup, 1000 steps."""
 
     _derived_batch = True

@@ -1,6 +1,6 @@
 """The ``Trainer`` of every run, and the one place it is built (:func:`build_trainer`).
 
-The training loop is the ``Trainer``'s own. :class:`PromptTrainer` adds a process-count-independent train order
+The training loop is the ``Trainer``'s own. :class:`FewShotTrainer` adds a process-count-independent train order
 (:class:`SeededEpochSampler`), exact distributed metrics, and checkpoints of prompt models as plain masked-LM
 folders; :class:`MultitaskTrainer` reads the mixed-task stream in order and logs the mean over the sources' dev
 sets. Single-task prompt runs, embedding finetuning and both methods' multitask stages all go through
@@ -24,7 +24,7 @@ from ..tasks import TaskSpec
 
 __all__ = [
     "SeededEpochSampler",
-    "PromptTrainer",
+    "FewShotTrainer",
     "PresampledTrainer",
     "MultitaskTrainer",
     "build_trainer",
@@ -55,7 +55,7 @@ class SeededEpochSampler(torch.utils.data.Sampler):
         return iter(torch.randperm(self.n, generator=g).tolist())
 
 
-class PromptTrainer(Trainer):
+class FewShotTrainer(Trainer):
     """``Trainer`` with a process-count-independent train order and exact distributed metrics.
 
     The loop is the Trainer's own. Evaluation drops the samples that distributed sharding
@@ -125,7 +125,7 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-class PresampledTrainer(PromptTrainer):
+class PresampledTrainer(FewShotTrainer):
     """The train dataset is already in sampling order (a mixed-task stream, class-balanced batches): read it
     sequentially (accelerate hands consecutive batches to the processes, so each sees a disjoint share of every
     step)."""
@@ -180,7 +180,7 @@ def build_trainer(
     callbacks: Sequence = (),
     optimizer=None,
     tokenizer=None,
-    trainer_class=PromptTrainer,
+    trainer_class=FewShotTrainer,
 ) -> Trainer:
     """The ``Trainer`` of a run: ``label_names`` set to ``["labels"]`` (not the label-word ids that Trainer would
     guess from the forward signature), an optional optimizer (the Trainer then builds the schedule over its

@@ -419,7 +419,7 @@ def test_text_overlap_exact_and_normalised():
 
 def test_embeddings_are_cached(tmp_path, data_dir, monkeypatch):
     calls = []
-    monkeypatch.setattr(emb, "encode_texts", _fake_encoder(calls))
+    monkeypatch.setattr(emb, "embed_texts", _fake_encoder(calls))
     first = sel.task_embeddings("sst-2", data_dir, variant="label", cache_dir=tmp_path)
     assert calls == [32] and first.shape == (32, 384)
     assert len(list((tmp_path / "embeddings").glob("*.npy"))) == 1
@@ -446,7 +446,7 @@ def test_embeddings_are_cached(tmp_path, data_dir, monkeypatch):
 
 def test_pooled_seeds_union(tmp_path, data_dir, monkeypatch):
     calls = []
-    monkeypatch.setattr(emb, "encode_texts", _fake_encoder(calls))
+    monkeypatch.setattr(emb, "embed_texts", _fake_encoder(calls))
     one = sel.task_examples("rte", data_dir, split_seed=42)
     pooled = sel.task_examples("rte", data_dir, pool_seeds=True)
     assert len(one) == 32 and 32 < len(pooled) <= 160
@@ -455,7 +455,7 @@ def test_pooled_seeds_union(tmp_path, data_dir, monkeypatch):
 
 
 def test_select_tasks_api_with_fake_encoder(tmp_path, data_dir, monkeypatch):
-    monkeypatch.setattr(emb, "encode_texts", _fake_encoder([]))
+    monkeypatch.setattr(emb, "embed_texts", _fake_encoder([]))
     res = sel.select_tasks("mnli", candidates=["rte", "snli", "qnli"], data_dir=data_dir, cache_dir=tmp_path)
     assert res.target == "MNLI" and set(res.similarity) == {"RTE", "SNLI", "QNLI"} and res.selected
     assert "test set not available" in res.overlap_note  # MNLI's dev files are not in the shared data
@@ -491,9 +491,9 @@ def test_select_tasks_api_with_fake_encoder(tmp_path, data_dir, monkeypatch):
 
 
 def test_compare_methods_with_fake_encoder(tmp_path, data_dir, monkeypatch):
-    monkeypatch.setattr(emb, "encode_texts", _fake_encoder([]))
+    monkeypatch.setattr(emb, "embed_texts", _fake_encoder([]))
     cmp = sel.compare_methods("rte", data_dir=data_dir, cache_dir=tmp_path, p=0.01)
-    assert list(cmp["sets"]) == list(sel.METHODS) and cmp["p"] == 0.01
+    assert list(cmp["sets"]) == list(sel.SELECTION_METHODS) and cmp["p"] == 0.01
     assert cmp["sizes"]["no-diversity"] == 4 and cmp["sizes"]["random"] == cmp["sizes"]["selected"]
     assert cmp["same"] == [list(pair) for pair in sel.same_sets(cmp["sets"])]
 
@@ -507,7 +507,7 @@ def test_no_candidates_left_is_an_error(monkeypatch):
 
 
 def test_unloadable_candidate_is_a_clear_error(tmp_path, data_dir, monkeypatch):
-    monkeypatch.setattr(emb, "encode_texts", _fake_encoder([]))
+    monkeypatch.setattr(emb, "embed_texts", _fake_encoder([]))
     only_sst2 = tmp_path / "data" / "original"
     only_sst2.mkdir(parents=True)
     (only_sst2 / "SST-2").symlink_to(data_dir / "original" / "SST-2")

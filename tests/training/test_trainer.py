@@ -5,15 +5,15 @@ import inspect
 import torch
 import transformers
 
-from mtft_nlp.training.arguments import PromptTrainingArguments
+from mtft_nlp.training.arguments import FewShotTrainingArguments
 from mtft_nlp.training.callbacks import BestDevCallback
-from mtft_nlp.training.trainer import MultitaskTrainer, PromptTrainer, SeededEpochSampler, build_trainer
+from mtft_nlp.training.trainer import FewShotTrainer, MultitaskTrainer, SeededEpochSampler, build_trainer
 
 
 def test_private_overrides_still_exist_in_transformers():
     # fails loudly on a transformers release that renames or re-signs a private method overridden here
-    for cls in (PromptTrainer, MultitaskTrainer):
-        for name in PromptTrainer.PRIVATE_OVERRIDES:
+    for cls in (FewShotTrainer, MultitaskTrainer):
+        for name in FewShotTrainer.PRIVATE_OVERRIDES:
             base = getattr(transformers.Trainer, name, None)
             assert base is not None, f"transformers.Trainer.{name} is gone: {cls.__name__} relies on it"
             ours = getattr(cls, name)
@@ -45,7 +45,7 @@ def _sampler(dl):
 
 def test_build_trainer_uses_the_seeded_sampler_and_the_given_optimizer(tmp_path):
     model = _Tiny()
-    args = PromptTrainingArguments(
+    args = FewShotTrainingArguments(
         output_dir=str(tmp_path),
         max_steps=3,
         per_device_train_batch_size=4,
@@ -67,7 +67,7 @@ def test_build_trainer_uses_the_seeded_sampler_and_the_given_optimizer(tmp_path)
 
 
 def test_multitask_trainer_reads_the_stream_in_order(tmp_path):
-    args = PromptTrainingArguments(
+    args = FewShotTrainingArguments(
         output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=4, eval_strategy="no", report_to="none"
     )
     trainer = build_trainer(_Tiny(), args, _data(), None, _collate, trainer_class=MultitaskTrainer)

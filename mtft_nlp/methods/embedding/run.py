@@ -30,7 +30,7 @@ from ...rows import row_for_start
 from ...tasks import MtftError, TaskSpec, get_task
 from ...training.callbacks import BestDevCallback, HeadRefitCallback
 from ...training.features import FeatureDataset
-from ...training.trainer import PresampledTrainer, PromptTrainer, build_trainer, make_compute_metrics
+from ...training.trainer import FewShotTrainer, PresampledTrainer, build_trainer, make_compute_metrics
 from ..base import StageParts
 from .arguments import EMBEDDING_DEFAULTS, EmbeddingArguments
 from .contrastive import BalancedBatches, uses_contrastive
@@ -214,7 +214,7 @@ def _finetune(model, task, prep, training_args, emb_args):
         make_compute_metrics(task),
         callbacks,
         optimizer,
-        trainer_class=PresampledTrainer if contrastive else PromptTrainer,
+        trainer_class=PresampledTrainer if contrastive else FewShotTrainer,
     )
     t0 = time.perf_counter()
     if not training_args.resume_from_checkpoint:

@@ -30,9 +30,9 @@ from ...training.arguments import (
     LMBFF_GRID,
     PAPER_BATCH,
     PAPER_LR,
+    FewShotTrainingArguments,
     ModelArguments,
-    PromptArguments,
-    PromptTrainingArguments,
+    TaskArguments,
 )
 from ...training.callbacks import BestDevCallback
 from ...training.features import FeatureDataset
@@ -138,7 +138,7 @@ def load_tokenizer_checked(model_args: ModelArguments):
         raise MtftError(f"--model_name_or_path {name}: cannot load the model from {where}: {first}") from None
 
 
-def prepare(model_args: ModelArguments, args: PromptArguments, seed: int, tokenizer=None) -> PreparedRun:
+def prepare(model_args: ModelArguments, args: TaskArguments, seed: int, tokenizer=None) -> PreparedRun:
     """Everything that can fail on bad input, before a model is loaded or a file is written."""
     if not args.task_name and not args.task_file:
         raise MtftError("--task_name (or --task_file) is required")
@@ -177,8 +177,8 @@ def prepare(model_args: ModelArguments, args: PromptArguments, seed: int, tokeni
 
 def train_and_evaluate(
     model_args: ModelArguments,
-    args: PromptArguments,
-    training_args: PromptTrainingArguments,
+    args: TaskArguments,
+    training_args: FewShotTrainingArguments,
     prep: PreparedRun,
     callbacks=None,
 ) -> Dict:
@@ -286,7 +286,7 @@ def save_prompt_model(
 
 
 def run_prompt_experiment(
-    model_args: ModelArguments, args: PromptArguments, training_args: PromptTrainingArguments
+    model_args: ModelArguments, args: TaskArguments, training_args: FewShotTrainingArguments
 ) -> Dict:
     """The whole single-task run; writes ``<output_dir>/results.json`` last, only on success."""
     push_repo = _check_run_options(args, training_args)
@@ -311,7 +311,7 @@ def run_prompt_experiment(
     return record
 
 
-def _check_run_options(args: PromptArguments, training_args: PromptTrainingArguments) -> Optional[str]:
+def _check_run_options(args: TaskArguments, training_args: FewShotTrainingArguments) -> Optional[str]:
     """Option checks before anything loads; applies --paper_hparams; returns the Hub repo to push to (if any)."""
     check_output_dir(training_args.output_dir)
     if training_args.max_steps == 0 and not args.zero_shot:
