@@ -18,6 +18,7 @@ import sys
 from typing import List, Optional
 
 from .commands import (
+    cmd_fit,
     cmd_predict,
     cmd_report,
     cmd_run,
@@ -393,6 +394,46 @@ def _add_sweep(sub) -> None:
     sw.set_defaults(func=cmd_sweep)
 
 
+def _add_fit(sub) -> None:
+    f = sub.add_parser(
+        "fit",
+        help="from a CSV of labelled examples to a saved classifier: task selection, multitask stage, finetuning",
+        description="Build the task from your file (labels from the label column, class descriptions from the label "
+        "names), choose source tasks from the packaged pool by consistency and diversity, finetune on them, then "
+        "on your examples with the method's default recipe; save the classifier to <output_dir>/best with "
+        "results.json and selection.json. See README, 'Your own data'.",
+    )
+    f.add_argument("--train_file", required=True, help="CSV (with a header) or JSON Lines of labelled examples")
+    f.add_argument("--output_dir", required=True)
+    f.add_argument("--text_a_column", default="text", help="the column of the text (default: text)")
+    f.add_argument("--text_b_column", default=None, help="the column of a second text, for sentence pairs")
+    f.add_argument("--label_column", default="label", help="the column of the label (default: label)")
+    f.add_argument("--validation_file", help="a dev set to choose on; default: half of each class of --train_file")
+    f.add_argument("--test_file", help="scored once at the end; without it results.json holds dev scores only")
+    f.add_argument("--labels", nargs="+", help="the class labels in order (default: those of --train_file, sorted)")
+    f.add_argument("--descriptions", nargs="+", help="one description per label (default: the label names)")
+    f.add_argument("--task_name", help="the task's name (default: the train file's name)")
+    f.add_argument(
+        "--sources",
+        nargs="+",
+        default=["selected"],
+        help="selected (task selection, Algorithm 1; default), all (every packaged classification task), none "
+        "(no multitask stage), or packaged task names",
+    )
+    f.add_argument("--model", default=None, help="the model to start from (default: the packaged all-MiniLM-L6-v2)")
+    f.add_argument("--method", default="auto", help="auto (default), embedding, prompt")
+    f.add_argument(
+        "--source_data_dir",
+        default=None,
+        help="where the packaged tasks' data is (LM-BFF's original/ folder; default $MTFT_NLP_DATA_DIR or "
+        "../shared/data); never your own folder",
+    )
+    f.add_argument("--seed", type=int, default=13, help="seed of the split and the training runs")
+    f.add_argument("--stage_steps", type=int, default=None, help="multitask stage steps (default: the method's)")
+    f.add_argument("--max_steps", type=int, default=None, help="finetuning steps (default: the method's)")
+    f.set_defaults(func=cmd_fit)
+
+
 def _add_predict(sub) -> None:
     pr = sub.add_parser("predict", help="classify raw texts with a saved prompt classifier")
     pr.add_argument("--model", required=True, help="a saved classifier folder (a run's best/) or a Hub repo id")
@@ -420,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"mtft-nlp {__version__}")
     p.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_splits, _add_table, _add_run, _add_report, _add_sweep, _add_predict):
+    for add in (_add_splits, _add_table, _add_run, _add_report, _add_sweep, _add_fit, _add_predict):
         add(sub)
     k = sub.add_parser("tasks", help="list the packaged tasks")
     k.set_defaults(func=cmd_tasks)

@@ -17,6 +17,7 @@ from .io import RESULTS_FILE, check_output_dir, is_complete
 from .tasks import MtftError
 
 __all__ = [
+    "cmd_fit",
     "quick_checks",
     "summary_line",
     "print_summary",
@@ -116,6 +117,36 @@ def summary_line(record: dict, training_args, args) -> str:
         f"{record['dev_score']:.4f}, test {record['metric']} {record['test_score']:.4f} "
         f"({record.get('n_test', '?')} test examples); results: {os.path.join(out, RESULTS_FILE)}; model: {model}"
     )
+
+
+def cmd_fit(a) -> int:
+    from .data.kshot import check_seed
+    from .fit import fit
+
+    check_seed(a.seed)
+    for option in ("stage_steps", "max_steps"):
+        if getattr(a, option) is not None and getattr(a, option) < 1:
+            raise MtftError(f"--{option} {getattr(a, option)}: expected a whole number of at least 1")
+    fit(
+        a.train_file,
+        a.output_dir,
+        text_a_column=a.text_a_column,
+        label_column=a.label_column,
+        text_b_column=a.text_b_column,
+        validation_file=a.validation_file,
+        test_file=a.test_file,
+        labels=a.labels,
+        descriptions=a.descriptions,
+        task_name=a.task_name,
+        sources=a.sources,
+        model=a.model,
+        method=a.method,
+        source_data_dir=a.source_data_dir,
+        seed=a.seed,
+        stage_steps=a.stage_steps,
+        max_steps=a.max_steps,
+    )
+    return 0
 
 
 def _saves_model(method: Optional[str]) -> bool:

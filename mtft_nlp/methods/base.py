@@ -87,6 +87,10 @@ class Method:
         """``TrainingArguments`` defaults that differ from the shared dataclass's (learning rate, steps...)."""
         return {}
 
+    def stage_defaults(self) -> Dict:
+        """The multitask stage's recipe where it differs from the stage's dataclass defaults (``mtft-nlp fit``)."""
+        return {}
+
     def recognizes(self, path: str) -> bool:
         """Whether ``--method auto`` gives this method a model at ``path`` (a resolved folder or Hub id)."""
         return False

@@ -364,14 +364,16 @@ def task_embeddings(
     pool_seeds: bool = False,
     cache_dir: Optional[str | os.PathLike] = None,
     model_name_or_path: Optional[str] = None,
+    examples: Optional[List[Dict]] = None,
 ) -> np.ndarray:
-    """phi of a task's k-shot train examples ``[n, dim]``, from the cache when present. Cached vectors
-    whose size differs from the encoder's are a :class:`SelectionError`."""
+    """phi of a task's k-shot train examples ``[n, dim]`` (or of ``examples``, a user's own), from the cache when
+    present. Cached vectors whose size differs from the encoder's are a :class:`SelectionError`."""
     task = get_task(task)
     spec = encoder if isinstance(encoder, EncoderSpec) else resolve_encoder(encoder, model_name_or_path)
     if variant not in TEXT_VARIANTS:
         raise SelectionError(f"unknown embedding variant {variant!r}; choose from {', '.join(TEXT_VARIANTS)}")
-    examples = task_examples(task, data_dir, split_seed, k_shot, pool_seeds)
+    if examples is None:
+        examples = task_examples(task, data_dir, split_seed, k_shot, pool_seeds)
     seed = "pooled" if pool_seeds else split_seed
     if spec.kind == SENTENCE_TRANSFORMERS:
         texts = example_texts(task, examples, variant)

@@ -336,6 +336,7 @@ def select_tasks(
     check_overlap: bool = True,
     model_name_or_path: Optional[str] = None,
     budget: int = DEFAULT_BUDGET,
+    target_examples: Optional[List[Dict]] = None,
 ) -> SelectionResult:
     """Choose finetuning tasks for ``target`` (the API of ``mtft-nlp select``): embed, rank, select.
 
@@ -343,7 +344,9 @@ def select_tasks(
     the packaged MiniLM); another ``encoder`` names another model. Candidates default to the leave-one-out
     pool (:func:`default_candidates`); ``coverage``, ``quantile`` and ``dims`` go to :func:`make_coverage`;
     ``p="auto"`` is resolved by :func:`auto_p` with ``budget``, which is also no-diversity's default k.
-    Every option is checked before anything is embedded.
+    Every option is checked before anything is embedded. ``target_examples``: the target's own labelled examples
+    (a user's task whose data is not in ``data_dir``, which then holds only the candidates'); the text overlap with
+    the target's test set is then the caller's to check.
     """
     p = check_p(p)
     if method not in SELECTION_METHODS:
@@ -361,7 +364,13 @@ def select_tasks(
     def embed(tasks: Sequence[str]) -> Dict[str, np.ndarray]:
         return embed_tasks(tasks, data_dir, spec, variant, split_seed, k_shot, pool_seeds, cache_dir)
 
-    embs = embed([target_task.name, *names])
+    if target_examples is None:
+        embs = embed([target_task.name, *names])
+    else:
+        own = task_embeddings(
+            target_task, None, spec, variant, split_seed, k_shot, pool_seeds, cache_dir, examples=target_examples
+        )
+        embs = {target_task.name: own, **embed(names)}
     p_rule = None
     if p == AUTO_P:
         p_rule = auto_p(cov, embed, budget, known=embs)
@@ -373,7 +382,7 @@ def select_tasks(
     result.variant = variant
     result.split_seed = "pooled" if pool_seeds else split_seed
     result.k_shot = k_shot
-    if check_overlap:
+    if check_overlap and target_examples is None:
         result.overlap, result.overlap_note = _overlap_with_target(
             target_task, data_dir, names, split_seed, k_shot, pool_seeds
         )

@@ -63,6 +63,11 @@ class EmbeddingMethod(Method):
 
         return dict(EMBEDDING_DEFAULTS)
 
+    def stage_defaults(self):
+        from .arguments import STAGE_DEFAULTS
+
+        return dict(STAGE_DEFAULTS)
+
     def run(self, model_args, data_args, training_args, method_args=None):
         from .run import run_embedding_experiment
 

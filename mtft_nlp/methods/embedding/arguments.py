@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["EmbeddingArguments", "ObjectiveArguments", "EMBEDDING_DEFAULTS", "objective_field"]
+__all__ = ["EmbeddingArguments", "ObjectiveArguments", "EMBEDDING_DEFAULTS", "STAGE_DEFAULTS", "objective_field"]
 
 
 # TrainingArguments defaults of the embedding method (the CLI applies them unless a flag is given), with
@@ -20,6 +20,11 @@ EMBEDDING_DEFAULTS = {
     "eval_steps": 10,
     "logging_steps": 10,
 }
+
+
+# The multitask stage chosen on the sources' dev sets (docs/RESULTS.md section 8, "the stage objective";
+# benchmarks/configs/embedding_recipe_stage/ce-e16.yaml): cross-entropy, 100 steps of 16 examples at lr 2e-5.
+STAGE_DEFAULTS = {"max_steps": 100, "eval_steps": 100, "learning_rate": 2e-5, "examples_per_step": 16, "eval_tasks": 3}
 
 
 def objective_field(default: str, help: str):
