@@ -17,8 +17,9 @@ from .results import ROW_TITLES, find_results, row_sort_key, task_order
 __all__ = ["plot_bars", "plot_sweeps", "plot_similarity", "similarity_matrix", "cluster_order"]
 
 
-def plot_bars(agg: List[Dict], path: Path) -> Path:
-    """Per-task grouped bars (one bar per row) with std error bars."""
+def bars_figure(agg: List[Dict]):
+    """The figure of :func:`plot_bars`: per-task grouped bars (one bar per row) with std error bars, the legend to the
+    right of the axes (never over the bars). Returns (figure, axes, legend)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -37,10 +38,18 @@ def plot_bars(agg: List[Dict], path: Path) -> Path:
     ax.set_xticks(range(len(tasks)))
     ax.set_xticklabels(tasks, rotation=30, ha="right")
     ax.set_ylabel("test metric x 100")
-    ax.legend(fontsize=7, ncol=2)
+    legend = ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    return fig, ax, legend
+
+
+def plot_bars(agg: List[Dict], path: Path) -> Path:
+    """Per-task grouped bars (one bar per row) with std error bars, saved to ``path``; the legend beside them."""
+    import matplotlib.pyplot as plt
+
+    fig, _, legend = bars_figure(agg)
+    fig.savefig(path, dpi=120, bbox_extra_artists=[legend], bbox_inches="tight")
     plt.close(fig)
     return path
 

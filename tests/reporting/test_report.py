@@ -282,3 +282,22 @@ def test_a_dev_search_section_tables_dev_scores_per_candidate_folder_and_times_p
     # embed-ft: 43+6 and 51+6 s; setfit: 306 s on both shared cells (and 106 s on SST-2, left out of the pair)
     assert "| embed-ft | 2 | 1.8 | 53 |" in time and "| setfit | 3 | 12.0 | 306 |" in time
     assert "`embed-ft` 1.8 min in all, median 53 s; `setfit` 10.2 min, median 306 s; total 0.17x, median 0.17x" in time
+
+
+def test_the_bar_plot_legend_sits_beside_the_bars_not_over_them():
+    import matplotlib.pyplot as plt
+
+    from mtft_nlp.reporting.plotting import bars_figure
+
+    agg = [
+        {"task": t, "row": r, "mean": m, "std": 1.0, "n": 5, "metric": "acc"}
+        for t in ("SST-2", "TREC", "MR")
+        for r, m in (("embed-ft", 80.0), ("mt-sel-embed-ft", 82.0), ("setfit", 79.0), ("pbft", 60.0))
+    ]
+    fig, ax, legend = bars_figure(agg)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    axes_box, legend_box = ax.get_window_extent(renderer), legend.get_window_extent(renderer)
+    assert legend_box.x0 >= axes_box.x1  # entirely to the right of the axes
+    assert len(legend.get_texts()) == 4
+    plt.close(fig)
