@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Dict, Optional, Sequence, Union
 
 from .tasks import MtftError, TaskSpec
 
-__all__ = ["CARD_NAME", "fetch_folder", "push_folder", "task_from_metadata"]
+__all__ = ["CARD_NAME", "fetch_folder", "push_folder", "task_from_metadata", "model_card"]
 
 CARD_NAME = "README.md"  # the model card of a saved classifier
 
@@ -63,3 +63,11 @@ def push_folder(
     api = api or HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     return api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message)
+
+
+def model_card(front_matter: Dict[str, object], title: str, body: Sequence[Optional[str]]) -> str:
+    """The one model-card builder of every method's saved classifier: the Hub's YAML front matter (keys whose value
+    is None left out), the title, then the method's own part of the card (lines; None lines left out)."""
+    lines = ["---", *(f"{k}: {v}" for k, v in front_matter.items() if v is not None), "---", "", f"# {title}", ""]
+    lines += [line for line in body if line is not None]
+    return "\n".join(lines).rstrip("\n") + "\n"

@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 
+from ...hub import model_card
 from ...io import EMBEDDING_CLASSIFIER_FILE, atomic_write_text
 from ...tasks import MtftError, TaskSpec
 from ...templates import Prompt
@@ -95,15 +96,12 @@ def model_card_text(meta: Dict) -> str:
         + ")"
     )
     mt = meta.get("multitask") or {}
+    front = {
+        "library_name": "sentence-transformers",
+        "pipeline_tag": "text-classification",
+        "tags": "[mtft-nlp, few-shot, sentence-transformers, embedding-classifier]",
+    }
     lines = [
-        "---",
-        "library_name: sentence-transformers",
-        "pipeline_tag: text-classification",
-        "tags: [mtft-nlp, few-shot, sentence-transformers, embedding-classifier]",
-        "---",
-        "",
-        f"# Embedding-based few-shot classifier for {meta['task']}",
-        "",
         f"A linear head on the sentence embedding of `{base}`, made with mtft-nlp (row `{meta.get('row')}`"
         + (f", head: {meta['adaptation_head']}" if meta.get("adaptation_head") else "")
         + ").",
@@ -137,7 +135,7 @@ def model_card_text(meta: Dict) -> str:
         'The folder is also a plain sentence-transformers model: `SentenceTransformer("PATH_OR_REPO")`.',
         "",
     ]
-    return "\n".join(lines)
+    return model_card(front, f"Embedding-based few-shot classifier for {meta['task']}", lines)
 
 
 class EmbeddingClassifier:

@@ -22,7 +22,7 @@ from typing import Dict, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ...hub import CARD_NAME, fetch_folder, push_folder, task_from_metadata
+from ...hub import CARD_NAME, fetch_folder, model_card, push_folder, task_from_metadata
 from ...tasks import MtftError, TaskSpec
 from ...templates import Prompt, PromptEncoder
 from .features import PromptCollator
@@ -277,16 +277,13 @@ def model_card_text(meta: Dict) -> str:
     mt = meta.get("multitask") or {}
     env = meta.get("env") or {}
     words = ", ".join(f"`{k}` → `{v}`" for k, v in meta["label_words"].items())
+    front = {
+        "library_name": "transformers",
+        "pipeline_tag": "fill-mask",
+        "tags": "[mtft-nlp, few-shot, prompt-based-finetuning, lm-bff]",
+        "base_model": base if base != "unknown" and not os.path.isabs(str(base)) else None,
+    }
     lines = [
-        "---",
-        "library_name: transformers",
-        "pipeline_tag: fill-mask",
-        "tags: [mtft-nlp, few-shot, prompt-based-finetuning, lm-bff]",
-        f"base_model: {base}" if base != "unknown" and not os.path.isabs(str(base)) else "",
-        "---",
-        "",
-        f"# Prompt-based few-shot classifier for {meta['task']}",
-        "",
         f"Finetuned with [mtft-nlp](https://pypi.org/project/mtft-nlp/) (LM-BFF prompt-based finetuning) from "
         f"`{base}`.",
         "",
@@ -337,4 +334,4 @@ def model_card_text(meta: Dict) -> str:
     lines += [
         f"- {k}: {v}" for k, v in env.items() if k in ("mtft_nlp", "torch", "transformers", "device", "git_revision")
     ] or ["- not recorded"]
-    return "\n".join(line for line in lines if line is not None) + "\n"
+    return model_card(front, f"Prompt-based few-shot classifier for {meta['task']}", lines)
