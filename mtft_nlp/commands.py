@@ -55,9 +55,11 @@ def _check_model_option(m: Optional[str], allow_pickle: bool) -> None:
         raise MtftError(f"--model_name_or_path {m}: folder not found")
     if not (m and os.path.isdir(m)):
         return
+    from .models import check_model_folder
     from .tasks import check_weights_format
 
     check_weights_format(m, allow_pickle=allow_pickle)
+    check_model_folder(m)
     cfg = os.path.join(m, "config.json")
     if os.path.isfile(cfg):
         try:

@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Sequence
 import yaml
 
 from .io import RESULTS_FILE, atomic_write_json, atomic_write_text, check_output_dir
+from .models import check_model_folder
 from .tasks import MtftError, available_tasks, get_task, register_task_file
 
 logger = logging.getLogger(__name__)
@@ -153,6 +154,8 @@ def fit(
     from .methods import get_method, resolve_method
 
     check_output_dir(output_dir)
+    if model:
+        check_model_folder(model, "--model")
     out, train_path = Path(output_dir), Path(train_file)
     spec = get_method(resolve_method(method, model))
     sources = [str(s) for s in sources]

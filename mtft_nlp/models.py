@@ -54,3 +54,56 @@ def multitask_metadata(name: Optional[str]) -> Optional[dict]:
         return None
     with open(p, encoding="utf-8") as f:
         return json.load(f)
+
+
+# the files a tokenizer is loaded from (one of them must be in a model folder)
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
+
+
+def safetensors_problem(path: str | os.PathLike) -> Optional[str]:
+    """Why a ``.safetensors`` file cannot be loaded (a damaged header, data shorter than the header says), or None.
+    Reads the header only."""
+    import json
+
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return f"{size} bytes: shorter than a safetensors header"
+        n = int.from_bytes(head, "little")
+        if 8 + n > size:
+            return f"its header announces {n} bytes of metadata but the file has {size} bytes: it is incomplete"
+        try:
+            meta = json.loads(f.read(n))
+            end = max((int(v["data_offsets"][1]) for k, v in meta.items() if k != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return "its header is not a safetensors header"
+    if 8 + n + end > size:
+        return f"{size} bytes where its header describes {8 + n + end}: the file is incomplete"
+    return None
+
+
+def check_model_folder(path: str | os.PathLike, option: str = "--model_name_or_path") -> None:
+    """A local model folder must hold weights that load (every safetensors file complete) and a tokenizer (one of
+    :data:`TOKENIZER_FILES`); a Hub id is left to the loader. One :class:`MtftError` naming the file otherwise."""
+    if not os.path.isdir(path):
+        return
+    for root, _, files in os.walk(path):
+        for name in sorted(files):
+            if name.endswith(".safetensors"):
+                problem = safetensors_problem(os.path.join(root, name))
+                if problem:
+                    raise MtftError(f"{option} {path}: {os.path.join(root, name)} cannot be loaded: {problem}")
+    adapters_only = os.path.isfile(os.path.join(path, "adapter_config.json"))
+    if not adapters_only and not any(os.path.isfile(os.path.join(path, f)) for f in TOKENIZER_FILES):
+        raise MtftError(
+            f"{option} {path}: no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}...); a model folder needs the "
+            "tokenizer it was trained with"
+        )

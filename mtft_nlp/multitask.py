@@ -26,7 +26,7 @@ from .data.sources import in_family, load_sources
 from .io import STAGE_FILE, atomic_write_json, check_output_dir, environment
 from .methods import all_methods, get_method, resolve_method
 from .metrics import accuracy
-from .models import resolve_model_name
+from .models import check_model_folder, resolve_model_name
 from .records import write_stage_record
 from .tasks import MtftError, get_task, leave_one_out
 from .training.arguments import SAMPLERS, ModelArguments, MultitaskArguments, MultitaskTrainingArguments
@@ -201,6 +201,7 @@ def run_multitask(
     """Finetune on the sources; save the model (an HF masked-LM folder for the prompt method, a
     sentence-transformers folder for the embedding method) plus ``multitask_config.json``."""
     check_output_dir(training_args.output_dir)
+    check_model_folder(model_args.model_name_or_path)
     method = get_method(resolve_method(model_args.method, model_args.model_name_or_path))
     if method.stage_section is None:
         raise MtftError(f"--method {method.name} has no multitask stage")

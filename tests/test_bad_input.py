@@ -689,3 +689,43 @@ def test_14_multitask_output_dir_that_is_a_file(tmp_path, data_dir, capsys):
     err = capsys.readouterr().err
     _assert_one_error(rc, err, f, "is an existing file")
     assert f.read_text() == "x"
+
+
+def _damaged_model(tmp_path, damage: str) -> Path:
+    """A copy of the packaged model with its weights cut in half, or without its tokenizer files."""
+    from mtft_nlp.models import TOKENIZER_FILES, default_model_path
+
+    folder = tmp_path / damage
+    for f in Path(default_model_path()).rglob("*"):
+        if f.is_file() and not (damage == "no_tokenizer" and f.name in TOKENIZER_FILES + ("tokenizer_config.json",)):
+            dst = folder / f.relative_to(default_model_path())
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            data = f.read_bytes()
+            dst.write_bytes(data[: len(data) // 2] if damage == "truncated" and f.suffix == ".safetensors" else data)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "damage, fragment",
+    [("truncated", "model.safetensors cannot be loaded"), ("no_tokenizer", "no tokenizer files")],
+)
+def test_14_damaged_model_folders_are_refused_by_every_command(damage, fragment, tmp_path, data_dir, capsys):
+    from mtft_nlp.cli import main, multitask_main
+
+    model = _damaged_model(tmp_path, damage)
+    rc, err, out = _run(["--task_name", "sst-2", "--model_name_or_path", str(model)], tmp_path, capsys, data_dir)
+    _assert_one_error(rc, err, out, str(model), fragment)
+    stage = tmp_path / "stage"
+    rc = multitask_main(
+        ["--target", "sst-2", "--sources", "mr", "--model_name_or_path", str(model)]
+        + ["--data_dir", str(data_dir), "--output_dir", str(stage)]
+    )
+    _assert_one_error(rc, capsys.readouterr().err, stage, fragment)
+    assert not stage.exists()
+    config = tmp_path / "grid.yaml"
+    config.write_text(
+        f"model: {model}\ntargets: [SST-2]\nrows: [embed-ft]\nseeds: [13]\noutput_dir: {tmp_path / 'g'}\n"
+    )
+    rc = main(["run", "--config", str(config)])
+    _assert_one_error(rc, capsys.readouterr().err, tmp_path / "g", "model", fragment)
+    assert not (tmp_path / "g").exists()

@@ -37,6 +37,7 @@ from .. import rows as _rows
 from ..data.kshot import SEEDS, default_data_dir
 from ..io import RESULTS_FILE, STAGE_FILE, atomic_write_json, atomic_write_text, is_complete
 from ..methods import Method, all_methods, get_method
+from ..models import check_model_folder
 from ..records import ExperimentConfig
 from ..tasks import MtftError, get_task
 
@@ -84,6 +85,7 @@ def load_config(path: Optional[str] = None, preset: Optional[str] = None, **over
         raise MtftError(f"unknown rows {bad}; rows are {', '.join(rows)}, or a group: {', '.join(_rows.ROW_GROUPS)}")
     cfg["rows"] = _installed_rows(cfg["rows"], cfg["if_installed"])
     cfg["targets"] = [get_task(t).name for t in cfg["targets"]]
+    check_model_folder(cfg["model"], "model")
     cfg["data_dir"] = cfg["data_dir"] or default_data_dir()
     cfg["seeds"] = [int(s) for s in cfg["seeds"]]
     return cfg
