@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Dict
 
 from ..reporting.plotting import cluster_order, plot_similarity, similarity_matrix  # noqa: F401  (re-exported)
+from . import coverage
 from . import select as sel
 
 
@@ -70,14 +71,14 @@ def _add_algorithm_options(s) -> None:
     s.add_argument(
         "--coverage",
         default=sel.DEFAULT_COVERAGE,
-        help=f"coverage definition: {', '.join(sel.COVERAGES)} (default {sel.DEFAULT_COVERAGE})",
+        help=f"coverage definition: {', '.join(coverage.COVERAGES)} (default {sel.DEFAULT_COVERAGE})",
     )
     s.add_argument(
         "--quantile",
         type=float,
-        help=f"union/ellipsoid: Gaussian mass inside each ellipsoid (default {sel.DEFAULT_QUANTILE}); knn: "
+        help=f"union/ellipsoid: Gaussian mass inside each ellipsoid (default {coverage.DEFAULT_QUANTILE}); knn: "
         f"quantile of the target's nearest-neighbour distances used as radius "
-        f"(default {sel.DEFAULT_KNN_QUANTILE})",
+        f"(default {coverage.DEFAULT_KNN_QUANTILE})",
     )
     s.add_argument(
         "--dims",

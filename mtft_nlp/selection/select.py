@@ -37,51 +37,33 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 
 import numpy as np
 
-from ..data.kshot import DEFAULT_K, default_data_dir, text_overlap  # noqa: F401
+from ..data.kshot import DEFAULT_K, default_data_dir, text_overlap
 from ..data.sources import in_family, load_target_test
-from ..tasks import MtftError, TaskSpec, classification_tasks, get_task, leave_one_out  # noqa: F401 (MtftError)
-from .algorithm import (  # noqa: F401  (the algorithm's core, re-exported)
+from ..tasks import TaskSpec, classification_tasks, get_task, leave_one_out
+from .algorithm import (
     AUTO_P,
     DEFAULT_BUDGET,
     DEFAULT_P,
     FIXED_P,
     P_GRID,
-    accepts,
     check_p,
     choose_p,
     consistency,
-    cosine,
     greedy_select,
     prepared_coverage,
 )
-from .coverage import (  # noqa: F401
-    COVERAGES,
+from .coverage import (
     DEFAULT_COVERAGE,
     DEFAULT_ELLIPSOID_DIMS,
-    DEFAULT_KNN_QUANTILE,
-    DEFAULT_QUANTILE,
-    EllipsoidCoverage,
-    KnnCoverage,
     SelectionError,
-    UnionCoverage,
-    as_task_list,
-    chi2_quantile,
-    ledoit_wolf,
-    mahalanobis_sq,
     make_coverage,
 )
-from .embeddings import (  # noqa: F401
+from .embeddings import (
     DEFAULT_ENCODER,
-    DEFAULT_ENCODER_MODEL,
     DEFAULT_SPLIT_SEED,
     DEFAULT_TEXT_VARIANT,
     TEXT_VARIANTS,
     EncoderSpec,
-    default_cache_dir,
-    embed_texts,
-    embedding_cache_key,
-    example_texts,
-    render_with_label,
     resolve_encoder,
     task_embeddings,
     task_examples,

@@ -11,8 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mtft_nlp import tasks as tasks_mod
 from mtft_nlp.cli import main
+from mtft_nlp.selection import algorithm as alg
 from mtft_nlp.selection import command as selection_cli
+from mtft_nlp.selection import coverage as coverage_mod
 from mtft_nlp.selection import embeddings as emb
 from mtft_nlp.selection import select as sel
 
@@ -67,7 +70,7 @@ def test_cosine_ordering_follows_angles():
 def test_ledoit_wolf_matches_sklearn():
     sklearn_cov = pytest.importorskip("sklearn.covariance")
     X = np.random.RandomState(1).randn(30, 50) @ np.diag(np.linspace(0.2, 3.0, 50))
-    mean, cov, shrinkage = sel.ledoit_wolf(X)
+    mean, cov, shrinkage = coverage_mod.ledoit_wolf(X)
     ref_cov, ref_shrinkage = sklearn_cov.ledoit_wolf(X)
     assert shrinkage == pytest.approx(ref_shrinkage)
     np.testing.assert_allclose(cov, ref_cov, rtol=1e-10, atol=1e-12)
@@ -79,9 +82,9 @@ def test_chi2_quantile_is_scipys():
     stats = pytest.importorskip("scipy.stats")
     for dof in (8, 16, 384):
         for q in (0.5, 0.95):
-            assert sel.chi2_quantile(q, dof) == pytest.approx(stats.chi2.ppf(q, dof), rel=1e-12)
+            assert coverage_mod.chi2_quantile(q, dof) == pytest.approx(stats.chi2.ppf(q, dof), rel=1e-12)
     with pytest.raises(sel.SelectionError, match="quantile must be in"):
-        sel.chi2_quantile(1.0, 4)
+        coverage_mod.chi2_quantile(1.0, 4)
 
 
 def _check_counts(coverage, source, inside, outside):
@@ -126,7 +129,7 @@ def test_ellipsoid_with_projection_needs_prepare():
 
 
 def test_union_is_the_default_and_per_task():
-    assert sel.DEFAULT_COVERAGE == "union" and isinstance(sel.make_coverage(), sel.UnionCoverage)
+    assert sel.DEFAULT_COVERAGE == "union" and isinstance(sel.make_coverage(), coverage_mod.UnionCoverage)
     assert sel.make_coverage().describe()["name"] == "union"
     a, b = _cloud(_unit(0), 40, seed=1), _cloud(_unit(1), 40, seed=2)
     target = np.concatenate([_cloud(_unit(0), 10, noise=0.005, seed=3), _cloud(_unit(1), 10, noise=0.005, seed=4)])
@@ -165,10 +168,10 @@ def test_pooled_ellipsoid_can_lose_coverage_when_a_task_is_added():
 
 
 def test_accepts_is_algorithm_1s_test_with_the_zero_rule():
-    assert sel.accepts(0.75, 0.5, p=0.5) and not sel.accepts(0.74, 0.5, p=0.5)
-    assert sel.accepts(0.5, 0.5, p=0.0)  # p = 0: no loss of coverage is enough
-    assert not sel.accepts(0.0, 0.0, p=0.1)  # 0 >= (1 + p) * 0 holds, but nothing is covered: stop
-    assert sel.accepts(0.1, 0.0, p=0.1)
+    assert alg.accepts(0.75, 0.5, p=0.5) and not alg.accepts(0.74, 0.5, p=0.5)
+    assert alg.accepts(0.5, 0.5, p=0.0)  # p = 0: no loss of coverage is enough
+    assert not alg.accepts(0.0, 0.0, p=0.1)  # 0 >= (1 + p) * 0 holds, but nothing is covered: stop
+    assert alg.accepts(0.1, 0.0, p=0.1)
 
 
 def _two_region_problem():
@@ -381,17 +384,17 @@ def test_default_candidates_are_the_leave_one_out_pool():
 
 def test_label_variant_renders_the_prompt_with_the_gold_word():
     one = [{"text_a": "a fun film", "text_b": None, "label": "1", "label_id": 1}]
-    assert sel.example_texts("SST-2", one, "label") == ["a fun film It was great."]
-    assert sel.example_texts("SST-2", one, "raw") == ["a fun film"]
+    assert emb.example_texts("SST-2", one, "label") == ["a fun film It was great."]
+    assert emb.example_texts("SST-2", one, "raw") == ["a fun film"]
     pair = [{"text_a": "A man is eating.", "text_b": "Someone eats food.", "label": "entailment", "label_id": 1}]
-    assert sel.example_texts("MNLI", pair, "label") == ["A man is eating? Yes, someone eats food."]
-    assert sel.example_texts("MNLI", pair, "raw") == ["A man is eating. Someone eats food."]
+    assert emb.example_texts("MNLI", pair, "label") == ["A man is eating? Yes, someone eats food."]
+    assert emb.example_texts("MNLI", pair, "raw") == ["A man is eating. Someone eats food."]
     trec = [{"text_a": "Where is Basque country ?", "text_b": None, "label": "4", "label_id": 4}]
-    assert sel.example_texts("TREC", trec, "label") == ["Location: Where is Basque country ?"]
+    assert emb.example_texts("TREC", trec, "label") == ["Location: Where is Basque country ?"]
     sts = [{"text_a": "a", "text_b": "b", "label": 4.2, "label_id": 4.2}]
-    assert sel.example_texts("STS-B", sts, "label")[0].endswith("Yes, b")
+    assert emb.example_texts("STS-B", sts, "label")[0].endswith("Yes, b")
     with pytest.raises(sel.SelectionError, match="unknown embedding variant"):
-        sel.example_texts("SST-2", one, "fancy")
+        emb.example_texts("SST-2", one, "fancy")
 
 
 def test_text_overlap_exact_and_normalised():
@@ -511,7 +514,7 @@ def test_unloadable_candidate_is_a_clear_error(tmp_path, data_dir, monkeypatch):
     only_sst2 = tmp_path / "data" / "original"
     only_sst2.mkdir(parents=True)
     (only_sst2 / "SST-2").symlink_to(data_dir / "original" / "SST-2")
-    with pytest.raises(sel.MtftError, match="cannot load the k-shot train data of task CR"):
+    with pytest.raises(tasks_mod.MtftError, match="cannot load the k-shot train data of task CR"):
         sel.select_tasks("sst-2", candidates=["cr"], data_dir=tmp_path / "data", cache_dir=tmp_path)
 
 
@@ -693,8 +696,8 @@ def test_cli_bad_input_exits_2(args, message, tmp_path, data_dir, cache_dir, cap
 def test_cli_cached_embeddings_of_another_size_exit_2(tmp_path, data_dir, capsys):
     """An encoder whose hidden size differs from its cached embeddings (the folder's model was replaced)."""
     spec = sel.resolve_encoder("model")
-    texts = sel.example_texts("SST-2", sel.task_examples("SST-2", data_dir), "label")
-    key = sel.embedding_cache_key(spec.path, "SST-2", 42, 16, "label", texts)
+    texts = emb.example_texts("SST-2", sel.task_examples("SST-2", data_dir), "label")
+    key = emb.embedding_cache_key(spec.path, "SST-2", 42, 16, "label", texts)
     emb.write_cache(tmp_path / "cache", key, np.zeros((len(texts), 16), dtype=np.float32))
     out = tmp_path / "sel.json"
     rc, _, err = _select(["--target", "sst-2", "--output", str(out)], data_dir, tmp_path / "cache", capsys)
