@@ -28,13 +28,11 @@ from .commands import (
     cmd_tasks,
     print_summary,
     quick_checks,
-    summary_line,
 )
 from .tasks import MtftError
 
-# the parser and entry points (defined here), then the subcommand helpers re-exported from mtft_nlp.commands
 __all__ = ["main", "build_parser", "run_glue_main", "multitask_main", "format_progress", "step_progress_callback"]
-__all__ += ["PROGRESS_PREFIX", "VERBOSE_HELP", "quick_checks", "summary_line"]
+__all__ += ["PROGRESS_PREFIX", "VERBOSE_HELP"]
 
 logger = logging.getLogger("mtft_nlp")
 

@@ -72,7 +72,7 @@ def _check_model_option(m: Optional[str], allow_pickle: bool) -> None:
 def quick_checks(argv: List[str]) -> None:
     """Cheap checks of the project's own options before torch and transformers are imported (a few
     seconds), so that common mistakes fail at once; everything is checked again later."""
-    from .data.kshot import check_k, check_seed
+    from .data.readers import check_k, check_seed
     from .tasks import get_task
 
     config_file = len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml"))
@@ -122,7 +122,7 @@ def summary_line(record: dict, training_args, args) -> str:
 
 
 def cmd_fit(a) -> int:
-    from .data.kshot import check_seed
+    from .data.readers import check_seed
     from .fit import fit
 
     check_seed(a.seed)
@@ -197,7 +197,7 @@ def cmd_table(a) -> int:
 
 def _text_file_rows(p: str):
     """``(line, {"text_a", "text_b"})`` of a .txt file: one input per non-blank line, a tab separates a pair."""
-    from .data.kshot import DataError
+    from .data.readers import DataError
 
     if not os.path.isfile(p):
         raise DataError(f"input file not found: {p}")
@@ -216,7 +216,7 @@ def read_inputs(path: str, with_rows: bool = False):
     """Texts (and pairs) from .txt (one per line; a tab separates a pair), .jsonl or .csv files.
 
     With ``with_rows``, also the ``file:line`` of each input (file lines, as editors number them)."""
-    from .data.kshot import DataError, read_rows_numbered
+    from .data.readers import DataError, read_rows_numbered
 
     p = os.fspath(path)
     rows = read_rows_numbered(p) if p.endswith((".jsonl", ".json", ".csv", ".tsv")) else _text_file_rows(p)

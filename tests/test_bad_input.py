@@ -20,7 +20,8 @@ import pytest
 
 from mtft_nlp.cli import main, run_glue_main
 from mtft_nlp.commands import read_inputs
-from mtft_nlp.data.kshot import DataError, KShotSplitter, load_files, read_lmbff_file, read_rows_numbered
+from mtft_nlp.data.kshot import KShotSplitter, load_files
+from mtft_nlp.data.readers import DataError, read_lmbff_file, read_rows_numbered
 from mtft_nlp.tasks import MtftError, TaskError, get_task, load_task_file
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mtft_nlp.cli import multitask_main, run_glue_main
-from mtft_nlp.data.kshot import text_overlap
+from mtft_nlp.data.overlap import text_overlap
 from mtft_nlp.multitask import MixedTaskDataset, load_sources, resolve_sources, sampling_probs
 from mtft_nlp.tasks import MtftError, classification_tasks, get_task
 from mtft_nlp.training.arguments import MultitaskArguments

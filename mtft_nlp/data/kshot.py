@@ -1,8 +1,8 @@
 """Data: the k-shot splits (LM-BFF-exact) and loading a task's train/dev/test examples.
 
 The examples come from LM-BFF folders, Hub datasets or CSV/JSONL files; the file readers, parsers and
-input checks live in :mod:`mtft_nlp.data.readers` and the text-overlap check in :mod:`mtft_nlp.data.overlap` (both
-re-exported here). Every loader returns examples with the same columns::
+input checks live in :mod:`mtft_nlp.data.readers` and the text-overlap check in :mod:`mtft_nlp.data.overlap`.
+Every loader returns examples with the same columns::
 
     text_a: str, text_b: str | None, label: str (class label) or float (regression),
     label_id: int (class index; regression: the score as float), row: "file:line" for errors
@@ -26,7 +26,6 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 from ..tasks import TaskError, TaskSpec, get_task
-from .overlap import normalize_text, text_overlap
 from .readers import (
     DataError,
     check_bucket_sizes,
@@ -41,18 +40,13 @@ from .readers import (
     read_csv_frame,
     read_examples,
     read_lmbff_file,
-    read_rows,
-    read_rows_numbered,
     read_tsv_lines,
     split_header,
 )
 
-# the k-shot splits and loading (defined here), then the names re-exported from .readers and .overlap
 __all__ = ["SEEDS", "LMBFF_SEED_ORDER", "DEFAULT_K", "default_data_dir", "KShotSplitter", "write_splits"]
 __all__ += ["resolve_original_dir", "is_split_dir", "cap_examples", "load_kshot", "sample_kshot", "load_hub"]
 __all__ += ["load_files", "to_dataset", "load_kshot_dataset"]
-__all__ += ["DataError", "data_dir_hint", "check_k", "check_seed", "check_examples", "parse_records"]
-__all__ += ["read_lmbff_file", "read_rows_numbered", "read_rows", "normalize_text", "text_overlap"]
 
 logger = logging.getLogger(__name__)
 

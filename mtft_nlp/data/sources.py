@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from ..tasks import MtftError, TaskSpec, get_task, leave_one_out, task_family
-from .kshot import DEFAULT_K, SEEDS, DataError, load_kshot
+from .kshot import DEFAULT_K, SEEDS, load_kshot
 from .overlap import text_overlap
+from .readers import DataError
 
 __all__ = [
     "split_seeds",

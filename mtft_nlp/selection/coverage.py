@@ -37,7 +37,7 @@ Sources = Union[np.ndarray, Sequence[np.ndarray]]
 
 class SelectionError(MtftError):
     """Bad input to task selection (target, candidates, options, encoder, embeddings, coverage); the CLI
-    prints it as one ``error:`` line and exits 2. Defined here, re-exported by :mod:`mtft_nlp.selection.select`."""
+    prints it as one ``error:`` line and exits 2."""
 
 
 def as_task_list(sources: Sources) -> list:

@@ -37,7 +37,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 
 import numpy as np
 
-from ..data.kshot import DEFAULT_K, default_data_dir, text_overlap
+from ..data.kshot import DEFAULT_K, default_data_dir
+from ..data.overlap import text_overlap
 from ..data.sources import in_family, load_target_test
 from ..tasks import TaskSpec, classification_tasks, get_task, leave_one_out
 from .algorithm import (

@@ -6,15 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mtft_nlp.data.kshot import (
-    DataError,
-    KShotSplitter,
-    load_files,
-    load_kshot,
-    load_kshot_dataset,
-    read_lmbff_file,
-    write_splits,
-)
+from mtft_nlp.data.kshot import KShotSplitter, load_files, load_kshot, load_kshot_dataset, write_splits
+from mtft_nlp.data.readers import DataError, read_lmbff_file
 from mtft_nlp.tasks import TaskError, get_task
 
 CHECKED = ["SST-2", "sst-5", "trec", "CoLA", "MRPC", "RTE", "STS-B"]

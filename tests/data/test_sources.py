@@ -5,7 +5,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from mtft_nlp.data.kshot import SEEDS, DataError, load_kshot, normalize_text
+from mtft_nlp.data.kshot import SEEDS, load_kshot
+from mtft_nlp.data.overlap import normalize_text
+from mtft_nlp.data.readers import DataError
 from mtft_nlp.data.sources import (
     SourceData,
     in_family,

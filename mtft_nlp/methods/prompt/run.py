@@ -18,7 +18,7 @@ from typing import Dict, Optional
 
 from transformers import set_seed
 
-from ...data.kshot import check_k, check_seed
+from ...data.readers import check_k, check_seed
 from ...data.run_inputs import load_task_data, multitask_summary, resolve_prompt
 from ...io import RESULTS_FILE, check_output_dir, write_predictions
 from ...models import is_default_model, multitask_metadata, resolve_model_name
