@@ -139,6 +139,8 @@ class ExperimentConfig:
     rows: List[str] = dataclasses.field(default_factory=list)
     seeds: List[int] = dataclasses.field(default_factory=list)
     data_dir: Optional[str] = None  # $MTFT_NLP_DATA_DIR or ../shared/data
+    # the multitask sources' data when the targets' data_dir does not hold it (a user's own tasks); None: data_dir
+    source_data_dir: Optional[str] = None
     output_dir: str = "runs/experiment"
     workers: int = 1
     cells_per_device: int = 1  # cell processes packed onto each visible GPU
@@ -183,6 +185,7 @@ class ExperimentConfig:
         "rows": (list, str),
         "seeds": list,
         "data_dir": (str, type(None)),
+        "source_data_dir": (str, type(None)),
         "output_dir": str,
         "workers": int,
         "cells_per_device": int,

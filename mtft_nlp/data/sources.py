@@ -138,7 +138,8 @@ def load_sources(args, names: Sequence[str], target: Optional[TaskSpec]) -> List
     ``allow_overlap``, as in ``MultitaskArguments``). The dev split of ``source_seed`` is the held-out set the stage
     is scored on; pooled train sets of other seeds can contain its examples, which are left out of training."""
     seeds = split_seeds(args.source_seed, args.pool_seeds)
-    target_test = load_target_test(target, args.data_dir, args.source_seed)[0] if target is not None else None
+    target_dir = getattr(args, "target_data_dir", None) or args.data_dir
+    target_test = load_target_test(target, target_dir, args.source_seed)[0] if target is not None else None
     out = []
     for name in names:
         task = get_task(name)

@@ -274,6 +274,8 @@ class Plan:
                 variant = "sel"
             sources = ["all"] if variant == "all" else [str(self.selection_path(target, variant))]
             opts = self.cfg[get_method(method).stage_section]
+            pool = self.cfg.get("source_data_dir")  # the sources' data, apart from the target's
+            data = ["--data_dir", pool, "--target_data_dir", self.cfg["data_dir"]] if pool else []
             args = [
                 "--target",
                 target,
@@ -283,8 +285,7 @@ class Plan:
                 self.cfg["model"],
                 "--method",
                 method,
-                "--data_dir",
-                self.cfg["data_dir"],
+                *(data or ["--data_dir", self.cfg["data_dir"]]),
                 "--disable_tqdm",
                 "true",
                 *_flags(opts),
@@ -305,7 +306,9 @@ def record_config(path: Path, cfg: Dict) -> None:
     records the union of their grids, earlier ones first, so that the file describes every cell the folder
     holds; any other difference (other cells) replaces it."""
     out = {
-        k: v for k, v in cfg.items() if k not in ("backend", "ray", "slurm", "if_installed") or v != DEFAULTS.get(k)
+        k: v
+        for k, v in cfg.items()
+        if k not in ("backend", "ray", "slurm", "if_installed", "source_data_dir") or v != DEFAULTS.get(k)
     }
     try:
         old = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -331,7 +334,7 @@ def run_plan(cfg: Dict, progress: bool = True) -> Dict:
     try:
         plan.root.mkdir(parents=True, exist_ok=True)
         record_config(plan.root / "config.yaml", cfg)
-        _run_selections(plan)
+        run_selections(plan)
         failures: List[str] = []
         cells = plan.cells()
         first: Dict[str, Dict] = {}
@@ -352,7 +355,7 @@ def run_plan(cfg: Dict, progress: bool = True) -> Dict:
     return {"cells": len(cells), "ran": n_cells, "multitask_ran": n_mt, "blocked": len(cells) - len(ready)}
 
 
-def _run_selections(plan: "Plan") -> None:
+def run_selections(plan: "Plan") -> None:
     """Task selection (fast, in process, cached embeddings); ``selected`` also for the ablations, whose fixed sizes
     and shared checkpoints refer to it."""
     variants = plan.variants()
@@ -365,14 +368,29 @@ def _run_selections(plan: "Plan") -> None:
         for variant in ["sel"] + [v for v in variants if v != "sel"]:
             path = plan.selection_path(target, variant)
             if not is_complete(path.parent, path.name):
+                opts = plan.selection_options(variant)
                 result = select_tasks(
                     target,
-                    data_dir=cfg["data_dir"],
+                    data_dir=cfg.get("source_data_dir") or cfg["data_dir"],
                     model_name_or_path=cfg["model"],
-                    **plan.selection_options(variant),
+                    target_examples=_target_examples(cfg, target, opts),
+                    **opts,
                 )
                 atomic_write_json(path, result.to_dict())
                 logger.info("selection (%s) for %s: %s", VARIANTS[variant], target, result.selected)
+
+
+def _target_examples(cfg: Dict, target: str, opts: Dict) -> Optional[List[Dict]]:
+    """The target's k-shot train examples from ``data_dir`` when the sources' data is elsewhere (None: both are in
+    ``data_dir``, where selection finds them itself)."""
+    if not cfg.get("source_data_dir"):
+        return None
+    from ..data.kshot import DEFAULT_K
+    from ..data.sources import pooled_train, split_seeds
+    from ..selection.embeddings import DEFAULT_SPLIT_SEED
+
+    seeds = split_seeds(opts.get("split_seed", DEFAULT_SPLIT_SEED), opts.get("pool_seeds", False))
+    return pooled_train(get_task(target), cfg["data_dir"], seeds, opts.get("k_shot", DEFAULT_K))[0]
 
 
 def _record_same_runs(ready: List[Dict], first: Dict[str, Dict]) -> None:

@@ -314,6 +314,13 @@ class MultitaskArguments(ObjectiveArguments):
         default_factory=default_data_dir,
         metadata={"help": "Root holding original/ (default: $MTFT_NLP_DATA_DIR or ../shared/data)."},
     )
+    target_data_dir: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Where the target's data is when it is not with the sources' (a user's own task): its test set "
+            "is checked for overlap with the sources (default: --data_dir)."
+        },
+    )
     source_seed: int = field(
         default=42, metadata={"help": "Split seed of the sources' k-shot train sets (reference: 42)."}
     )
