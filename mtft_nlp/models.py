@@ -107,3 +107,13 @@ def check_model_folder(path: str | os.PathLike, option: str = "--model_name_or_p
             f"{option} {path}: no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}...); a model folder needs the "
             "tokenizer it was trained with"
         )
+
+
+def stage_saved(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds a finished multitask stage: its record (written last) and the model it saved. A
+    record without the model (result files copied without their weights) is not a finished stage."""
+    from .io import is_complete
+
+    if not is_complete(folder, STAGE_FILE):
+        return False
+    return any(os.path.isfile(os.path.join(folder, f)) for f in ("modules.json", "config.json", "adapter_config.json"))

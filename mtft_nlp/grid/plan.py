@@ -35,9 +35,9 @@ import yaml
 
 from .. import rows as _rows
 from ..data.kshot import SEEDS, default_data_dir
-from ..io import RESULTS_FILE, STAGE_FILE, atomic_write_json, atomic_write_text, is_complete
+from ..io import RESULTS_FILE, atomic_write_json, atomic_write_text, is_complete
 from ..methods import Method, all_methods, get_method
-from ..models import check_model_folder
+from ..models import check_model_folder, stage_saved
 from ..records import ExperimentConfig
 from ..tasks import MtftError, get_task
 
@@ -165,7 +165,7 @@ class Plan:
 
     def stage_ready(self, cell: Dict) -> bool:
         """Whether ``cell`` can run: it starts from the base model, or its multitask stage is saved."""
-        return not cell.get("needs") or is_complete(self.multitask_dir(*cell["needs"]), STAGE_FILE)
+        return not cell.get("needs") or stage_saved(self.multitask_dir(*cell["needs"]))
 
     def variants(self) -> List[str]:
         return list(dict.fromkeys(v for r in self.cfg["rows"] if (v := row_variant(r)) not in (None, "all")))
@@ -404,16 +404,13 @@ def _record_same_runs(ready: List[Dict], first: Dict[str, Dict]) -> None:
             atomic_write_json(c["dir"] / RESULTS_FILE, r)
 
 
-_MARKERS = {"multitask": STAGE_FILE, "cell": RESULTS_FILE}
-
-
 def _execute(plan: "Plan", stages: List[Dict], cells: List[Dict], backend, failures: List[str], progress: bool):
     """Run the unfinished ``stages`` and ``cells`` as subprocesses through ``backend`` (:mod:`mtft_nlp.grid.backends`:
     this machine's workers, a Ray or SLURM cluster), the stages first and each cell (or batch of cells) once its
     stage is saved; one line per finished job. Returns how many stages and cells were started (cells whose stage
     failed are not)."""
-    todo = [j for j in stages if not is_complete(j["dir"], _MARKERS["multitask"])]
-    todo_cells = [c for c in cells if not is_complete(c["dir"], _MARKERS["cell"])]
+    todo = [j for j in stages if not _finished(j)]
+    todo_cells = [c for c in cells if not _finished(c)]
     if not todo and not todo_cells:
         return 0, 0
     before = len(stages) + len(cells) - len(todo) - len(todo_cells)
@@ -428,8 +425,7 @@ def _execute(plan: "Plan", stages: List[Dict], cells: List[Dict], backend, failu
     units = [[j] for j in todo] + batch_cells(todo_cells, per_process, plan.root, backend.parallel_jobs)
 
     def report(job, rc, seconds):
-        marker = _MARKERS[_kind(job)]
-        ok = rc == 0 and is_complete(job["dir"], marker)
+        ok = rc == 0 and _finished(job)
         if ok and _kind(job) == "cell":
             r = json.loads((job["dir"] / RESULTS_FILE).read_text())
             msg = f"{_name(job)}: {r['metric']} {r['test_score']:.4f} (dev {r['dev_score']:.4f}) in {seconds:.0f}s"
@@ -448,7 +444,7 @@ def _execute(plan: "Plan", stages: List[Dict], cells: List[Dict], backend, failu
             _command,
             report,
             lambda job, line: write(f"{_name(job)}: {line}") if _kind(job) == "multitask" else None,
-            lambda job: is_complete(job["dir"], _MARKERS[_kind(job)]),
+            _finished,
             lambda unit: all(plan.stage_ready(c) for c in unit),
             lambda unit: plan.multitask_dir(*unit[0]["needs"]) if unit[0].get("needs") else None,
         )
@@ -457,6 +453,11 @@ def _execute(plan: "Plan", stages: List[Dict], cells: List[Dict], backend, failu
             bar.close()
     started = [j for u in units if not any(u is w for w in left) for j in u]
     return sum(_kind(j) == "multitask" for j in started), sum(_kind(j) == "cell" for j in started)
+
+
+def _finished(job: Dict) -> bool:
+    """A stage whose record and model are saved, a cell whose results.json is."""
+    return stage_saved(job["dir"]) if _kind(job) == "multitask" else is_complete(job["dir"], RESULTS_FILE)
 
 
 def _kind(job: Dict) -> str:

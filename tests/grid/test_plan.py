@@ -430,3 +430,20 @@ def test_peer_rows_if_installed_run_only_where_their_package_is(monkeypatch, cap
     cfg.write_text("targets: [SST-2]\nrows: [embed-ft]\nseeds: [13]\nif_installed: [embed-ft]\n")
     with pytest.raises(MtftError, match="not peer rows"):
         load_config(str(cfg))
+
+
+def test_a_stage_record_without_its_model_is_not_a_finished_stage(tmp_path):
+    """Result files copied without their weights (a stage's multitask_config.json alone) make the stage run again
+    instead of failing every cell that starts from it."""
+    from mtft_nlp.grid.plan import Plan
+    from mtft_nlp.io import STAGE_FILE
+
+    cfg = load_config(None, "minilm", targets=["CR"], rows=["mt-embed-ft"], seeds=[13], output_dir=str(tmp_path))
+    plan = Plan(cfg)
+    cell = plan.cells()[0]
+    stage = plan.multitask_dir(*cell["needs"])
+    stage.mkdir(parents=True)
+    (stage / STAGE_FILE).write_text(json.dumps({"target": "CR"}))
+    assert not plan.stage_ready(cell)
+    (stage / "modules.json").write_text("[]")
+    assert plan.stage_ready(cell)
