@@ -12,7 +12,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .results import ROW_TITLES, find_results, row_sort_key, task_order
+from .. import rows as _rows
+from .results import find_results, row_sort_key, task_order
 
 __all__ = ["plot_bars", "plot_sweeps", "plot_similarity", "similarity_matrix", "cluster_order"]
 
@@ -29,12 +30,13 @@ def bars_figure(agg: List[Dict]):
     rows = sorted({a["row"] for a in agg}, key=row_sort_key)
     cell = {(a["task"], a["row"]): a for a in agg}
     width = 0.8 / max(1, len(rows))
+    titles = _rows.ROW_TITLES
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(tasks) + 2), 4))
     for i, row in enumerate(rows):
         xs = [t_i + (i - (len(rows) - 1) / 2) * width for t_i, t in enumerate(tasks) if (t, row) in cell]
         ys = [cell[(t, row)]["mean"] for t in tasks if (t, row) in cell]
         es = [cell[(t, row)]["std"] for t in tasks if (t, row) in cell]
-        ax.bar(xs, ys, width, yerr=es, capsize=2, label=ROW_TITLES.get(row, row))
+        ax.bar(xs, ys, width, yerr=es, capsize=2, label=titles.get(row, row))
     ax.set_xticks(range(len(tasks)))
     ax.set_xticklabels(tasks, rotation=30, ha="right")
     ax.set_ylabel("test metric x 100")

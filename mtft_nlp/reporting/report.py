@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..io import STAGE_FILE, atomic_write_text
-from ..rows import ROW_ORDER
+from .. import rows as _rows
 from .plotting import plot_bars, plot_sweeps
 from .results import PAPER_TASK_ORDER, aggregate, find_results, format_table, task_order
 
@@ -407,7 +407,7 @@ def _times_table(results: List[Dict], pairs: Sequence[Sequence[str]]) -> List[st
     if not by_row:
         return []
     out = ["| row | cells | total min | median s per cell |", "|---|---|---|---|"]
-    order = {row: i for i, row in enumerate(ROW_ORDER)}
+    order = {row: i for i, row in enumerate(_rows.ROW_ORDER)}
     for row in sorted(by_row, key=lambda r: (order.get(r, len(order)), r)):
         secs = list(by_row[row].values())
         out.append(f"| {row} | {len(secs)} | {sum(secs) / 60:.1f} | {statistics.median(secs):.0f} |")

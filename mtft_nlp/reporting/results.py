@@ -19,7 +19,7 @@ from typing import Dict, Iterable, List, Optional
 from ..io import RESULTS_FILE
 from ..metrics import METRIC_NAMES
 from ..records import RecordError, RunRecord
-from ..rows import ROW_ORDER, ROW_TITLES  # row order and long names live in rows.py
+from .. import rows as _rows  # row order and long names: from the methods registered when asked for
 
 # the fields every results.json has (records.RunRecord's schema)
 REQUIRED_KEYS = ("task", "row", "seed", "metric", "dev_score", "test_score", "zero_shot", "model", "prompt")
@@ -68,7 +68,8 @@ def aggregate(results: Iterable[Dict]) -> List[Dict]:
 
 
 def row_sort_key(row: str):
-    return (ROW_ORDER.index(row) if row in ROW_ORDER else len(ROW_ORDER), row)
+    order = _rows.ROW_ORDER
+    return (order.index(row) if row in order else len(order), row)
 
 
 def task_order(tasks: Iterable[str]) -> List[str]:
@@ -125,7 +126,8 @@ def format_table(agg: List[Dict], fmt: str = "markdown", titles: bool = False) -
             best[t] = max(a["mean"] for a in present)
     metric = {t: METRIC_NAMES.get(next(a["metric"] for a in agg if a["task"] == t), "") for t in tasks}
     head = [f"{t} ({metric[t]})" if metric[t] != "accuracy" else t for t in tasks]
-    name = (lambda r: ROW_TITLES.get(r, r)) if titles else (lambda r: r)
+    row_titles = _rows.ROW_TITLES
+    name = (lambda r: row_titles.get(r, r)) if titles else (lambda r: r)
     body = []
     for r in rows:
         body.append(

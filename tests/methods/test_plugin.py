@@ -130,6 +130,22 @@ def test_a_registered_method_gets_its_rows_and_titles(centroid):
         rows.parse_row("mt-centroid")  # a kind without a multitask stage has no mt- rows
 
 
+def test_the_report_titles_and_orders_a_method_registered_after_it_was_imported():
+    from mtft_nlp.reporting.results import format_table, row_sort_key  # imported before the method is registered
+
+    register_method(CentroidMethod)
+    try:
+        agg = [
+            {"task": "SST-2", "row": row, "metric": "acc", "mean": 0.8, "std": 0.01, "n": 5, "seeds": [13]}
+            for row in ("unknown-row", "centroid")
+        ]
+        assert row_sort_key("centroid") < row_sort_key("unknown-row")
+        assert "Nearest class centroid (frozen encoder)" in format_table(agg, titles=True)
+    finally:
+        unregister_method("centroid")
+    assert "Nearest class centroid" not in format_table(agg, titles=True)
+
+
 @pytest.mark.slow
 def test_a_plugged_in_method_runs_through_train_run_report_and_predict(centroid, tmp_path, data_dir):
     env = _installed(tmp_path)
