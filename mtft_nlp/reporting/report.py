@@ -13,8 +13,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..io import STAGE_FILE, atomic_write_text
 from .. import rows as _rows
+from ..io import STAGE_FILE, atomic_write_text
 from .plotting import plot_bars, plot_sweeps
 from .results import PAPER_TASK_ORDER, aggregate, find_results, format_table, task_order
 

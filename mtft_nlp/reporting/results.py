@@ -16,10 +16,10 @@ import os
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
+from .. import rows as _rows  # row order and long names: from the methods registered when asked for
 from ..io import RESULTS_FILE
 from ..metrics import METRIC_NAMES
 from ..records import RecordError, RunRecord
-from .. import rows as _rows  # row order and long names: from the methods registered when asked for
 
 # the fields every results.json has (records.RunRecord's schema)
 REQUIRED_KEYS = ("task", "row", "seed", "metric", "dev_score", "test_score", "zero_shot", "model", "prompt")
