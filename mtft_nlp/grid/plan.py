@@ -22,6 +22,7 @@ once), so no worker waits for the slowest stage while others could run.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import hashlib
 import json
@@ -35,6 +36,7 @@ import yaml
 
 from .. import rows as _rows
 from ..data.kshot import SEEDS, default_data_dir
+from ..data.run_inputs import resolve_prompt
 from ..io import RESULTS_FILE, atomic_write_json, atomic_write_text, is_complete
 from ..methods import Method, all_methods, get_method
 from ..models import check_model_folder, stage_saved
@@ -88,7 +90,30 @@ def load_config(path: Optional[str] = None, preset: Optional[str] = None, **over
     check_model_folder(cfg["model"], "model")
     cfg["data_dir"] = cfg["data_dir"] or default_data_dir()
     cfg["seeds"] = [int(s) for s in cfg["seeds"]]
+    selection_prompt(cfg)  # sections that disagree on the prompt task selection renders the targets through
     return cfg
+
+
+PROMPT_KEYS = ("prompt", "prompt_file", "template", "label_words")  # the section keys that choose a target's prompt
+
+
+def selection_prompt(cfg: Dict) -> Dict:
+    """The prompt keys that the sections of the selected-source rows give (``{}``: each target's own prompt file):
+    task selection renders a target's examples through the prompt its cells use. Sections that give different ones
+    are an error, since one selection serves them all."""
+    found: Dict[str, Dict] = {}
+    for name in cfg["rows"]:
+        row = _rows.parse_row(name)
+        if row.variant not in (None, "all"):
+            section = row.spec.section
+            found.setdefault(section, {k: v for k, v in cfg[section].items() if k in PROMPT_KEYS and v is not None})
+    if len({json.dumps(o, sort_keys=True) for o in found.values()}) > 1:
+        given = "; ".join(f"{section}: {opts or 'none'}" for section, opts in found.items())
+        raise MtftError(
+            f"config: task selection renders the target through one prompt, but the sections give different ones "
+            f"({given}); give the same prompt keys ({', '.join(PROMPT_KEYS)}) in each"
+        )
+    return next(iter(found.values()), {})
 
 
 def _installed_rows(rows: List[str], optional: List[str]) -> List[str]:
@@ -153,6 +178,9 @@ class Plan:
             [] if variant == "sel" else [self.selection_options(variant)]
         )
         key.append(SELECTION_VERSION)  # files made by an older selection (other defaults) are not reused
+        prompt = selection_prompt(self.cfg)
+        if prompt:  # a target rendered through a prompt of the config's (keys without one are unchanged)
+            key.append(prompt)
         stem = target if variant == "sel" else f"{target}-{variant}"
         return self.root / "selection" / f"{stem}-{_key(key)}.json"
 
@@ -364,6 +392,7 @@ def run_selections(plan: "Plan") -> None:
     from ..selection.select import select_tasks
 
     cfg = plan.cfg
+    prompt = selection_prompt(cfg)
     for target in cfg["targets"]:
         for variant in ["sel"] + [v for v in variants if v != "sel"]:
             path = plan.selection_path(target, variant)
@@ -374,6 +403,11 @@ def run_selections(plan: "Plan") -> None:
                     data_dir=cfg.get("source_data_dir") or cfg["data_dir"],
                     model_name_or_path=cfg["model"],
                     target_examples=_target_examples(cfg, target, opts),
+                    target_prompt=resolve_prompt(
+                        get_task(target), argparse.Namespace(**{**dict.fromkeys(PROMPT_KEYS), **prompt})
+                    )
+                    if prompt
+                    else None,
                     **opts,
                 )
                 atomic_write_json(path, result.to_dict())

@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Dict
 
 from ..reporting.plotting import cluster_order, plot_similarity, similarity_matrix  # noqa: F401  (re-exported)
+from ..templates import load_prompt
 from . import coverage
 from . import select as sel
+from .embeddings import task_embeddings
 
 
 def register_cli(subparsers):
@@ -117,6 +119,11 @@ def _add_encoder_and_data_options(s) -> None:
     s.add_argument("--k_shot", type=int, default=sel.DEFAULT_K, help="examples per class (default 16)")
     s.add_argument("--pool_seeds", action="store_true", help="embed the union of the 5 seeds' k-shot train sets")
     s.add_argument("--cache_dir", help="embedding cache (default: $MTFT_NLP_CACHE or ~/.cache/mtft-nlp)")
+    s.add_argument(
+        "--prompt_file",
+        help="the target's prompt YAML (docs/PROMPTS.md), its examples rendered through it (default: the task's own)",
+    )
+    s.add_argument("--prompt", help="name of a prompt in the target's prompt file (default: its 'default')")
 
 
 def _options(a) -> Dict:
@@ -136,6 +143,7 @@ def _options(a) -> Dict:
         cache_dir=a.cache_dir,
         model_name_or_path=a.model_name_or_path,
         budget=a.budget,
+        target_prompt=load_prompt(a.target, a.prompt, a.prompt_file) if a.prompt or a.prompt_file else None,
     )
 
 
@@ -155,23 +163,16 @@ def cmd_select(a) -> int:
             raise sel.SelectionError("--compare prints the four methods' sets; it writes no --output")
         print(format_comparison(sel.compare_methods(a.target, k=a.k, **_options(a))), end="")
         return 0
-    result = sel.select_tasks(a.target, method=a.method, k=a.k, **_options(a))
+    options = _options(a)
+    result = sel.select_tasks(a.target, method=a.method, k=a.k, **options)
     print(result.format_table(), end="")
     if a.output:
         atomic_write_json(a.output, result.to_dict())
         print(f"wrote {a.output}")
     if a.plot:
-        embs = sel.embed_tasks(
-            [result.target, *result.similarity],
-            a.data_dir,
-            a.encoder,
-            a.variant,
-            a.split_seed,
-            a.k_shot,
-            a.pool_seeds,
-            a.cache_dir,
-            a.model_name_or_path,
-        )  # cache hits
+        where = (a.data_dir, a.encoder, a.variant, a.split_seed, a.k_shot, a.pool_seeds, a.cache_dir)
+        target = task_embeddings(result.target, *where, a.model_name_or_path, prompt=options["target_prompt"])
+        embs = {result.target: target, **sel.embed_tasks(list(result.similarity), *where, a.model_name_or_path)}
         plot_similarity(embs, a.plot, title=f"Task similarity ({result.variant} embeddings, target {result.target})")
         print(f"wrote {a.plot}")
     return 0

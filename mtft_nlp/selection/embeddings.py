@@ -33,7 +33,7 @@ import numpy as np
 from ..data.kshot import DEFAULT_K
 from ..data.sources import pooled_train, split_seeds
 from ..tasks import MtftError, TaskSpec, get_task
-from ..templates import PromptEncoder, load_prompt
+from ..templates import Prompt, PromptEncoder, load_prompt
 from .coverage import SelectionError
 
 logger = logging.getLogger(__name__)
@@ -99,12 +99,14 @@ def _rows(examples: Sequence[Dict]) -> List[str]:
     return [str(ex.get("row", f"example {i}")) for i, ex in enumerate(examples)]
 
 
-def render_with_label(task: TaskSpec | str, examples: Sequence[Dict]) -> List[str]:
-    """Each example rendered through the task's default prompt as plain text with its gold label word
-    at the mask: ``a fun film It was great.`` (special tokens carry no text)."""
+def render_with_label(task: TaskSpec | str, examples: Sequence[Dict], prompt: Optional[Prompt] = None) -> List[str]:
+    """Each example rendered through ``prompt`` (default: the task's default prompt) as plain text with its gold
+    label word at the mask: ``a fun film It was great.`` (special tokens carry no text)."""
     task = get_task(task)
     tok = _TextTokens()
-    enc = PromptEncoder(task, load_prompt(task), tok, max_seq_length=10**6, first_sent_limit=0, other_sent_limit=0)
+    enc = PromptEncoder(
+        task, prompt or load_prompt(task), tok, max_seq_length=10**6, first_sent_limit=0, other_sent_limit=0
+    )
     feats = enc.encode_batch([ex["text_a"] for ex in examples], [ex["text_b"] for ex in examples], _rows(examples))
     out = []
     for f, ex in zip(feats, examples):
@@ -114,15 +116,21 @@ def render_with_label(task: TaskSpec | str, examples: Sequence[Dict]) -> List[st
     return out
 
 
-def example_texts(task: TaskSpec | str, examples: Sequence[Dict], variant: str = DEFAULT_TEXT_VARIANT) -> List[str]:
+def example_texts(
+    task: TaskSpec | str,
+    examples: Sequence[Dict],
+    variant: str = DEFAULT_TEXT_VARIANT,
+    prompt: Optional[Prompt] = None,
+) -> List[str]:
     """The texts embedded for ``examples``: ``raw`` (text_a, or text_a + " " + text_b) or ``label``
-    (rendered through the task's default prompt with the gold label word, :func:`render_with_label`)."""
+    (rendered through ``prompt``, default the task's default prompt, with the gold label word,
+    :func:`render_with_label`)."""
     task = get_task(task)
     if variant == "raw":
         return [ex["text_a"] if ex["text_b"] is None else f"{ex['text_a']} {ex['text_b']}" for ex in examples]
     if variant != "label":
         raise SelectionError(f"unknown embedding variant {variant!r}; choose from {', '.join(TEXT_VARIANTS)}")
-    return render_with_label(task, examples)
+    return render_with_label(task, examples, prompt)
 
 
 # --------------------------------------------------------------------------- the encoder phi
@@ -260,14 +268,16 @@ def mask_states(
     encoder: str,
     variant: str = DEFAULT_TEXT_VARIANT,
     batch_size: int = 16,
+    prompt: Optional[Prompt] = None,
 ) -> np.ndarray:
     """L2-normalised float32 last hidden states ``[len(examples), hidden]`` of a masked LM at the mask
-    position of each example's task prompt; in the ``label`` variant the gold label word replaces the mask."""
+    position of each example's task prompt (``prompt``, default the task's default prompt); in the ``label``
+    variant the gold label word replaces the mask."""
     import torch
 
     task = get_task(task)
     model, tokenizer = _load_masked_lm(encoder)
-    enc = PromptEncoder(task, load_prompt(task), tokenizer)
+    enc = PromptEncoder(task, prompt or load_prompt(task), tokenizer)
     feats = enc.encode_batch([ex["text_a"] for ex in examples], [ex["text_b"] for ex in examples], _rows(examples))
     if variant == "label":
         for f, ex in zip(feats, examples):
@@ -365,9 +375,11 @@ def task_embeddings(
     cache_dir: Optional[str | os.PathLike] = None,
     model_name_or_path: Optional[str] = None,
     examples: Optional[List[Dict]] = None,
+    prompt: Optional[Prompt] = None,
 ) -> np.ndarray:
-    """phi of a task's k-shot train examples ``[n, dim]`` (or of ``examples``, a user's own), from the cache when
-    present. Cached vectors whose size differs from the encoder's are a :class:`SelectionError`."""
+    """phi of a task's k-shot train examples ``[n, dim]`` (or of ``examples``, a user's own), rendered through
+    ``prompt`` (default: the task's default prompt), from the cache when present. Cached vectors whose size differs
+    from the encoder's are a :class:`SelectionError`."""
     task = get_task(task)
     spec = encoder if isinstance(encoder, EncoderSpec) else resolve_encoder(encoder, model_name_or_path)
     if variant not in TEXT_VARIANTS:
@@ -376,12 +388,13 @@ def task_embeddings(
         examples = task_examples(task, data_dir, split_seed, k_shot, pool_seeds)
     seed = "pooled" if pool_seeds else split_seed
     if spec.kind == SENTENCE_TRANSFORMERS:
-        texts = example_texts(task, examples, variant)
+        texts = example_texts(task, examples, variant, prompt)
         key = embedding_cache_key(spec.path, task.name, seed, k_shot, variant, texts)
     else:
-        texts = example_texts(task, examples, "label")  # the prompt and labels the hidden states depend on
+        prompt = prompt or load_prompt(task)
+        texts = example_texts(task, examples, "label", prompt)  # the prompt and labels the hidden states depend on
         key = embedding_cache_key(
-            spec.path, task.name, seed, k_shot, variant, texts, pooling="mask", template=load_prompt(task).template
+            spec.path, task.name, seed, k_shot, variant, texts, pooling="mask", template=prompt.template
         )
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     emb = _read_cache(cache, key)
@@ -397,7 +410,7 @@ def task_embeddings(
     emb = (
         embed_texts(texts, spec.path)
         if spec.kind == SENTENCE_TRANSFORMERS
-        else mask_states(task, examples, spec.path, variant)
+        else mask_states(task, examples, spec.path, variant, prompt=prompt)
     )
     write_cache(cache, key, emb)
     return emb

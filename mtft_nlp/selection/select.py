@@ -41,6 +41,7 @@ from ..data.kshot import DEFAULT_K, default_data_dir
 from ..data.overlap import text_overlap
 from ..data.sources import in_family, load_target_test
 from ..tasks import TaskSpec, classification_tasks, get_task, leave_one_out
+from ..templates import Prompt
 from .algorithm import (
     AUTO_P,
     DEFAULT_BUDGET,
@@ -320,6 +321,7 @@ def select_tasks(
     model_name_or_path: Optional[str] = None,
     budget: int = DEFAULT_BUDGET,
     target_examples: Optional[List[Dict]] = None,
+    target_prompt: Optional[Prompt] = None,
 ) -> SelectionResult:
     """Choose finetuning tasks for ``target`` (the API of ``mtft-nlp select``): embed, rank, select.
 
@@ -329,7 +331,8 @@ def select_tasks(
     ``p="auto"`` is resolved by :func:`auto_p` with ``budget``, which is also no-diversity's default k.
     Every option is checked before anything is embedded. ``target_examples``: the target's own labelled examples
     (a user's task whose data is not in ``data_dir``, which then holds only the candidates'); the text overlap with
-    the target's test set is then the caller's to check.
+    the target's test set is then the caller's to check. ``target_prompt``: the prompt the target's examples are
+    rendered through (default: its task's default prompt; a user's task given its prompt elsewhere).
     """
     p = check_p(p)
     if method not in SELECTION_METHODS:
@@ -347,11 +350,20 @@ def select_tasks(
     def embed(tasks: Sequence[str]) -> Dict[str, np.ndarray]:
         return embed_tasks(tasks, data_dir, spec, variant, split_seed, k_shot, pool_seeds, cache_dir)
 
-    if target_examples is None:
+    if target_examples is None and target_prompt is None:
         embs = embed([target_task.name, *names])
     else:
         own = task_embeddings(
-            target_task, None, spec, variant, split_seed, k_shot, pool_seeds, cache_dir, examples=target_examples
+            target_task,
+            data_dir,
+            spec,
+            variant,
+            split_seed,
+            k_shot,
+            pool_seeds,
+            cache_dir,
+            examples=target_examples,
+            prompt=target_prompt,
         )
         embs = {target_task.name: own, **embed(names)}
     p_rule = None

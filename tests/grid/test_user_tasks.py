@@ -10,8 +10,9 @@ from mtft_nlp import tasks as tasks_mod
 CLASSES = {"3": "person", "4": "location", "5": "number"}  # TREC: 3 HUM, 4 LOC, 5 NUM
 
 
-def _user_folder(data_dir: Path, root: Path) -> Path:
-    """A user's task in LM-BFF's layout, alone in its folder: root/original/support/{train,test}.csv."""
+def _user_folder(data_dir: Path, root: Path, prompt_in_task_file: bool = True) -> Path:
+    """A user's task in LM-BFF's layout, alone in its folder: root/original/support/{train,test}.csv; its prompt file
+    root/support.prompts.yaml named in the task file or not."""
     folder = root / "original" / "support"
     folder.mkdir(parents=True)
     for split, n in (("train", 40), ("test", 20)):
@@ -29,8 +30,9 @@ def _user_folder(data_dir: Path, root: Path) -> Path:
     )
     task = root / "support.yaml"
     task.write_text(
-        "name: Support\nlabels: [location, number, person]\nmetric: acc\nprompt_file: support.prompts.yaml\n"
-        "lmbff: {dir: support, format: csv, header: false, train: train.csv, test: {test.csv: test.csv}, "
+        "name: Support\nlabels: [location, number, person]\nmetric: acc\n"
+        + ("prompt_file: support.prompts.yaml\n" if prompt_in_task_file else "")
+        + "lmbff: {dir: support, format: csv, header: false, train: train.csv, test: {test.csv: test.csv}, "
         "text_a: 1, label: 0}\n",
         encoding="utf-8",
     )
@@ -81,3 +83,44 @@ def test_without_source_data_dir_nothing_changes(tmp_path):
     )
     plan_mod.record_config(tmp_path / "config.yaml", cfg)
     assert "source_data_dir" not in (tmp_path / "config.yaml").read_text()
+
+
+def test_a_prompt_given_in_the_config_section_reaches_task_selection(tmp_path, data_dir, monkeypatch):
+    """A user's task file without a prompt, its prompt given in the grid config's section (as its cells get it):
+    task selection renders the target through that prompt instead of stopping at "task Support has no prompt file"."""
+    import pytest
+
+    from mtft_nlp.grid import plan as plan_mod
+    from mtft_nlp.selection.select import select_tasks
+    from mtft_nlp.templates import load_prompt
+
+    monkeypatch.setattr(tasks_mod, "_USER", {})
+    monkeypatch.delenv(tasks_mod.USER_TASKS_ENV, raising=False)
+    mine = tmp_path / "mine"
+    task = _user_folder(data_dir, mine, prompt_in_task_file=False)
+    prompt_file = str(mine / "support.prompts.yaml")
+    common = dict(targets=[str(task)], seeds=[13], data_dir=str(mine), source_data_dir=str(data_dir))
+    common["output_dir"] = str(tmp_path / "grid")
+    bare = plan_mod.load_config(None, "minilm", rows=["mt-sel-embed-ft"], **common)
+    with pytest.raises(tasks_mod.MtftError, match="Support has no prompt file"):
+        plan_mod.run_selections(plan_mod.Plan(bare))  # the task alone has no prompt: the config must give it
+
+    cfg = plan_mod.load_config(
+        None, "minilm", rows=["mt-sel-embed-ft"], embedding={"prompt_file": prompt_file}, **common
+    )
+    plan = plan_mod.Plan(cfg)
+    assert plan.selection_path("Support") != plan_mod.Plan(bare).selection_path("Support")
+    plan_mod.run_selections(plan)
+    written = json.loads(plan.selection_path("Support").read_text())
+    expected = select_tasks(
+        "Support",
+        data_dir=str(data_dir),
+        target_examples=plan_mod._target_examples(cfg, "Support", cfg["selection"]),
+        target_prompt=load_prompt("Support", prompt_file=prompt_file),
+    )
+    assert written["selected"] == expected.selected and written["similarity"] == pytest.approx(expected.similarity)
+
+    with pytest.raises(tasks_mod.MtftError, match="sections give different ones"):
+        plan_mod.load_config(
+            None, "minilm", rows=["mt-sel-embed-ft", "mt-sel-pbft"], embedding={"prompt_file": prompt_file}, **common
+        )

@@ -18,6 +18,7 @@ from mtft_nlp.selection import command as selection_cli
 from mtft_nlp.selection import coverage as coverage_mod
 from mtft_nlp.selection import embeddings as emb
 from mtft_nlp.selection import select as sel
+from mtft_nlp.templates import load_prompt
 
 SENTIMENT = ("SST-5", "MR", "CR", "MPQA")
 NLI = ("MNLI", "SNLI", "QNLI", "RTE")
@@ -672,6 +673,29 @@ def test_cli_ablations_on_real_data(tmp_path, data_dir, cache_dir, capsys):
     assert "no-diversity    (4): " + ", ".join(ranked[:4]) in out and "same set: " in out
 
 
+def test_cli_renders_the_target_through_the_prompt_file_given(tmp_path, data_dir, cache_dir, capsys):
+    """--prompt_file: the target's examples are rendered through that prompt (here one whose label words carry the
+    opposite sentiment), the candidates through their own."""
+    flipped = tmp_path / "flipped.yaml"
+    flipped.write_text(
+        "default: f\nprompts:\n  f:\n    template: '*cls**sent_0*_It_was*mask*.*sep+*'\n"
+        "    label_words: {'0': great, '1': terrible}\n",
+        encoding="utf-8",
+    )
+    own, other = tmp_path / "own.json", tmp_path / "other.json"
+    assert _select(["--target", "sst-2", "--output", str(own)], data_dir, cache_dir, capsys)[0] == 0
+    rc, _, err = _select(
+        ["--target", "sst-2", "--prompt_file", str(flipped), "--output", str(other)], data_dir, cache_dir, capsys
+    )
+    assert rc == 0, err
+    sims = [json.loads(p.read_text())["similarity"] for p in (own, other)]
+    assert sims[0]["SST-5"] != pytest.approx(sims[1]["SST-5"], abs=1e-4)
+    examples = sel.task_examples("SST-2", data_dir)
+    texts = emb.example_texts("SST-2", examples, "label", load_prompt("SST-2", prompt_file=str(flipped)))
+    negative = [t for t, ex in zip(texts, examples) if ex["label"] == "0"]
+    assert len(negative) == 16 and all(t.endswith("It was great.") for t in negative)
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -684,6 +708,8 @@ def test_cli_ablations_on_real_data(tmp_path, data_dir, cache_dir, capsys):
         (["--target", "sst-2", "--p", "lots"], "--p must be 'auto' or a number >= 0, got 'lots'"),
         (["--target", "sst-2", "--coverage", "hull"], "unknown coverage 'hull'; choose from union, ellipsoid, knn"),
         (["--target", "mnli", "--candidates", "mnli-mm"], "target MNLI: no candidate tasks left"),
+        (["--target", "sst-2", "--prompt_file", "/no/such/prompts.yaml"], "prompt file not found: /no/such"),
+        (["--target", "sst-2", "--prompt", "nosuchprompt"], "prompt 'nosuchprompt' not in"),
     ],
 )
 def test_cli_bad_input_exits_2(args, message, tmp_path, data_dir, cache_dir, capsys):
