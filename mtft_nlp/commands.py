@@ -291,8 +291,19 @@ def _slurm_overrides(section: dict, pairs: List[str]) -> dict:
 
 
 def cmd_run(a) -> int:
-    from .grid.plan import load_config, run_plan
-    from .reporting.report import write_report
+    from .grid.workers import grid_command_signals
+
+    cfg = None
+    try:
+        with grid_command_signals():  # Ctrl-C or SIGTERM at any phase: the jobs stopped, finished results kept
+            cfg = _run_config(a)
+            return _run_grid(cfg)
+    except KeyboardInterrupt:
+        return _interrupted(cfg)
+
+
+def _run_config(a) -> dict:
+    from .grid.plan import load_config
 
     preset = None if a.config else "demo"
     if any(v is not None for v in (a.targets, a.rows, a.seeds, a.model)) and not a.config:
@@ -314,29 +325,35 @@ def cmd_run(a) -> int:
         cfg["ray"] = {**cfg["ray"], "address": a.ray_address}
     if a.slurm:
         cfg["slurm"] = _slurm_overrides(cfg["slurm"], a.slurm)
+    return cfg
+
+
+def _run_grid(cfg: dict) -> int:
+    from .grid.plan import run_plan
+    from .reporting.report import write_report
+
     print(
         f"mtft-nlp run: {len(cfg['targets'])} targets x {len(cfg['rows'])} rows x {len(cfg['seeds'])} seeds "
         f"-> {cfg['output_dir']}",
         flush=True,
     )
-    from .grid.plan import Plan
-
-    try:
-        counts = run_plan(cfg)
-    except KeyboardInterrupt:
-        cells = Plan(cfg).cells()
-        done = sum(is_complete(c["dir"], RESULTS_FILE) for c in cells)
-        print(
-            f"\ninterrupted: {done} of {len(cells)} cells finished (running jobs stopped); "
-            "rerun the same command to resume",
-            file=sys.stderr,
-            flush=True,
-        )
-        return 130
+    counts = run_plan(cfg)
     files = write_report(cfg["output_dir"], commands=[" ".join(["mtft-nlp", "run", *sys.argv[2:]])])
     sys.stdout.write("\n" + files["markdown"].read_text().split("\n## Protocol")[0] + "\n")
     print(f"{counts['ran']} cells run, {counts['cells'] - counts['ran']} already done; report: {files['markdown']}")
     return 0
+
+
+def _interrupted(cfg: Optional[dict]) -> int:
+    """The one line of a stopped grid command (exit 130): how many of its cells are finished, and how to resume."""
+    done = ""
+    if cfg is not None:
+        from .grid.plan import Plan
+
+        cells = Plan(cfg).cells()
+        done = f": {sum(is_complete(c['dir'], RESULTS_FILE) for c in cells)} of {len(cells)} cells finished"
+    print(f"\ninterrupted{done} (running jobs stopped); rerun the same command to resume", file=sys.stderr, flush=True)
+    return 130
 
 
 def cmd_report(a) -> int:
@@ -353,23 +370,30 @@ def cmd_report(a) -> int:
 
 def cmd_sweep(a) -> int:
     from .grid.plan import load_config, run_sweep
+    from .grid.workers import grid_command_signals
     from .reporting.report import write_report
 
-    cfg = load_config(
-        a.config,
-        None if a.config else "demo",
-        seeds=a.seeds,
-        model=a.model,
-        output_dir=a.output_dir,
-        workers=a.workers,
-        data_dir=a.data_dir,
-    )
-    run_sweep(cfg, a.target, a.vary[0], a.vary[1:], a.method)
-    files = write_report(
-        cfg["output_dir"],
-        commands=[" ".join(["mtft-nlp", "sweep", *sys.argv[2:]])],
-        title=f"Sweep of {a.vary[0]} for {a.target}",
-    )
+    cfg = None
+    try:
+        with grid_command_signals():  # as mtft-nlp run
+            cfg = load_config(
+                a.config,
+                None if a.config else "demo",
+                seeds=a.seeds,
+                model=a.model,
+                output_dir=a.output_dir,
+                workers=a.workers,
+                data_dir=a.data_dir,
+            )
+            run_sweep(cfg, a.target, a.vary[0], a.vary[1:], a.method)
+            files = write_report(
+                cfg["output_dir"],
+                commands=[" ".join(["mtft-nlp", "sweep", *sys.argv[2:]])],
+                title=f"Sweep of {a.vary[0]} for {a.target}",
+            )
+    except KeyboardInterrupt:
+        print("\ninterrupted (running jobs stopped); rerun the same command to resume", file=sys.stderr, flush=True)
+        return 130
     print(f"report: {files['markdown']}")
     return 0
 

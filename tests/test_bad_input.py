@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import random
-import signal
+import shutil
 import stat
 import subprocess
 import sys
@@ -22,6 +22,7 @@ from mtft_nlp.cli import main, run_glue_main
 from mtft_nlp.commands import read_inputs
 from mtft_nlp.data.kshot import KShotSplitter, load_files
 from mtft_nlp.data.readers import DataError, read_lmbff_file, read_rows_numbered
+from mtft_nlp.io import RESULTS_FILE
 from mtft_nlp.tasks import MtftError, TaskError, get_task, load_task_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -324,34 +325,101 @@ def _start_grid(tmp_path, output=subprocess.PIPE):
     )
 
 
-def _assert_stopped_cleanly(tmp_path, proc):
-    """The runner exited 130 with the resume message, and no cell process or result is left behind."""
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
-    assert "interrupted: 0 of 3 cells finished" in err and "rerun the same command to resume" in err
+# The runner signals itself (as a terminal's Ctrl-C or a scheduler's SIGTERM would reach it; its job processes are in
+# sessions of their own) from inside one function of a phase, at the n-th call: the signal lands at that point of the
+# grid on every run, not at a moment that the machine's speed decides.
+_SIGNAL_AT = """
+import os, signal, sys, importlib
+from mtft_nlp.cli import main
+module = importlib.import_module({module!r})
+original, calls = getattr(module, {name!r}), []
+def signalled(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == {nth}:
+        os.kill(os.getpid(), signal.{signal})
+    return original(*args, **kwargs)
+setattr(module, {name!r}, signalled)
+sys.exit(main(["run", "--config", {config!r}]))
+"""
+
+
+def _run_signalled(tmp_path, config, module, name, nth, sig):
+    code = _SIGNAL_AT.format(module=module, name=name, nth=nth, signal=sig, config=str(config))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    _, err = proc.communicate(timeout=300)
+    return proc.returncode, err
+
+
+@pytest.fixture(scope="module")
+def finished_grid(tmp_path_factory):
+    """A grid of 3 cells run to its end (the ordinary path), copied by the phases that start after its jobs."""
+    tmp = tmp_path_factory.mktemp("finished")
+    r = subprocess.run(
+        [sys.executable, "-m", "mtft_nlp.cli", "run", "--config", str(_grid_config(tmp))],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(list((tmp / "grid").glob("cells/*/*/*/results.json"))) == 3
+    return tmp / "grid"
+
+
+PHASES = {  # phase: (module, function, n-th call, cells left to run, cells finished when it stops)
+    "start": ("mtft_nlp.grid.plan", "record_config", 1, 3, 0),  # before selection and the first job
+    "cells running": ("mtft_nlp.grid.plan", "_name", 1, 3, 1),  # the first cell reported, the next one running
+    "last cell finishing": ("mtft_nlp.grid.plan", "_name", 1, 1, 3),  # the last cell ended, being reported
+    "after the jobs": ("mtft_nlp.grid.plan", "_record_same_runs", 1, 0, 3),
+    "report": ("mtft_nlp.reporting.report", "plot_bars", 1, 0, 3),  # the report half written
+}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
+@pytest.mark.parametrize(
+    "phase,sig",
+    [
+        ("start", "SIGTERM"),
+        ("cells running", "SIGINT"),
+        ("cells running", "SIGTERM"),
+        ("last cell finishing", "SIGINT"),
+        ("after the jobs", "SIGTERM"),
+        ("report", "SIGINT"),
+        ("report", "SIGTERM"),
+    ],
+)
+def test_8_ctrl_c_and_sigterm_stop_the_grid_at_every_phase(phase, sig, tmp_path, finished_grid):
+    module, name, nth, to_run, finished = PHASES[phase]
+    config = _grid_config(tmp_path)
+    if to_run < 3:  # the phases after some cells: those cells' results from the finished grid
+        shutil.copytree(finished_grid, tmp_path / "grid", ignore=shutil.ignore_patterns("results.json", "RESULTS.*"))
+        for cell in sorted(d for d in (tmp_path / "grid" / "cells").glob("*/*/*") if d.is_dir())[to_run:]:
+            shutil.copy2(finished_grid / cell.relative_to(tmp_path / "grid") / RESULTS_FILE, cell / RESULTS_FILE)
+    rc, err = _run_signalled(tmp_path, config, module, name, nth, sig)
+    assert rc == 130, err[-3000:]
+    assert f"interrupted: {finished} of 3 cells finished" in err and "rerun the same command to resume" in err
     assert "Traceback" not in err
-    time.sleep(0.5)
-    assert _processes_mentioning(_JOB_MARK(tmp_path)) == []
-    assert not list((tmp_path / "grid").glob("**/results.json"))
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
-def test_8_ctrl_c_stops_the_grid_and_its_cells(tmp_path):
-    proc = _start_grid(tmp_path)
-    _wait_for_first_cell(tmp_path, proc)
-    t0 = time.time()
-    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C: the whole foreground group
-    _assert_stopped_cleanly(tmp_path, proc)
-    assert time.time() - t0 < 10.5
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
-def test_8_sigterm_stops_the_grid_like_ctrl_c(tmp_path):
-    # what `kill PID` or a batch scheduler's time limit sends: SIGTERM to the runner only, not to its cells
-    proc = _start_grid(tmp_path)
-    _wait_for_first_cell(tmp_path, proc)
-    proc.terminate()
-    _assert_stopped_cleanly(tmp_path, proc)
+    assert _processes_mentioning(_JOB_MARK(tmp_path)) == []  # no job process left behind
+    results = list((tmp_path / "grid").glob("cells/*/*/*/" + RESULTS_FILE))
+    assert len(results) == finished and all(json.loads(p.read_text())["test_score"] > 0 for p in results)
+    left = [p for p in (tmp_path / "grid").rglob(".*")]  # an atomic write cut short leaves its temporary file
+    assert left == [], left
+    if phase == "report":  # a rerun of the same command resumes: here it only writes the report
+        assert not (tmp_path / "grid" / "RESULTS.md").exists()
+        r = subprocess.run(
+            [sys.executable, "-m", "mtft_nlp.cli", "run", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        assert r.returncode == 0 and "0 cells run, 3 already done" in r.stdout, r.stderr[-3000:]
+        assert (tmp_path / "grid" / "RESULTS.md").is_file()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux only")

@@ -10,6 +10,7 @@ resumes.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import itertools
 import os
 import subprocess
@@ -17,12 +18,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 __all__ = [
     "Interrupted",
     "assign_devices",
     "device_envs",
+    "grid_command_signals",
     "run_jobs",
     "run_interruptible",
     "run_timed",
@@ -301,6 +303,31 @@ def run_jobs(
     )
     pool.shutdown(wait=True)
     return left
+
+
+@contextlib.contextmanager
+def grid_command_signals() -> Iterator[None]:
+    """A whole grid command (``mtft-nlp run``/``sweep``) under Ctrl-C and SIGTERM alike, at every phase: loading the
+    config, task selection, the jobs (where :func:`run_interruptible` stops them), recording, the report. Either
+    signal raises KeyboardInterrupt; whatever phase it reaches, no job process is left running when it leaves this
+    block (both signals ignored while they are stopped, so a second Ctrl-C cannot cut the clean-up short)."""
+    import signal
+
+    main = threading.current_thread() is threading.main_thread()
+    previous_int = signal.getsignal(signal.SIGINT) if main else None
+    restore = _terminate_as_interrupt()
+    try:
+        yield
+    except KeyboardInterrupt:
+        if main:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
+        stop_running_jobs()  # (none, unless a second signal cut run_interruptible's own clean-up short)
+        raise
+    finally:
+        restore()
+        if main:
+            signal.signal(signal.SIGINT, previous_int)
 
 
 def _terminate_as_interrupt() -> Callable[[], None]:
