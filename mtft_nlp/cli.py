@@ -17,6 +17,7 @@ import os
 import sys
 from typing import List, Optional
 
+from .checks import AT_LEAST_1, SEED, option
 from .commands import (
     cmd_fit,
     cmd_predict,
@@ -29,6 +30,7 @@ from .commands import (
     print_summary,
     quick_checks,
 )
+from .parsing import check_method_options, hf_parser, method_defaults, multitask_dataclasses, train_dataclasses
 from .tasks import MtftError
 
 __all__ = ["main", "build_parser", "run_glue_main", "multitask_main", "format_progress", "step_progress_callback"]
@@ -138,14 +140,11 @@ def _hf_entry(
     """Parse HF-style arguments (or one .json/.yaml file), set up logging, run; bad input -> exit 2."""
     argv = _pop_verbose(list(sys.argv[1:] if argv is None else argv))
     import transformers
-    from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(dataclass_types, **parser_kwargs)
-    parser.error = lambda message: _usage_error(parser, message)
-    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     try:
-        if defaults is not None:  # e.g. the training defaults of the chosen method
-            parser.set_defaults(**defaults(argv))
+        parser = hf_parser(dataclass_types, argv, defaults, **parser_kwargs)  # defaults: e.g. the chosen method's
+        parser.error = lambda message: _usage_error(parser, message)
+        parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
         if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
             loader = parser.parse_json_file if argv[0].endswith(".json") else parser.parse_yaml_file
             parsed = loader(os.path.abspath(argv[0]))
@@ -172,55 +171,6 @@ def _hf_entry(
     return 0
 
 
-def _chosen_method(argv: List[str]):
-    """The method that ``--method`` / ``--model_name_or_path`` resolve to."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--method", default="auto")
-    pre.add_argument("--model_name_or_path", default="minilm")
-    known, _ = pre.parse_known_args(argv)
-    from .methods import get_method, resolve_method
-
-    return get_method(resolve_method(known.method, known.model_name_or_path))
-
-
-def _method_defaults(argv: List[str]) -> dict:
-    """Training defaults of the chosen method (flags given on the command line still win)."""
-    return _chosen_method(argv).training_defaults()
-
-
-def _method_option_classes():
-    """The option dataclasses of the registered methods (each once, in registration order)."""
-    from .methods import all_methods
-
-    return list(dict.fromkeys(c for m in all_methods() if (c := m.argument_class()) is not None))
-
-
-def _check_method_options(argv: List[str]) -> None:
-    """An option that only another method reads is refused by name (it would otherwise be silently ignored)."""
-    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
-        return
-    import dataclasses
-
-    from .methods import all_methods
-
-    method = _chosen_method(argv)
-    own = method.argument_class()
-    own_fields = {f.name for f in dataclasses.fields(own)} if own else set()
-    owner = {
-        f.name: m.name
-        for m in all_methods()
-        if m is not method and m.argument_class() not in (None, own)
-        for f in dataclasses.fields(m.argument_class())
-    }
-    for tok in argv:
-        name = tok[2:].split("=", 1)[0] if tok.startswith("--") else None
-        if name in owner and name not in own_fields:
-            raise MtftError(
-                f"--{name} is an option of the {owner[name]} method; this run uses the {method.name} method "
-                f"(choose it with --method {owner[name]})"
-            )
-
-
 def run_cells(batch_file: str) -> int:
     """Run the cells of a batch file one after another in this process (``mtft-nlp cells``); a failing cell is
     logged and the next one runs. Returns the number of failed cells."""
@@ -245,18 +195,17 @@ def run_glue_main(argv: Optional[List[str]] = None) -> int:
     argv = _pop_verbose(list(sys.argv[1:] if argv is None else argv))
     try:
         quick_checks(argv)  # before the heavy imports below
-        _check_method_options(argv)
+        check_method_options(argv)
     except MtftError as exc:
         return _fail(exc)
     from .methods import run_experiment
-    from .training.arguments import FewShotTrainingArguments, ModelArguments, TaskArguments
 
     return _hf_entry(
-        (ModelArguments, TaskArguments, *_method_option_classes(), FewShotTrainingArguments),
+        train_dataclasses(),
         run_experiment,
         argv,
         on_success=print_summary,
-        defaults=_method_defaults,
+        defaults=method_defaults,
         usage="%(prog)s --task_name T (or --task_file F) --seed S --output_dir D [options]",
         description="Few-shot finetuning on one task and split seed: embedding-based (a linear head on "
         "the sentence embedding) for a sentence encoder such as the packaged MiniLM, "
@@ -269,10 +218,9 @@ def run_glue_main(argv: Optional[List[str]] = None) -> int:
 def multitask_main(argv: Optional[List[str]] = None) -> int:
     """Entry of ``mtft-nlp multitask``: the multitask finetuning stage."""
     from .multitask import run_multitask
-    from .training.arguments import ModelArguments, MultitaskArguments, MultitaskTrainingArguments
 
     return _hf_entry(
-        (ModelArguments, MultitaskArguments, MultitaskTrainingArguments),
+        multitask_dataclasses(),
         run_multitask,
         argv,
         progress_lines=True,
@@ -288,8 +236,10 @@ def _add_splits(sub) -> None:
     s.add_argument("--data_dir", required=True, help="LM-BFF original/ folder (holding SST-2/, sst-5/, ...)")
     s.add_argument("--output_dir", required=True, help="where <TASK>/<K>-<seed>/ folders are written")
     s.add_argument("--tasks", nargs="+", required=True, help="task names (case-insensitive)")
-    s.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS), help="split seeds (default: 13 21 42 87 100)")
-    s.add_argument("--k", type=int, default=DEFAULT_K, help="examples per class (default 16)")
+    s.add_argument(
+        "--seeds", nargs="+", type=option(SEED), default=list(SEEDS), help="split seeds (default: 13 21 42 87 100)"
+    )
+    s.add_argument("--k", type=option(AT_LEAST_1), default=DEFAULT_K, help="examples per class (default 16)")
     s.set_defaults(func=cmd_splits)
 
 
@@ -324,14 +274,16 @@ def _add_run(sub) -> None:
         "'all' = these six) and the task-selection ablations mt-random-pbft mt-nocon-pbft mt-nodiv-pbft "
         "(and their -zero-shot forms; 'ablations' = mt-sel-pbft and the three -pbft ablations)",
     )
-    r.add_argument("--seeds", nargs="+", type=int)
+    r.add_argument("--seeds", nargs="+", type=option(SEED))
     r.add_argument("--model", help="masked LM (default from the config)")
     r.add_argument("--output_dir")
     r.add_argument("--data_dir")
-    r.add_argument("--workers", type=int, help="parallel cell processes (one GPU each when several are visible)")
+    r.add_argument(
+        "--workers", type=option(AT_LEAST_1), help="parallel cell processes (one GPU each when several are visible)"
+    )
     r.add_argument(
         "--cells_per_device",
-        type=int,
+        type=option(AT_LEAST_1),
         help="cell processes packed onto each visible GPU (default 1; the number of workers is raised to GPUs x this)",
     )
     r.add_argument(
@@ -378,11 +330,11 @@ def _add_sweep(sub) -> None:
         "--vary", nargs="+", required=True, metavar="VAR VALUES", help="num_tasks 1 2 4 8 12 | shots 4 8 16 32"
     )
     sw.add_argument("--config")
-    sw.add_argument("--seeds", nargs="+", type=int)
+    sw.add_argument("--seeds", nargs="+", type=option(SEED))
     sw.add_argument("--model")
     sw.add_argument("--output_dir", required=True)
     sw.add_argument("--data_dir")
-    sw.add_argument("--workers", type=int)
+    sw.add_argument("--workers", type=option(AT_LEAST_1))
     sw.add_argument(
         "--method",
         default="prompt",
@@ -426,9 +378,13 @@ def _add_fit(sub) -> None:
         help="where the packaged tasks' data is (LM-BFF's original/ folder; default $MTFT_NLP_DATA_DIR or "
         "../shared/data); never your own folder",
     )
-    f.add_argument("--seed", type=int, default=13, help="seed of the split and the training runs")
-    f.add_argument("--stage_steps", type=int, default=None, help="multitask stage steps (default: the method's)")
-    f.add_argument("--max_steps", type=int, default=None, help="finetuning steps (default: the method's)")
+    f.add_argument("--seed", type=option(SEED), default=13, help="seed of the split and the training runs")
+    f.add_argument(
+        "--stage_steps", type=option(AT_LEAST_1), default=None, help="multitask stage steps (default: the method's)"
+    )
+    f.add_argument(
+        "--max_steps", type=option(AT_LEAST_1), default=None, help="finetuning steps (default: the method's)"
+    )
     f.set_defaults(func=cmd_fit)
 
 
@@ -446,7 +402,7 @@ def _add_predict(sub) -> None:
         help="JSON Lines: text, prediction (the task's label), label_word (its verbaliser word), probabilities",
     )
     pr.add_argument("--probabilities", action="store_true", help="also write class probabilities")
-    pr.add_argument("--batch_size", type=int, default=32)
+    pr.add_argument("--batch_size", type=option(AT_LEAST_1), default=32)
     pr.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
     pr.set_defaults(func=cmd_predict)
 

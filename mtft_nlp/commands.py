@@ -83,9 +83,17 @@ def quick_checks(argv: List[str]) -> None:
         p.add_argument(f"--{name}")
     p.add_argument("--zero_shot", nargs="?", const="true")
     p.add_argument("--allow_pickle", nargs="?", const="true")
+
+    class _LeftToTheFullParser(Exception):
+        pass
+
+    def leave(message):  # the full parser reports it, once (this one would print its own usage first)
+        raise _LeftToTheFullParser(message)
+
+    p.error = leave
     try:
         ns, _ = p.parse_known_args(argv)
-    except SystemExit:  # let the full parser report it
+    except _LeftToTheFullParser:
         return
     if ns.task_name or ns.task_file:
         get_task(ns.task_file or ns.task_name)
@@ -122,13 +130,8 @@ def summary_line(record: dict, training_args, args) -> str:
 
 
 def cmd_fit(a) -> int:
-    from .data.readers import check_seed
     from .fit import fit
 
-    check_seed(a.seed)
-    for option in ("stage_steps", "max_steps"):
-        if getattr(a, option) is not None and getattr(a, option) < 1:
-            raise MtftError(f"--{option} {getattr(a, option)}: expected a whole number of at least 1")
     fit(
         a.train_file,
         a.output_dir,

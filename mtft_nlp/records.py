@@ -215,8 +215,9 @@ class ExperimentConfig:
                 raise RecordError(f"{where}: {name!r} is {d[name]}, expected a whole number of at least 1")
         for name in ("seeds", "targets", "if_installed"):
             bad = [v for v in d.get(name) or [] if not isinstance(v, int if name == "seeds" else str) or v is True]
+            bad += [v for v in d.get(name) or [] if name == "seeds" and v not in bad and not 0 <= v < 2**32]
             if bad:
-                kind = "whole numbers (split seeds)" if name == "seeds" else "names"
+                kind = f"whole numbers from 0 to {2**32 - 1} (split seeds)" if name == "seeds" else "names"
                 raise RecordError(f"{where}: {name!r} holds {bad}, expected {kind}")
         if d.get("backend", "local") not in cls.BACKENDS:
             raise RecordError(f"{where}: 'backend' is {d['backend']!r}, expected one of {', '.join(cls.BACKENDS)}")

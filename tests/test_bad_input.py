@@ -5,6 +5,7 @@ of valid CSV / JSONL / TSV / task-YAML inputs to the readers and the task loader
 loads or raises :class:`MtftError` (the CLI's one ``error:`` line, exit 2), never anything else.
 """
 
+import argparse
 import json
 import logging
 import os
@@ -700,7 +701,20 @@ def test_fuzz_end_to_end_cli(tmp_path):
     "argv,fragment",
     [
         (["table"], "the following arguments are required: dir"),
-        (["run", "--seeds", "abc"], "argument --seeds: invalid int value: 'abc'"),
+        (["run", "--seeds", "abc"], "argument --seeds: 'abc': expected a whole number"),
+        (["run", "--seeds", "-1"], "argument --seeds: -1: expected a whole number from 0 to 4294967295"),
+        (
+            ["predict", "--model", "m", "--input", "i", "--batch_size", "0"],
+            "argument --batch_size: 0: expected a whole",
+        ),
+        (
+            ["select", "--target", "sst-2", "--k_shot", "0"],
+            "argument --k_shot: 0: expected a whole number of at least 1",
+        ),
+        (
+            ["fit", "--train_file", "t.csv", "--output_dir", "o", "--stage_steps", "nan"],
+            "argument --stage_steps: 'nan'",
+        ),
         (["train", "--tsk_name", "x", "--output_dir", "o"], "['--tsk_name', 'x']"),
     ],
 )
@@ -737,12 +751,46 @@ def test_14_numeric_training_arguments_are_checked(flags, fragment, tmp_path, da
         ("seeds: [13]\nworkers: 0", "'workers' is 0"),
         ("seeds: [13]\ncells_per_process: -1", "'cells_per_process' is -1"),
         ("seeds: [13, true]", "'seeds' holds [True]"),
+        ("seeds: [-1]", "'seeds' holds [-1], expected whole numbers from 0 to 4294967295"),
+        ("seeds: [13]\ndata_dir: /no/such/folder", "data_dir /no/such/folder is not a folder"),
+        (
+            "seeds: [13]\nembedding: {learning_rate: x}",
+            "section 'embedding' (SST-2 embed-ft seed 13): argument --learning_rate",
+        ),
+        (
+            "seeds: [13]\nembedding: {nosuch: 1}",
+            "section 'embedding' (SST-2 embed-ft seed 13): Some specified arguments",
+        ),
+        (
+            "seeds: [13]\nembedding: {max_steps: 10, adam_beta1: 1.5}",
+            "--adam_beta1 1.5: expected a number from 0 up to",
+        ),
+        (
+            "seeds: [13]\nembedding: {prompt_file: /no/such.yaml}",
+            "section 'embedding' (SST-2 embed-ft seed 13): prompt file not",
+        ),
+        (
+            "seeds: [13]\nembedding: {objective: cross_entropy, head_scale: .nan}",
+            "--head_scale nan: expected a finite number",
+        ),
+        (
+            "seeds: [13]\nrows: [mt-sel-embed-ft]\nselection: {nosuch: 1}",
+            "section 'selection': unknown selection options",
+        ),
+        (
+            "seeds: [13]\nrows: [mt-sel-embed-ft]\nembedding_multitask: {max_steps: 0}",
+            "--max_steps 0: expected a whole",
+        ),
     ],
 )
 def test_14_grid_config_values_are_checked(body, fragment, tmp_path, capsys):
     cfg = tmp_path / "grid.yaml"
     out = tmp_path / "grid"
-    cfg.write_text(f"targets: [SST-2]\nrows: [embed-ft]\noutput_dir: {out}\n{body}\n")
+    cfg.write_text(
+        f"targets: [SST-2]\nrows: [embed-ft]\noutput_dir: {out}\n{body}\n".replace(
+            "rows: [embed-ft]\n", "", body.count("rows:")
+        )
+    )
     rc = main(["run", "--config", str(cfg)])
     err = capsys.readouterr().err
     _assert_one_error(rc, err, out, fragment)
@@ -798,3 +846,102 @@ def test_14_damaged_model_folders_are_refused_by_every_command(damage, fragment,
     rc = main(["run", "--config", str(config)])
     _assert_one_error(rc, capsys.readouterr().err, tmp_path / "g", "model", fragment)
     assert not (tmp_path / "g").exists()
+
+
+def _numeric_options(parser) -> list:
+    """The options of an argparse parser that read a number."""
+    numeric = lambda t: t in (int, float) or getattr(t, "__qualname__", "").startswith("option.")  # noqa: E731
+    return [a.option_strings[0] for a in parser._actions if a.option_strings and numeric(a.type)]
+
+
+def test_fuzz_command_line_numbers(tmp_path, capsys):
+    """Every numeric option of train, multitask and the grid/selection/fit/predict commands, given a value that no
+    option accepts (not a number, not finite, negative), is one error line naming the option, exit 2, nothing
+    written; the data folder does not exist, so a value let through would end in the data's error instead."""
+    from mtft_nlp.cli import build_parser, multitask_main
+    from mtft_nlp.parsing import hf_parser, multitask_dataclasses, train_dataclasses
+
+    missing, out = str(tmp_path / "no_data"), tmp_path / "out"
+    train_csv = _csv(tmp_path / "t.csv", [(f"text {i}", i % 2) for i in range(20)])
+    commands = {
+        "train": (run_glue_main, ["--task_name", "sst-2", "--seed", "13", "--data_dir", missing]),
+        "multitask": (multitask_main, ["--target", "sst-2", "--sources", "mr", "--data_dir", missing]),
+    }
+    options = {
+        "train": _numeric_options(hf_parser(train_dataclasses(), [])),
+        "multitask": _numeric_options(hf_parser(multitask_dataclasses(), [])),
+    }
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    sub_base = {
+        "run": ["--targets", "SST-2", "--rows", "zero-shot", "--data_dir", missing],
+        "sweep": ["--target", "SST-2", "--vary", "shots", "4", "--data_dir", missing],
+        "select": ["--target", "sst-2", "--data_dir", missing],
+        "fit": ["--train_file", str(train_csv), "--source_data_dir", missing],
+        "splits": ["--data_dir", missing, "--tasks", "sst-2"],
+        "predict": ["--model", missing, "--input", str(train_csv)],
+    }
+    for name, base in sub_base.items():
+        commands[name] = (lambda argv, name=name: main([name, *argv]), base)
+        options[name] = _numeric_options(subparsers[name])
+    n = 0
+    for name, (entry, base) in commands.items():
+        assert options[name], name
+        for option in options[name]:
+            for value in ("x", "nan", "1e999", "-inf"):
+                argv = [*base, option, value]
+                argv += ["--output", str(out)] if name in ("predict", "select") else ["--output_dir", str(out)]
+                try:
+                    rc = entry(argv)
+                except SystemExit as exc:
+                    rc = exc.code
+                err = capsys.readouterr().err
+                assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1, (name, option, value, err)
+                assert option in err or option.replace("_", "-") in err, (name, option, value, err)
+                assert not out.exists(), (name, option, value)
+                n += 1
+    assert n > 350
+
+
+def test_fuzz_grid_config(tmp_path):
+    """Random values (wrong types, out of range, unknown keys, in sections too) in a grid config, and random byte
+    edits of its file: load_config either accepts it or raises one MtftError, and writes nothing."""
+    import copy
+
+    import yaml
+
+    from mtft_nlp.grid import plan as plan_mod
+
+    base = {
+        "targets": ["SST-2", "CR"],
+        "rows": ["embed-ft", "mt-sel-embed-ft", "zero-shot"],
+        "seeds": [13, 21],
+        "output_dir": str(tmp_path / "grid"),
+        "embedding": {"max_steps": 20},
+        "embedding_multitask": {"max_steps": 20},
+        "selection": {"p": "auto"},
+    }
+    values = [None, 0, -1, 1.5, float("nan"), float("inf"), "", "x", [], {}, [1, "a"], True, 10**30, ["SST-2"]]
+    section_keys = ["max_steps", "learning_rate", "nosuch", "per_device_train_batch_size", "k", "p", "method", "dims"]
+    keys = [*plan_mod.DEFAULTS, "nosuchkey"]
+    rng = random.Random(28)
+    accepted = refused = 0
+    for i in range(300):
+        cfg = copy.deepcopy(base)
+        for _ in range(rng.randint(1, 3)):
+            key = rng.choice(keys)
+            if isinstance(cfg.get(key), dict) and rng.random() < 0.7:
+                cfg[key] = {**cfg[key], rng.choice(section_keys): rng.choice(values)}
+            else:
+                cfg[key] = rng.choice(values)
+        path = tmp_path / f"c{i}.yaml"
+        text = yaml.safe_dump(cfg).encode()
+        path.write_bytes(text if i % 3 else _mutate(text, rng))
+        try:
+            loaded = plan_mod.load_config(str(path))
+            plan_mod.Plan(loaded).cells()
+            accepted += 1
+        except MtftError as exc:
+            assert str(exc).strip() and "\n" not in str(exc).strip(), str(exc)
+            refused += 1
+        assert not (tmp_path / "grid").exists()
+    assert accepted > 10 and refused > 150

@@ -71,8 +71,10 @@ def load_config(path: Optional[str] = None, preset: Optional[str] = None, **over
             raise MtftError(f"config file not found: {src}")
         try:
             loaded = yaml.safe_load(src.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            raise MtftError(f"config {src}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         except yaml.YAMLError as exc:
-            raise MtftError(f"config {src} is not valid YAML: {exc}") from None
+            raise MtftError(f"config {src} is not valid YAML: {' '.join(str(exc).split())}") from None
         if not isinstance(loaded, dict):
             raise MtftError(f"config {src}: expected a mapping of settings, got {type(loaded).__name__}")
         cfg.update(loaded)
@@ -89,9 +91,44 @@ def load_config(path: Optional[str] = None, preset: Optional[str] = None, **over
     cfg["targets"] = [get_task(t).name for t in cfg["targets"]]
     check_model_folder(cfg["model"], "model")
     cfg["data_dir"] = cfg["data_dir"] or default_data_dir()
+    for key in ("data_dir", "source_data_dir"):  # every cell would fail on a folder that is not there
+        if cfg.get(key) and not Path(cfg[key]).is_dir():
+            raise MtftError(f"config: {key} {cfg[key]} is not a folder (pass --data_dir or set MTFT_NLP_DATA_DIR)")
     cfg["seeds"] = [int(s) for s in cfg["seeds"]]
     selection_prompt(cfg)  # sections that disagree on the prompt task selection renders the targets through
+    check_sections(cfg)
     return cfg
+
+
+def check_sections(cfg: Dict) -> None:
+    """Every section the grid's jobs read, checked before any job starts: each row kind's cell flags and each
+    multitask stage's flags parsed as their processes will parse them, a prompt given in a section loaded for each
+    target, and the selection options. A bad key or value is one error naming the section (a cell would otherwise
+    fail in every seed, after the jobs before it)."""
+    from ..parsing import check_command_line
+    from ..selection.select import check_options
+
+    plan = Plan(cfg)
+    if plan.variants():
+        try:
+            check_options(**cfg["selection"])
+        except MtftError as exc:
+            raise MtftError(f"config: section 'selection': {exc}") from None
+    checked = set()
+    jobs = [("train", _rows.parse_row(c["row"]).spec.section, c) for c in plan.cells()]
+    jobs += [("multitask", get_method(j["method"]).stage_section, j) for j in plan.multitask_jobs()]
+    for command, section, job in jobs:
+        argv = [*job["args"], "--output_dir", str(job["dir"])]
+        try:
+            if (command, section) not in checked:
+                check_command_line(command, argv)
+                checked.add((command, section))
+            prompt = {k: v for k, v in cfg[section].items() if k in PROMPT_KEYS and v is not None}
+            if command == "train" and prompt and (section, job["target"]) not in checked:
+                resolve_prompt(get_task(job["target"]), argparse.Namespace(**{**dict.fromkeys(PROMPT_KEYS), **prompt}))
+                checked.add((section, job["target"]))
+        except MtftError as exc:
+            raise MtftError(f"config: section {section!r} ({_name(job)}): {exc}") from None
 
 
 PROMPT_KEYS = ("prompt", "prompt_file", "template", "label_words")  # the section keys that choose a target's prompt

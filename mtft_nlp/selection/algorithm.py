@@ -64,8 +64,11 @@ def check_p(p) -> Union[float, str]:
             p = float(p)
         except ValueError:
             raise SelectionError(f"--p must be 'auto' or a number >= 0, got {p!r}") from None
-    if p is None or not np.isfinite(p) or p < 0:
+    number = not isinstance(p, bool) and isinstance(p, (int, float, np.number))
+    if not number or p != p or p < 0 or p == float("inf"):  # (no float() of a huge integer: it overflows)
         raise SelectionError(f"--p must be >= 0, got {given}")
+    if p > 1e300:
+        raise SelectionError(f"--p must be a finite number, got {str(given)[:20]}...")
     return float(p)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Dict
 
+from ..checks import AT_LEAST_0, AT_LEAST_1, SEED, option
 from ..reporting.plotting import cluster_order, plot_similarity, similarity_matrix  # noqa: F401  (re-exported)
 from ..templates import load_prompt
 from . import coverage
@@ -42,11 +43,14 @@ def register_cli(subparsers):
     )
     s.add_argument(
         "--k",
-        type=int,
+        type=option(AT_LEAST_1),
         help="random: number of tasks (default |selected|); no-diversity: number of tasks (default --budget)",
     )
     s.add_argument(
-        "--seed", type=int, default=0, help="random / no-consistency: seed of their random streams (default 0)"
+        "--seed",
+        type=option(SEED),
+        default=0,
+        help="random / no-consistency: seed of their random streams (default 0)",
     )
     _add_algorithm_options(s)
     _add_encoder_and_data_options(s)
@@ -66,7 +70,7 @@ def _add_algorithm_options(s) -> None:
     )
     s.add_argument(
         "--budget",
-        type=int,
+        type=option(AT_LEAST_1),
         default=sel.DEFAULT_BUDGET,
         help=f"target mean set size of --p auto, and no-diversity's k (default {sel.DEFAULT_BUDGET})",
     )
@@ -84,7 +88,7 @@ def _add_algorithm_options(s) -> None:
     )
     s.add_argument(
         "--dims",
-        type=int,
+        type=option(AT_LEAST_0),
         default=sel.DEFAULT_ELLIPSOID_DIMS,
         help=f"union/ellipsoid: principal components they are fitted in (default "
         f"{sel.DEFAULT_ELLIPSOID_DIMS}; 0 = the full embedding)",
@@ -115,8 +119,10 @@ def _add_encoder_and_data_options(s) -> None:
         "--candidates", nargs="+", help="candidate tasks (default: the 14 classification tasks minus the target)"
     )
     s.add_argument("--data_dir", help="LM-BFF data root (default: $MTFT_NLP_DATA_DIR or ../shared/data)")
-    s.add_argument("--split_seed", type=int, default=sel.DEFAULT_SPLIT_SEED, help="k-shot split embedded (default 42)")
-    s.add_argument("--k_shot", type=int, default=sel.DEFAULT_K, help="examples per class (default 16)")
+    s.add_argument(
+        "--split_seed", type=option(SEED), default=sel.DEFAULT_SPLIT_SEED, help="k-shot split embedded (default 42)"
+    )
+    s.add_argument("--k_shot", type=option(AT_LEAST_1), default=sel.DEFAULT_K, help="examples per class (default 16)")
     s.add_argument("--pool_seeds", action="store_true", help="embed the union of the 5 seeds' k-shot train sets")
     s.add_argument("--cache_dir", help="embedding cache (default: $MTFT_NLP_CACHE or ~/.cache/mtft-nlp)")
     s.add_argument(

@@ -335,13 +335,8 @@ def select_tasks(
     rendered through (default: its task's default prompt; a user's task given its prompt elsewhere).
     """
     p = check_p(p)
-    if method not in SELECTION_METHODS:
-        raise SelectionError(f"unknown method {method!r}; choose from {', '.join(SELECTION_METHODS)}")
-    if budget < 1:
-        raise SelectionError(f"--budget must be >= 1, got {budget}")
+    check_options(method=method, budget=budget, variant=variant, k=k, seed=seed, split_seed=split_seed, k_shot=k_shot)
     cov = make_coverage(coverage, quantile, dims)
-    if variant not in TEXT_VARIANTS:
-        raise SelectionError(f"unknown embedding variant {variant!r}; choose from {', '.join(TEXT_VARIANTS)}")
     spec = resolve_encoder(encoder, model_name_or_path)
     target_task = get_task(target)
     names = resolve_candidates(target_task, candidates)
@@ -382,6 +377,74 @@ def select_tasks(
             target_task, data_dir, names, split_seed, k_shot, pool_seeds
         )
     return result
+
+
+# select_tasks' options that a grid config's selection: section may set (the rest the grid gives itself)
+OPTIONS = (
+    "candidates",
+    "method",
+    "encoder",
+    "variant",
+    "coverage",
+    "quantile",
+    "dims",
+    "p",
+    "k",
+    "seed",
+    "split_seed",
+    "k_shot",
+    "pool_seeds",
+    "cache_dir",
+    "check_overlap",
+    "budget",
+)
+
+
+def check_options(**options) -> None:
+    """:func:`select_tasks`' options checked without embedding anything (all, or those given): unknown names, and
+    values of the wrong kind or range, are a :class:`SelectionError` naming the option."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise SelectionError(f"unknown selection options {unknown}; they are {', '.join(OPTIONS)}")
+
+    def whole(name, low, high=None):
+        value = options.get(name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value >= high)
+        ):
+            raise SelectionError(f"--{name} must be a whole number >= {low}, got {value!r}")
+
+    if "method" in options and options["method"] not in SELECTION_METHODS:
+        raise SelectionError(f"unknown method {options['method']!r}; choose from {', '.join(SELECTION_METHODS)}")
+    if "variant" in options and options["variant"] not in TEXT_VARIANTS:
+        raise SelectionError(
+            f"unknown embedding variant {options['variant']!r}; choose from {', '.join(TEXT_VARIANTS)}"
+        )
+    for name in ("budget", "k", "k_shot"):
+        whole(name, 1)
+    for name in ("seed", "split_seed"):
+        whole(name, 0, 2**32)
+    whole("dims", 0)
+    quantile = options.get("quantile")
+    if quantile is not None and (isinstance(quantile, bool) or not isinstance(quantile, (int, float))):
+        raise SelectionError(f"--quantile must be a number strictly between 0 and 1, got {quantile!r}")
+    for name in ("encoder", "coverage", "cache_dir"):
+        if options.get(name) is not None and not isinstance(options[name], str):
+            raise SelectionError(f"--{name} must be a name, got {options[name]!r}")
+    if "p" in options:
+        check_p(options["p"])
+    if {"coverage", "quantile", "dims"} & set(options):
+        make_coverage(
+            options.get("coverage", DEFAULT_COVERAGE),
+            options.get("quantile"),
+            options.get("dims", DEFAULT_ELLIPSOID_DIMS),
+        )
+    for name in ("pool_seeds", "check_overlap"):
+        if name in options and not isinstance(options[name], bool):
+            raise SelectionError(f"--{name} must be true or false, got {options[name]!r}")
+    candidates = options.get("candidates")
+    if candidates is not None and (isinstance(candidates, str) or not all(isinstance(c, str) for c in candidates)):
+        raise SelectionError(f"candidates must be a list of task names, got {candidates!r}")
 
 
 def same_sets(selections: Dict[str, Sequence[str]]) -> List[Tuple[str, str]]:

@@ -17,6 +17,7 @@ from typing import List, Optional
 import torch
 from transformers import TrainingArguments
 
+from ..checks import AT_LEAST_0, AT_LEAST_1, FRACTION, POSITIVE, SEED, check_numbers
 from ..data.kshot import DEFAULT_K, default_data_dir
 from ..methods.embedding.arguments import ObjectiveArguments, objective_field
 
@@ -121,6 +122,9 @@ class ModelArguments:
         },
     )
 
+    def __post_init__(self):
+        check_numbers(self, {"lora_r": AT_LEAST_1, "lora_alpha": POSITIVE, "lora_dropout": FRACTION})
+
 
 @dataclass
 class TaskArguments:
@@ -205,10 +209,8 @@ class TaskArguments:
     )
 
     def __post_init__(self):
-        for name in ("k", "max_seq_length", "first_sent_limit", "other_sent_limit", "max_test_examples"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"--{name} {value}: expected a whole number of at least 1")
+        names = ("k", "max_seq_length", "first_sent_limit", "other_sent_limit", "max_test_examples")
+        check_numbers(self, dict.fromkeys(names, AT_LEAST_1))
 
 
 @dataclass
@@ -266,22 +268,42 @@ class FewShotTrainingArguments(TrainingArguments):
 
     def _check_numbers(self):
         """Values the Trainer would take without a word or fail on late: one error naming the flag."""
-        checks = [
-            ("learning_rate", self.learning_rate > 0, "a number greater than 0"),
-            ("max_steps", self.max_steps >= -1, "a whole number of at least 0 (or -1: --num_train_epochs)"),
-            ("eval_steps", self.eval_steps is None or self.eval_steps > 0, "a number greater than 0"),
-            ("logging_steps", self.logging_steps > 0, "a number greater than 0"),
-            ("weight_decay", self.weight_decay >= 0, "a number of at least 0"),
-            ("warmup_steps", self.warmup_steps >= 0, "a number of at least 0"),
-            ("per_device_eval_batch_size", self.per_device_eval_batch_size >= 1, "a whole number of at least 1"),
-        ]
-        if not self._derived_batch:
-            checks.append(
-                ("per_device_train_batch_size", self.per_device_train_batch_size >= 1, "a whole number of at least 1")
+        rules = {
+            "seed": SEED,
+            "learning_rate": POSITIVE,
+            "max_steps": (lambda v: v >= -1, "a whole number of at least 0 (or -1: --num_train_epochs)"),
+            "num_train_epochs": POSITIVE,
+            "eval_steps": POSITIVE,
+            "logging_steps": POSITIVE,
+            "save_steps": POSITIVE,
+            "eval_delay": AT_LEAST_0,
+            "weight_decay": AT_LEAST_0,
+            "warmup_steps": AT_LEAST_0,
+            "max_grad_norm": AT_LEAST_0,
+            "adam_beta1": FRACTION,
+            "adam_beta2": FRACTION,
+            "adam_epsilon": POSITIVE,
+            "label_smoothing_factor": FRACTION,
+            "neftune_noise_alpha": AT_LEAST_0,
+            "gradient_accumulation_steps": AT_LEAST_1,
+            "eval_accumulation_steps": AT_LEAST_1,
+            "save_total_limit": AT_LEAST_1,
+            "dataloader_num_workers": AT_LEAST_0,
+            "ddp_timeout": POSITIVE,
+            "ddp_bucket_cap_mb": POSITIVE,
+            "per_device_eval_batch_size": AT_LEAST_1,
+        }
+        if self._derived_batch:  # the multitask stage: its sampler has no epochs, it runs max_steps steps
+            rules["max_steps"] = AT_LEAST_1
+        rules["per_device_train_batch_size"] = (
+            (
+                lambda v: v == 0,
+                "it left unset: the stage's batch is --examples_per_step over processes and accumulation",
             )
-        for name, ok, expected in checks:
-            if not ok:
-                raise ValueError(f"--{name} {getattr(self, name)}: expected {expected}")
+            if self._derived_batch
+            else AT_LEAST_1
+        )
+        check_numbers(self, rules)
 
     _derived_batch = False  # the multitask stage derives its batch from --examples_per_step
 
@@ -366,8 +388,17 @@ class MultitaskArguments(ObjectiveArguments):
 
     def __post_init__(self):
         self._check_objective()
-        if self.tasks_per_step < 1:
-            raise ValueError(f"--tasks_per_step {self.tasks_per_step}: must be at least 1")
+        check_numbers(
+            self,
+            {
+                "source_seed": SEED,
+                "tasks_per_step": AT_LEAST_1,
+                "examples_per_step": AT_LEAST_1,
+                "source_k": AT_LEAST_1,
+                "temperature": POSITIVE,
+                "eval_tasks": AT_LEAST_0,
+            },
+        )
 
 
 @dataclass

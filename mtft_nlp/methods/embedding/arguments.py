@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ...checks import POSITIVE, check_numbers
+
 __all__ = ["EmbeddingArguments", "ObjectiveArguments", "EMBEDDING_DEFAULTS", "STAGE_DEFAULTS", "objective_field"]
 
 
@@ -93,6 +95,7 @@ class EmbeddingArguments(ObjectiveArguments):
 
     def __post_init__(self):
         self._check_objective(self.head)
+        check_numbers(self, {"head_learning_rate": POSITIVE, "head_scale": POSITIVE})
 
     @property
     def head_mode(self) -> str:
