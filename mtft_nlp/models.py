@@ -3,6 +3,7 @@ multitask stage's record in a model folder. Shared by every method; a leaf modul
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Optional
 
@@ -117,3 +118,40 @@ def stage_saved(folder: str | os.PathLike) -> bool:
     if not is_complete(folder, STAGE_FILE):
         return False
     return any(os.path.isfile(os.path.join(folder, f)) for f in ("modules.json", "config.json", "adapter_config.json"))
+
+
+def check_tokenizer_fits(tokenizer, embeddings: int, name: str) -> None:
+    """A tokenizer whose ids run past the model's embedding table is not the model's own (a folder assembled from two
+    models): refused by name, instead of an index error in the first forward pass."""
+    if len(tokenizer) > embeddings:
+        raise MtftError(
+            f"--model_name_or_path {name}: its tokenizer has {len(tokenizer)} tokens but the model's embedding table "
+            f"{embeddings}; the folder's tokenizer is not the one its model was trained with"
+        )
+
+
+@contextlib.contextmanager
+def quiet_load_report():
+    """While a model loads: transformers' multi-line LOAD REPORT (missing/unexpected keys, logged as a warning on
+    every load) and its weight-loading progress bar are kept for ``--verbose`` ($MTFT_NLP_VERBOSE); the loaders say
+    what matters in one line of their own."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    if os.environ.get("MTFT_NLP_VERBOSE"):
+        yield
+        return
+    libs = [logging.getLogger(n) for n in ("transformers.modeling_utils", "transformers.distributed.tensor_parallel")]
+    old = [lib.level for lib in libs]
+    bars = hf_logging.is_progress_bar_enabled()
+    for lib in libs:
+        lib.setLevel(logging.ERROR)
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for lib, level in zip(libs, old):
+            lib.setLevel(level)
+        if bars:
+            hf_logging.enable_progress_bar()

@@ -945,3 +945,41 @@ def test_fuzz_grid_config(tmp_path):
             refused += 1
         assert not (tmp_path / "grid").exists()
     assert accepted > 10 and refused > 150
+
+
+def _model_folder(path: Path, config) -> str:
+    """A tiny random model of ``config``'s type saved at ``path``, with the packaged MiniLM's tokenizer."""
+    from transformers import AutoModel
+
+    from mtft_nlp.models import TOKENIZER_FILES, resolve_model_name
+
+    AutoModel.from_config(config).save_pretrained(path)
+    minilm = Path(resolve_model_name("minilm"))
+    for name in (*TOKENIZER_FILES, "tokenizer_config.json", "special_tokens_map.json"):
+        if (minilm / name).is_file():
+            shutil.copy(minilm / name, path / name)
+    return str(path)
+
+
+@pytest.mark.parametrize("method", ["prompt", "embedding"])
+def test_14_a_model_of_the_wrong_type_or_with_another_tokenizer(method, tmp_path, data_dir, capsys):
+    """A GPT-2 folder for the prompt method (no masked-LM form), and a BERT folder whose tokenizer has more tokens
+    than its embedding table (a tokenizer from another model): one error line each, nothing written."""
+    from transformers import BertConfig, GPT2Config
+
+    small = dict(num_hidden_layers=1, num_attention_heads=2, hidden_size=16, intermediate_size=32)
+    mixed = _model_folder(tmp_path / "mixed", BertConfig(vocab_size=100, **small))
+    cases = [(mixed, "its tokenizer has 30522 tokens but the model's embedding table 100")]
+    if method == "prompt":
+        gpt2 = _model_folder(tmp_path / "gpt2", GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=30522))
+        cases.append((gpt2, "a gpt2 model has no masked-LM form"))
+    capsys.readouterr()  # (what saving them printed)
+    for model, fragment in cases:
+        rc, err, out = _run(
+            ["--task_name", "sst-2", "--seed", "13", "--method", method, "--model_name_or_path", model],
+            tmp_path,
+            capsys,
+            data_dir,
+        )
+        _assert_one_error(rc, err, out, f"--model_name_or_path {model}: {fragment}")
+        assert not out.exists()

@@ -106,7 +106,7 @@ def load_sentence_encoder(
     """
     from sentence_transformers import SentenceTransformer
 
-    from ...models import resolve_model_name
+    from ...models import check_tokenizer_fits, quiet_load_report, resolve_model_name
 
     path = resolve_model_name(name)
     local = os.path.isdir(path)
@@ -130,11 +130,15 @@ def load_sentence_encoder(
     prev = logging.getLogger("sentence_transformers").level
     logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
     try:
-        model = SentenceTransformer(path, device=device or "cpu", trust_remote_code=trust_remote_code)
+        with quiet_load_report():
+            model = SentenceTransformer(path, device=device or "cpu", trust_remote_code=trust_remote_code)
     except OSError as exc:
         raise MtftError(f"--model_name_or_path {name}: cannot load a sentence encoder ({exc})") from None
     finally:
         logging.getLogger("sentence_transformers").setLevel(prev)
+    transformer = model[0].auto_model if hasattr(model[0], "auto_model") else None
+    if transformer is not None and hasattr(transformer, "get_input_embeddings"):
+        check_tokenizer_fits(model.tokenizer, transformer.get_input_embeddings().num_embeddings, name)
     return model
 
 

@@ -207,7 +207,7 @@ def _load_full(path: Path, trust_remote_code: bool):
     """(masked LM, prompt metadata from its config) of a full classifier folder; safetensors only."""
     from transformers import AutoConfig, AutoModelForMaskedLM
 
-    from .modeling import quiet_load_report
+    from ...models import quiet_load_report
 
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     if not any(path.glob("*.safetensors")):

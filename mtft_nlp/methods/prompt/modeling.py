@@ -27,28 +27,8 @@ from torch import nn
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 from transformers.utils import ModelOutput
 
-from ...models import resolve_model_name
-from ...tasks import check_weights_format
-
-
-@contextlib.contextmanager
-def quiet_load_report():
-    """transformers logs a multi-line LOAD REPORT (missing/unexpected keys) as a warning on every load; it is
-    kept for ``--verbose`` ($MTFT_NLP_VERBOSE) and replaced by one line of ours otherwise."""
-    import logging
-
-    libs = [logging.getLogger(n) for n in ("transformers.modeling_utils", "transformers.distributed.tensor_parallel")]
-    if os.environ.get("MTFT_NLP_VERBOSE"):
-        yield
-        return
-    old = [lib.level for lib in libs]
-    for lib in libs:
-        lib.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for lib, level in zip(libs, old):
-            lib.setLevel(level)
+from ...models import check_tokenizer_fits, quiet_load_report, resolve_model_name
+from ...tasks import MtftError, check_weights_format
 
 
 def load_masked_lm(name: Optional[str], head_init: str = "random", allow_pickle: bool = False, **kwargs):
@@ -73,16 +53,34 @@ def load_masked_lm(name: Optional[str], head_init: str = "random", allow_pickle:
         base_name = PeftConfig.from_pretrained(path).base_model_name_or_path
         check_weights_format(base_name, allow_pickle)
         with quiet_load_report():
-            base = AutoModelForMaskedLM.from_pretrained(base_name, **kwargs)
+            base = _masked_lm(base_name, base_name, **kwargs)
         merged = PeftModel.from_pretrained(base, path).merge_and_unload()
         merged.requires_grad_(True)  # peft froze the base weights; the merged model trains like any checkpoint
         return merged, tokenizer
     with quiet_load_report():
-        model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True, **kwargs)
+        model, info = _masked_lm(path, name, output_loading_info=True, **kwargs)
     missing = set(info.get("missing_keys", []))
     _init_missing_head(model, missing, head_init)
     _report_loading(model, missing, info.get("unexpected_keys", []), head_init)
+    check_tokenizer_fits(tokenizer, model.get_input_embeddings().num_embeddings, name)
     return model, tokenizer
+
+
+def _masked_lm(path: str, name: Optional[str], **kwargs):
+    """``AutoModelForMaskedLM.from_pretrained``; a model type without a masked-LM form (GPT-2, T5, ...) is refused
+    by name."""
+    try:
+        return AutoModelForMaskedLM.from_pretrained(path, **kwargs)
+    except ValueError as exc:
+        if "Unrecognized configuration class" not in str(exc):
+            raise
+        from transformers import AutoConfig
+
+        kind = AutoConfig.from_pretrained(path, trust_remote_code=kwargs.get("trust_remote_code", False)).model_type
+        raise MtftError(
+            f"--model_name_or_path {name or path}: a {kind} model has no masked-LM form; the prompt method needs a "
+            "masked LM (BERT, RoBERTa, ...), and a sentence encoder goes with --method embedding"
+        ) from None
 
 
 def _init_missing_head(model, missing, head_init: str) -> None:
