@@ -69,7 +69,10 @@ def test_fit_on_a_users_csv_saves_a_classifier_with_its_selection_and_scores(tmp
 
 
 def _fit(argv, capsys):
-    rc = main(["fit", *argv])
+    try:
+        rc = main(["fit", *argv])
+    except SystemExit as exc:  # argparse's usage errors (a number out of range)
+        rc = exc.code
     err = capsys.readouterr().err.strip().splitlines()
     return rc, err
 
@@ -81,8 +84,8 @@ def _fit(argv, capsys):
         ({"--labels": ["person", "location"]}, "are not among --labels"),
         ({"--descriptions": ["one"]}, "--descriptions: 1 given for the 3 labels"),
         ({"--sources": ["NOPE"]}, "NOPE"),
-        ({"--stage_steps": "0"}, "--stage_steps 0"),
-        ({"--seed": "-3"}, "seed"),
+        ({"--stage_steps": "0"}, "argument --stage_steps: 0: expected a whole number of at least 1"),
+        ({"--seed": "-3"}, "argument --seed: -3: expected a whole number from 0 to"),
         ({"--task_name": "SST-2"}, "a packaged task has this name"),
         ({"--test_file": "missing.csv"}, "--test_file missing.csv: file not found"),
         ({"--method": "setfit"}, "has no multitask stage"),
