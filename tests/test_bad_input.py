@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -353,6 +354,8 @@ def _run_signalled(tmp_path, config, module, name, nth, sig):
         text=True,
         cwd=ROOT,
         start_new_session=True,
+        # as from a terminal: a shell's background job (a CI script run with `&`) inherits SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     _, err = proc.communicate(timeout=300)
     return proc.returncode, err
