@@ -739,6 +739,7 @@ def test_usage_errors_are_one_line(argv, fragment, capsys):
         (["--max_seq_length", "0"], "--max_seq_length 0"),
         (["--max_test_examples", "0"], "--max_test_examples 0"),
         (["--weight_decay", "-0.1"], "--weight_decay -0.1"),
+        (["--early_stopping_patience", "0"], "--early_stopping_patience 0: expected a whole number of at least 1"),
     ],
 )
 def test_14_numeric_training_arguments_are_checked(flags, fragment, tmp_path, data_dir, capsys):
@@ -783,6 +784,10 @@ def test_14_numeric_training_arguments_are_checked(flags, fragment, tmp_path, da
         (
             "seeds: [13]\nrows: [mt-sel-embed-ft]\nembedding_multitask: {max_steps: 0}",
             "--max_steps 0: expected a whole",
+        ),
+        (
+            "seeds: [13]\nrows: [mt-sel-embed-ft]\nembedding_multitask: {early_stopping_patience: 2}",
+            "--early_stopping_patience: the multitask stage runs all its --max_steps steps",
         ),
     ],
 )

@@ -254,6 +254,13 @@ class FewShotTrainingArguments(TrainingArguments):
     report_to: Optional[str] = field(
         default="none", metadata={"help": "Trainer integrations (tensorboard, wandb, ...)."}
     )
+    early_stopping_patience: Optional[int] = field(
+        default=None,
+        metadata={
+            "help": "Stop training once the dev score has not improved for this many evaluations in a row (the "
+            "best-dev weights are kept, as without it). Off by default."
+        },
+    )
 
     def __post_init__(self):
         # torchrun on CPU: accelerate only sets up real DDP (gloo) when told to use the CPU; otherwise
@@ -292,9 +299,15 @@ class FewShotTrainingArguments(TrainingArguments):
             "ddp_timeout": POSITIVE,
             "ddp_bucket_cap_mb": POSITIVE,
             "per_device_eval_batch_size": AT_LEAST_1,
+            "early_stopping_patience": AT_LEAST_1,
         }
         if self._derived_batch:  # the multitask stage: its sampler has no epochs, it runs max_steps steps
             rules["max_steps"] = AT_LEAST_1
+            if self.early_stopping_patience is not None:
+                raise ValueError(
+                    "--early_stopping_patience: the multitask stage runs all its --max_steps steps (its dev "
+                    "evaluations are per source task); the option is one of target finetuning"
+                )
         rules["per_device_train_batch_size"] = (
             (
                 lambda v: v == 0,

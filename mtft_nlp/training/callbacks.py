@@ -19,14 +19,18 @@ class BestDevCallback(TrainerCallback):
 
     Improvement is strict and numeric (``score > best``), so a negative Matthews correlation
     is compared correctly and ties keep the earlier checkpoint. Works on any Trainer whose
-    ``compute_metrics`` reports ``metric_name``.
+    ``compute_metrics`` reports ``metric_name``. With ``patience``, training stops once that many evaluations in a
+    row have not improved on the best (``stopped_step`` says where); the best weights are restored as always.
     """
 
-    def __init__(self, metric_name: str = "eval_score"):
+    def __init__(self, metric_name: str = "eval_score", patience: Optional[int] = None):
         self.metric_name = metric_name
+        self.patience = patience
         self.best_score: Optional[float] = None
         self.best_step: Optional[int] = None
+        self.stopped_step: Optional[int] = None
         self._state: Optional[Dict[str, torch.Tensor]] = None
+        self._since_best = 0
         self.history: List[Dict[str, float]] = []
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
@@ -35,8 +39,20 @@ class BestDevCallback(TrainerCallback):
         score = float(metrics[self.metric_name])
         self.history.append({"step": state.global_step, "score": score})
         if self.best_score is None or score > self.best_score:
-            self.best_score, self.best_step = score, state.global_step
+            self.best_score, self.best_step, self._since_best = score, state.global_step, 0
             self._state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            return
+        self._since_best += 1
+        if self.patience and self._since_best >= self.patience and control is not None:
+            control.should_training_stop = True
+            self.stopped_step = state.global_step
+            logger.info(
+                "dev score not improved for %d evaluations: stopping at step %d (best: step %d, %.4f)",
+                self._since_best,
+                state.global_step,
+                self.best_step,
+                self.best_score,
+            )
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self.restore(model)

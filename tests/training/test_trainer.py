@@ -72,3 +72,40 @@ def test_multitask_trainer_reads_the_stream_in_order(tmp_path):
     )
     trainer = build_trainer(_Tiny(), args, _data(), None, _collate, trainer_class=MultitaskTrainer)
     assert list(_sampler(trainer.get_train_dataloader())) == list(range(12))
+
+
+def _scripted_run(tmp_path, scores, patience):
+    """A real Trainer run, evaluated on dev after every step, whose dev scores are ``scores`` in turn; returns the
+    callback, the steps trained and the weights at each evaluation."""
+    model, seen, weights = _Tiny(), iter(scores), {}
+
+    class Snapshot(transformers.TrainerCallback):
+        def on_evaluate(self, args, state, control, model=None, **kwargs):
+            weights[state.global_step] = model.w.weight.detach().clone()
+
+    args = FewShotTrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=len(scores),
+        per_device_train_batch_size=4,
+        eval_steps=1,
+        logging_steps=100,
+        report_to="none",
+        early_stopping_patience=patience,
+    )
+    best = BestDevCallback(patience=args.early_stopping_patience)
+    compute = lambda _: {"score": next(seen)}  # noqa: E731
+    trainer = build_trainer(model, args, _data(), _data(4), _collate, compute, [Snapshot(), best])
+    trainer.train()
+    return best, trainer.state.global_step, weights, model
+
+
+def test_early_stopping_stops_after_patience_evaluations_without_a_gain_and_keeps_the_best(tmp_path):
+    scores = [0.5, 0.7, 0.6, 0.7, 0.65, 0.9, 0.8, 0.8]  # ties do not count as a gain
+    best, steps, weights, model = _scripted_run(tmp_path / "p3", scores, patience=3)
+    assert (steps, best.stopped_step, best.best_step) == (5, 5, 2)
+    assert [h["step"] for h in best.history] == [1, 2, 3, 4, 5]
+    assert torch.equal(model.w.weight, weights[2])  # the weights of the best evaluation, not of the last step
+    best, steps, _, _ = _scripted_run(tmp_path / "p4", scores, patience=4)  # the gain at step 6 is reached
+    assert (steps, best.stopped_step, best.best_step) == (8, None, 6)
+    best, steps, _, _ = _scripted_run(tmp_path / "off", scores, patience=None)
+    assert (steps, best.stopped_step, best.best_step) == (8, None, 6)

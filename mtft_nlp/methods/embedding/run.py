@@ -196,7 +196,7 @@ def _finetune(model, task, prep, training_args, emb_args):
     contrastive = uses_contrastive(emb_args.objective)
     train = contrastive_train_set(feats["train"], training_args) if contrastive else FeatureDataset(feats["train"])
     dev, test = (FeatureDataset(feats[k], sort_by_length=True) for k in ("dev", "test"))
-    best = BestDevCallback()
+    best = BestDevCallback(patience=training_args.early_stopping_patience)
     callbacks = [best]
     refit = None
     if emb_args.head_mode == "refit":

@@ -187,7 +187,7 @@ def train_and_evaluate(
     set_seed(training_args.seed)  # the seed also fixes any freshly initialised head weights
     mlm = load_model(model_args)
     model = PromptForMaskedLM(mlm)
-    best = BestDevCallback()
+    best = BestDevCallback(patience=training_args.early_stopping_patience)
     trainer = build_trainer(
         model,
         training_args,
