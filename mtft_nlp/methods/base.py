@@ -9,6 +9,7 @@ adds it. See docs/ARCHITECTURE.md, "Add a method".
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -62,7 +63,7 @@ class StageParts:
     record: Dict = dataclasses.field(default_factory=dict)
 
 
-class Method:
+class Method(abc.ABC):
     """An adaptation method. Subclasses set the class attributes and implement :meth:`run`; the rest is optional."""
 
     name: str = ""
@@ -102,9 +103,9 @@ class Method:
     install_hint: str = ""
 
     # -- runs
+    @abc.abstractmethod
     def run(self, model_args, data_args, training_args, method_args=None) -> Dict:
         """One run on the k-shot split of ``training_args.seed``; writes ``results.json`` last and returns it."""
-        raise NotImplementedError
 
     def multitask_stage(self, model_args, sources: Sequence, args, seed: int) -> StageParts:
         """The method's parts of the multitask stage (the stage's skeleton is :mod:`mtft_nlp.multitask`)."""

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Dict, List
 
 from ..tasks import MtftError
@@ -18,6 +19,8 @@ _entry_points_loaded = False
 
 def register_method(method) -> Method:
     """Add ``method`` (a :class:`Method` instance or subclass); its name and row kinds must be new. Returns it."""
+    if isinstance(method, type) and issubclass(method, Method) and inspect.isabstract(method):
+        raise MtftError(f"register_method: {method.__name__} does not implement run()")
     method = method() if isinstance(method, type) else method
     if not isinstance(method, Method) or not method.name:
         raise MtftError(f"register_method: expected a named mtft_nlp.methods.Method, got {method!r}")

@@ -42,14 +42,23 @@ def test_each_method_declares_its_defaults_sections_and_kinds():
 
 
 def test_register_method_refuses_clashes_and_non_methods():
+    class NoRun(Method):
+        name = "norun"
+
+    with pytest.raises(MtftError, match="NoRun does not implement run"):
+        register_method(NoRun)
+
     class Clash(Method):
         name = "clash"
         kinds = (RowKind("pbft", "x", "x", section="train", multitask=False),)
 
+        def run(self, model_args, data_args, training_args, method_args=None):
+            return {}
+
     with pytest.raises(MtftError, match="belong to another method"):
         register_method(Clash)
     with pytest.raises(MtftError, match="has no stage"):
-        register_method(type("NoStage", (Method,), {"name": "nostage", "kinds": (RowKind("n", "n", "n", "x"),)}))
+        register_method(type("NoStage", (Clash,), {"name": "nostage", "kinds": (RowKind("n", "n", "n", "x"),)}))
     with pytest.raises(MtftError, match="expected a named"):
         register_method(object())
     with pytest.raises(MtftError, match="unknown method 'clash'"):
