@@ -281,8 +281,7 @@ def _set_batch_size(args: MultitaskArguments, training_args: MultitaskTrainingAr
 
 def _stage_trainer(stage, dataset, training_args):
     callback = MultitaskMetricsCallback(list(stage.dev_sets))
-    lr, wd = training_args.learning_rate, training_args.weight_decay
-    optimizer = stage.make_optimizer(lr, wd) if stage.make_optimizer else None
+    optimizer = stage.make_optimizer(training_args) if stage.make_optimizer else None
     trainer = build_trainer(
         stage.model,
         training_args,

@@ -55,7 +55,7 @@ class StageParts:
     train_features: List[List[Dict]]
     dev_sets: Dict[str, object]
     save: Callable[[Path], None]
-    # (learning_rate, weight_decay) -> optimizer; None: the Trainer's own AdamW at --learning_rate
+    # (training arguments) -> optimizer; None: the Trainer's own --optim at --learning_rate
     make_optimizer: Optional[Callable] = None
     # (sampling probabilities, training arguments) -> the training stream; None: the mixed-task stream
     make_dataset: Optional[Callable] = None

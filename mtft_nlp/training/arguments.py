@@ -272,6 +272,19 @@ class FewShotTrainingArguments(TrainingArguments):
             self.dataloader_pin_memory = False
         self._check_numbers()
         super().__post_init__()
+        self._check_optimizer()
+
+    def _check_optimizer(self):
+        """An ``--optim`` whose package is missing: one error now, not a traceback once the model has loaded."""
+        from transformers import Trainer
+
+        try:
+            Trainer.get_optimizer_cls_and_kwargs(self)
+        except (ImportError, ValueError) as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if isinstance(exc, ImportError) or "install" in message or "import" in message:
+                raise ValueError(f"--optim {self.optim.value}: {message}") from None
+            # other ValueErrors (an optimizer that needs the model's modules) are the Trainer's to raise
 
     def _check_numbers(self):
         """Values the Trainer would take without a word or fail on late: one error naming the flag."""

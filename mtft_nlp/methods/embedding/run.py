@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from transformers import set_seed
+from transformers import Trainer, set_seed
 
 from ...data.run_inputs import load_task_data, multitask_summary, resolve_prompt
 from ...io import RESULTS_FILE, check_output_dir, write_predictions
@@ -143,14 +143,24 @@ def fit_adaptation_head(
     return best[2], best[1], scored
 
 
-def embedding_optimizer(model: EmbeddingForClassification, lr: float, head_lr: float, weight_decay: float = 0.0):
-    """AdamW with the encoder at ``lr`` and the heads at ``head_lr`` (handed to ``Trainer(optimizers=...)``; the
-    Trainer builds the learning-rate schedule over both groups)."""
+def embedding_optimizer(model: EmbeddingForClassification, training_args, head_lr: float):
+    """The optimizer ``--optim`` names (the Trainer's own choice and keyword arguments: fused AdamW by default, with
+    ``--adam_beta1/2``, ``--adam_epsilon`` and ``--weight_decay``) over two groups, the encoder at
+    ``--learning_rate`` and the heads at ``head_lr``; handed to ``Trainer(optimizers=...)``, which builds the
+    learning-rate schedule over both groups."""
     groups = [
-        {"params": [p for p in model.encoder.parameters() if p.requires_grad], "lr": lr},
+        {"params": [p for p in model.encoder.parameters() if p.requires_grad], "lr": training_args.learning_rate},
         {"params": list(model.heads.parameters()), "lr": head_lr},
     ]
-    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    try:
+        cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(training_args, model)
+        kwargs = {**kwargs, "lr": training_args.learning_rate, "weight_decay": training_args.weight_decay}
+        return cls(groups, **kwargs)
+    except (ImportError, TypeError, ValueError, RuntimeError) as e:
+        raise MtftError(
+            f"--optim {getattr(training_args.optim, 'value', training_args.optim)} cannot optimise the embedding "
+            f"method's encoder and head groups: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from None
 
 
 def contrastive_train_set(features: List[Dict], training_args, task_probs=None, tasks_per_step: int = 1):
@@ -202,9 +212,7 @@ def _finetune(model, task, prep, training_args, emb_args):
     if emb_args.head_mode == "refit":
         refit = HeadRefitCallback(_refit_head(task, prep, emb_args.head_scale))
         callbacks.insert(0, refit)  # the head is fitted before the evaluation that BestDevCallback scores
-    optimizer = embedding_optimizer(
-        model, training_args.learning_rate, emb_args.head_learning_rate, training_args.weight_decay
-    )
+    optimizer = embedding_optimizer(model, training_args, emb_args.head_learning_rate)
     trainer = build_trainer(
         model,
         training_args,
@@ -432,8 +440,8 @@ def embedding_stage(model_args, sources, args, seed: int, head_learning_rate: fl
     def save(out: Path):
         encoder.save(str(out))
 
-    def optimizer(lr: float, weight_decay: float):
-        return embedding_optimizer(model, lr, head_learning_rate, weight_decay)
+    def optimizer(training_args):
+        return embedding_optimizer(model, training_args, head_learning_rate)
 
     return StageParts(
         model,
