@@ -99,3 +99,37 @@ def test_paper_grid_estimate_tiny(tmp_path):
             proj["cells"] == 12 * 6 * 5 and proj["stages"] == 24 and report["projection_hours"][n] == proj["hours"] > 0
         )
     assert report["levels"]["1"]["eval_examples_per_s"] and report["levels"]["1"]["mt_step_s"] > 0
+
+
+def _replay(tmp_path, results_dir, *flags):
+    out = tmp_path / "replay.json"
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "early_stopping_replay.py"), str(results_dir), str(out), *flags],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    return json.loads(out.read_text())
+
+
+def test_early_stopping_replay_stops_where_the_callback_stops(tmp_path):
+    """A full run's dev history fed to BestDevCallback: patience 2 stops two evaluations after the last gain."""
+    scores = [0.5, 0.6, 0.55, 0.6, 0.7, 0.65]  # steps 0, 10, ..., 50; a tie is no gain
+    cell = tmp_path / "res" / "cells" / "SST-2" / "embed-ft" / "seed13-x"
+    cell.mkdir(parents=True)
+    history = [{"step": 10 * i, "score": s} for i, s in enumerate(scores)]
+    (cell / "results.json").write_text(json.dumps({"row": "embed-ft", "dev_history": history, "best_step": 40}))
+    report = _replay(tmp_path, tmp_path / "res", "--patience", "2", "3")
+    two, three = report["patience"]["2"], report["patience"]["3"]
+    assert report["cells"] == 1
+    assert two["mean_steps"] == 30 and two["cells_keeping_another_step"] == 1
+    assert two["mean_dev_change_points"] == pytest.approx(-10.0)
+    assert three["mean_steps"] == 50 and three["cells_keeping_another_step"] == 0 and three["step_fraction"] == 1
+
+
+def test_early_stopping_replay_of_the_committed_cells_keeps_their_steps_without_stopping(tmp_path):
+    """With a patience longer than the runs, the replay keeps every committed embed-ft cell's recorded best step."""
+    report = _replay(tmp_path, ROOT / "benchmarks" / "results" / "embedding", "--patience", "99")
+    full = report["patience"]["99"]
+    assert report["cells"] >= 40 and full["cells_keeping_another_step"] == 0 and full["step_fraction"] == 1
