@@ -50,7 +50,7 @@ def main(argv=None):
             cells.append(record)
     if not cells:
         parser.error(f"no cell of rows {args.rows} with a dev_history under {args.results_dir}")
-    report = {"results_dir": args.results_dir, "rows": args.rows, "cells": len(cells), "patience": {}}
+    report = {"results_dir": args.results_dir, "rows": args.rows, "cells": len(cells), "by_patience": {}}
     for patience in args.patience:
         steps = kept_changed = 0
         full_steps = dev_change = 0.0
@@ -62,7 +62,7 @@ def main(argv=None):
             full_steps += full_step
             kept_changed += best_step != record["best_step"]
             dev_change += 100 * (best_score - full_score)
-        report["patience"][str(patience)] = {
+        report["by_patience"][f"p{patience}"] = {  # keys that str.format can index (RESULTS quotes them)
             "mean_steps": steps / len(cells),
             "mean_full_steps": full_steps / len(cells),
             "step_fraction": steps / full_steps,

@@ -121,7 +121,7 @@ def test_early_stopping_replay_stops_where_the_callback_stops(tmp_path):
     history = [{"step": 10 * i, "score": s} for i, s in enumerate(scores)]
     (cell / "results.json").write_text(json.dumps({"row": "embed-ft", "dev_history": history, "best_step": 40}))
     report = _replay(tmp_path, tmp_path / "res", "--patience", "2", "3")
-    two, three = report["patience"]["2"], report["patience"]["3"]
+    two, three = report["by_patience"]["p2"], report["by_patience"]["p3"]
     assert report["cells"] == 1
     assert two["mean_steps"] == 30 and two["cells_keeping_another_step"] == 1
     assert two["mean_dev_change_points"] == pytest.approx(-10.0)
@@ -131,5 +131,5 @@ def test_early_stopping_replay_stops_where_the_callback_stops(tmp_path):
 def test_early_stopping_replay_of_the_committed_cells_keeps_their_steps_without_stopping(tmp_path):
     """With a patience longer than the runs, the replay keeps every committed embed-ft cell's recorded best step."""
     report = _replay(tmp_path, ROOT / "benchmarks" / "results" / "embedding", "--patience", "99")
-    full = report["patience"]["99"]
+    full = report["by_patience"]["p99"]
     assert report["cells"] >= 40 and full["cells_keeping_another_step"] == 0 and full["step_fraction"] == 1

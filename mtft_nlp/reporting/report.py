@@ -538,8 +538,12 @@ def _section(sec: Dict, root_p: Path, out: Path, files: Dict[str, Path]) -> List
     if sec.get("results") and not results or data is None or sec.get("sweeps") and not sweeps:
         return []  # nothing measured for this section yet
     md = [f"## {sec['title']}", ""] if sec.get("title") else []
+
+    def filled(text: str) -> str:  # a section's text and its text after the tables quote its data files' fields
+        return (text.format_map(data) if sec.get("data") else text).rstrip()
+
     if sec.get("text"):
-        md += [(sec["text"].format_map(data) if sec.get("data") else sec["text"]).rstrip(), ""]
+        md += [filled(sec["text"]), ""]
     if results and sec.get("table", True):
         md += _section_table(sec, results, out, files)
     if sec.get("agreement"):
@@ -570,7 +574,7 @@ def _section(sec: Dict, root_p: Path, out: Path, files: Dict[str, Path]) -> List
     if results or sweeps:
         md += [_env_line(results or find_results(root_p / sec["sweeps"]), sec.get("results") or ()), ""]
     if sec.get("after"):
-        md += [sec["after"].rstrip(), ""]
+        md += [filled(sec["after"]), ""]
     for c in sec.get("commands") or []:
         md += [f"    {c}", ""]
     return md

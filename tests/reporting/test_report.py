@@ -105,6 +105,7 @@ def bench(tmp_path):
                 "title": "Speed",
                 "text": "{speed[steps]} steps in {speed[ways][mixed]:.0f} s",
                 "data": {"speed": "speed/speed.json"},
+                "after": "so {speed[steps]} steps take {speed[ways][mixed]:.1f} s",
             },
             {
                 "title": "Runs",
@@ -149,7 +150,7 @@ def test_spec_report_numbers(bench, tmp_path):
     assert "Training time of these 2 stages: 4.0 min in all" in md
     assert "- selected and no-diversity chose the same set on 1 of 1 targets (TREC)" in md
     assert "- selected and random chose the same set on 0 of 1 targets\n" in md
-    assert "100 steps in 172 s" in md
+    assert "100 steps in 172 s" in md and "so 100 steps take 172.3 s" in md  # the text after the tables too
     assert "| SST-2 | 64.0 |" in md
     assert "(1 pairs): median |difference| 4.0 points, max 4.0." in md
     assert "Not measured yet" not in md and "No data yet" not in md
