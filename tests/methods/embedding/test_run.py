@@ -105,8 +105,7 @@ def test_mixed_task_batch_equals_each_task_alone(encoder):
 
 def test_optimizer_follows_optim_and_the_fused_step_is_adamw(encoder, tmp_path):
     """The encoder and head groups get the optimizer ``--optim`` names with its betas and weight decay (the
-    Trainer's default: fused AdamW, several times quicker per step on CPU than the per-tensor loop); its step
-    matches plain AdamW's."""
+    Trainer's default: fused AdamW); its step matches plain AdamW's."""
     import copy
 
     from mtft_nlp.training.arguments import FewShotTrainingArguments
