@@ -12,6 +12,7 @@ examples, each from a task drawn uniformly with replacement.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -211,6 +212,13 @@ def run_multitask(
             f"--objective {args.objective} is the {' or '.join(owners)} method's; the {method.name} method's stage "
             f"trains with {', '.join(method.stage_objectives)}"
         )
+    defaults = {f.name: f.default for f in dataclasses.fields(args)}
+    for m in all_methods():
+        for name in m.stage_options:
+            if name not in method.stage_options and getattr(args, name) != defaults[name]:
+                raise MtftError(
+                    f"--{name} is read by the {m.name} method's stage only; this stage is the {method.name} method's"
+                )
     resolved = resolve_sources(
         args.target,
         args.sources,

@@ -740,6 +740,7 @@ def test_usage_errors_are_one_line(argv, fragment, capsys):
         (["--max_test_examples", "0"], "--max_test_examples 0"),
         (["--weight_decay", "-0.1"], "--weight_decay -0.1"),
         (["--early_stopping_patience", "0"], "--early_stopping_patience 0: expected a whole number of at least 1"),
+        (["--encode_chunks", "0"], "--encode_chunks 0: expected a whole number of at least 1"),
         # an optimizer whose package (torchdistx) is not installed: refused before the model loads
         (["--optim", "adamw_anyprecision"], "--optim adamw_anyprecision: Please install"),
     ],

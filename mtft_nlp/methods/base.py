@@ -71,6 +71,7 @@ class Method(abc.ABC):
     kinds: Tuple[RowKind, ...] = ()
     stage_section: Optional[str] = None  # the grid configuration's section of its multitask stage; None: no stage
     stage_objectives: Tuple[str, ...] = ("cross_entropy",)  # the --objective values its stage trains with
+    stage_options: Tuple[str, ...] = ()  # the multitask options that only some methods' stages read: those it reads
     finetune_kind: Optional[str] = None  # the kind a sweep (mtft-nlp sweep) varies
     row_groups: Dict[str, List[str]] = {}  # --rows groups, e.g. {"embedding": [...]}
     peer: bool = False  # a method measured beside ours with its own recipe (a row left out when not installed)

@@ -38,6 +38,13 @@ class EmbeddingMethod(Method):
     )
     stage_section = "embedding_multitask"
     stage_objectives = ("cross_entropy", "supcon", "supcon+ce")
+    stage_options = (
+        "contrastive_temperature",
+        "ce_weight",
+        "encode_chunks",
+        "tasks_per_step",
+        "negatives_across_tasks",
+    )
     finetune_kind = "embed-ft"
     classifier_marker = EMBEDDING_CLASSIFIER_FILE
     row_groups = {

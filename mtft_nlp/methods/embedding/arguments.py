@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...checks import POSITIVE, check_numbers
+from ...checks import AT_LEAST_1, POSITIVE, check_numbers
 
 __all__ = ["EmbeddingArguments", "ObjectiveArguments", "EMBEDDING_DEFAULTS", "STAGE_DEFAULTS", "objective_field"]
 
@@ -35,7 +35,8 @@ def objective_field(default: str, help: str):
 
 @dataclass
 class ObjectiveArguments:
-    """The embedding method's training objective, shared by single runs and the multitask stage."""
+    """The embedding method's training objective and batch encoding, shared by single runs and the multitask
+    stage."""
 
     objective: str = objective_field(
         "supcon",
@@ -50,10 +51,20 @@ class ObjectiveArguments:
         default=1.0, metadata={"help": "Embedding method: weight of the cross-entropy term of --objective supcon+ce."}
     )
 
+    encode_chunks: int = field(
+        default=4,
+        metadata={
+            "help": "Embedding method: a training batch is encoded in this many length-sorted chunks, each padded "
+            "to its own longest text (the loss still sees the whole batch: same gradient, less padding; 1 pads "
+            "the whole batch to its longest text)."
+        },
+    )
+
     def _check_objective(self, head: str = "auto"):
         from .contrastive import check_objective
 
         check_objective(self.objective, self.contrastive_temperature, self.ce_weight, head)
+        check_numbers(self, {"encode_chunks": AT_LEAST_1})
 
 
 @dataclass

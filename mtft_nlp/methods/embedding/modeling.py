@@ -191,6 +191,11 @@ class EmbeddingForClassification(nn.Module):
     class of the same task (``supcon``), or their sum with the cross-entropy weighted by ``ce_weight``
     (``supcon+ce``). With ``description_features`` (one collated batch of class-description inputs per head), the
     descriptions join each training batch as extra anchors of their classes.
+
+    In training, a batch is encoded in ``encode_chunks`` length-sorted chunks, each without the padding columns
+    its own texts do not need, and the embeddings are put back in batch order before the loss: the loss and its
+    gradient are those of the whole batch (up to dropout's random draws), at the cost of the tokens the texts
+    hold rather than the batch's longest text times its size. Evaluation encodes the batch as given.
     """
 
     accepts_loss_kwargs = False  # the loss is a per-batch mean: Trainer must not rescale it
@@ -204,6 +209,7 @@ class EmbeddingForClassification(nn.Module):
         ce_weight: float = 1.0,
         negatives_across_tasks: bool = True,
         description_features: Optional[Sequence[Dict[str, torch.Tensor]]] = None,
+        encode_chunks: int = 1,
     ):
         super().__init__()
         self.encoder = encoder
@@ -212,12 +218,27 @@ class EmbeddingForClassification(nn.Module):
         self.objective, self.temperature, self.ce_weight = objective, float(temperature), float(ce_weight)
         self.negatives_across_tasks = negatives_across_tasks
         self.description_features = list(description_features) if description_features else None
+        self.encode_chunks = int(encode_chunks)
+
+    def _encode(self, features: Dict[str, torch.Tensor]) -> torch.Tensor:
+        return F.normalize(self.encoder(features)["sentence_embedding"].float(), dim=-1)
 
     def embed(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
         features = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             features["token_type_ids"] = token_type_ids
-        return F.normalize(self.encoder(features)["sentence_embedding"].float(), dim=-1)
+        chunks = min(self.encode_chunks, input_ids.shape[0]) if self.training else 1
+        if chunks <= 1:
+            return self._encode(features)
+        order = torch.argsort(attention_mask.sum(1), stable=True)
+        parts = []
+        for rows in torch.tensor_split(order, chunks):
+            used = attention_mask[rows].any(0).nonzero()
+            width = int(used.max()) + 1 if len(used) else 1  # trailing columns that are padding in every row go
+            parts.append(self._encode({k: v[rows, :width] for k, v in features.items()}))
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(len(order), device=order.device)
+        return torch.cat(parts)[inverse]
 
     def logits_from_embeddings(self, z: torch.Tensor, task_id: Optional[torch.Tensor] = None) -> torch.Tensor:
         if task_id is None or len(self.heads) == 1:

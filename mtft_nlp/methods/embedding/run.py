@@ -331,6 +331,7 @@ def _adapt(kind: str, prep: Dict, encoder, model_path: str, training_args, emb_a
             temperature=emb_args.contrastive_temperature,
             ce_weight=emb_args.ce_weight,
             description_features=anchors,
+            encode_chunks=emb_args.encode_chunks,
         )
         info = _finetune(model, task, prep, training_args, emb_args)
         return model, info.pop("dev_score"), info.pop("test_logits"), info
@@ -421,18 +422,17 @@ def embedding_stage(model_args, sources, args, seed: int, head_learning_rate: fl
         temperature=args.contrastive_temperature,
         ce_weight=args.ce_weight,
         negatives_across_tasks=args.negatives_across_tasks,
+        encode_chunks=args.encode_chunks,
     )
     contrastive = uses_contrastive(objective)
-    record = (
-        {
-            "contrastive_temperature": args.contrastive_temperature,
-            "ce_weight": args.ce_weight if objective == "supcon+ce" else None,
-            "tasks_per_step": args.tasks_per_step,
-            "negatives_across_tasks": args.negatives_across_tasks,
-        }
-        if contrastive
-        else {}
-    )
+    record = {"encode_chunks": args.encode_chunks}
+    if contrastive:
+        record.update(
+            contrastive_temperature=args.contrastive_temperature,
+            ce_weight=args.ce_weight if objective == "supcon+ce" else None,
+            tasks_per_step=args.tasks_per_step,
+            negatives_across_tasks=args.negatives_across_tasks,
+        )
 
     def dataset(probs, training_args):  # every step: --tasks_per_step sources, each with every class present
         return contrastive_train_set(train_feats, training_args, probs, args.tasks_per_step)

@@ -168,6 +168,11 @@ def test_the_stage_refuses_contrastive_objectives_for_the_prompt_method(tmp_path
     rc = multitask_main(base + ["--method", "prompt", "--objective", "supcon"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "embedding method's" in err[0] and not out.exists()
+    for flags in (["--encode_chunks", "2"], ["--contrastive_temperature", "0.1"], ["--tasks_per_step", "3"]):
+        rc = multitask_main(base + ["--method", "prompt"] + flags)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and f"{flags[0]} is read by the embedding method's stage only" in err[0]
+        assert not out.exists()
     rc = multitask_main(base + ["--method", "embedding", "--objective", "supcon", "--contrastive_temperature", "-1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "--contrastive_temperature" in err[0] and not out.exists()
@@ -186,6 +191,7 @@ def test_the_contrastive_stage_saves_a_sentence_transformer(tmp_path, data_dir):
     assert multitask_main(args) == 0
     meta = json.loads((out / "multitask_config.json").read_text())
     assert meta["objective"] == "supcon" and meta["tasks_per_step"] == 2 and meta["negatives_across_tasks"] is True
+    assert meta["encode_chunks"] == 4
     assert sum(s["examples_drawn"] for s in meta["sources"]) == 3 * 16
     emb = SentenceTransformer(str(out)).encode(["a film", "where is paris"])
     assert emb.shape == (2, 384)
