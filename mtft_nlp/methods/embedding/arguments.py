@@ -55,8 +55,8 @@ class ObjectiveArguments:
         default=4,
         metadata={
             "help": "Embedding method: a training batch is encoded in this many length-sorted chunks, each padded "
-            "to its own longest text (the loss still sees the whole batch: same gradient, less padding; 1 pads "
-            "the whole batch to its longest text)."
+            "to its own longest text (the loss still sees the whole batch: its gradient, up to dropout's draws, on "
+            "fewer padded tokens; 1 pads the whole batch to its longest text)."
         },
     )
 

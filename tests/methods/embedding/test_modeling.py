@@ -39,14 +39,10 @@ def _watch_inputs(encoder, seen):
 
 
 def _without_dropout(model):
+    """Training mode without random draws (BERT's attention also reads its dropout module's ``p``)."""
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
-    # the attention implementation reads the config's dropout, not a module
-    model.encoder[0].auto_model.config.attention_probs_dropout_prob = 0.0
-    for module in model.modules():
-        if hasattr(module, "dropout_prob"):
-            module.dropout_prob = 0.0
     return model
 
 
